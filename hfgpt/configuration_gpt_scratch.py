@@ -1,0 +1,200 @@
+"""Configuration of the GPT from *Build a Large Language Model (From Scratch)*.
+
+The book keeps its hyperparameters in a plain dict (``GPT_CONFIG_124M``: ``vocab_size``, ``context_length``,
+``emb_dim``, ``n_heads``, ``n_layers``, ``drop_rate``, ``qkv_bias``). Here they live in a
+``PreTrainedConfig`` so the model saves, loads and shares like any transformers model. The field names follow
+GPT-2's config (``n_positions``, ``n_embd``, ``n_head``, ``n_layer``); ``attribute_map`` adds the standard
+transformers names, and :meth:`GPTScratchConfig.from_book_dict` reads the book's dict directly.
+
+This file imports only ``transformers``: ``save_pretrained`` copies it next to the modeling file so a saved
+folder loads with ``trust_remote_code=True`` where ``hfgpt`` is not installed.
+"""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+
+# The book's model sizes (chapter 5, "Loading pretrained weights from OpenAI") and a few CPU-sized ones.
+# Values are the fields of GPTScratchConfig; everything not listed keeps its default.
+PRESETS: dict[str, dict] = {
+    # GPT-2 sizes, with the book's names.
+    "124M": dict(n_embd=768, n_layer=12, n_head=12),
+    "355M": dict(n_embd=1024, n_layer=24, n_head=16),
+    "774M": dict(n_embd=1280, n_layer=36, n_head=20),
+    "1558M": dict(n_embd=1600, n_layer=48, n_head=25),
+    # Small sizes that train on a laptop CPU (vocab_size is usually overridden by a trained tokenizer).
+    "tiny": dict(n_embd=64, n_layer=2, n_head=2, n_positions=128),
+    "mini": dict(n_embd=128, n_layer=4, n_head=4, n_positions=256),
+    "small": dict(n_embd=256, n_layer=4, n_head=4, n_positions=256),
+    "medium-cpu": dict(n_embd=384, n_layer=6, n_head=6, n_positions=512),
+}
+PRESET_ALIASES = {
+    "gpt2": "124M",
+    "gpt2-small": "124M",
+    "gpt2-medium": "355M",
+    "gpt2-large": "774M",
+    "gpt2-xl": "1558M",
+}
+
+# The book's GPT_CONFIG dict keys -> our field names.
+BOOK_KEYS = {
+    "vocab_size": "vocab_size",
+    "context_length": "n_positions",
+    "emb_dim": "n_embd",
+    "n_heads": "n_head",
+    "n_layers": "n_layer",
+    "qkv_bias": "qkv_bias",
+}
+
+
+class GPTScratchConfig(PretrainedConfig):
+    r"""Hyperparameters of a GPTScratch model (the book's ``GPT_CONFIG_124M`` and friends).
+
+    Args:
+        vocab_size: size of the token vocabulary (the book: 50,257, GPT-2's BPE).
+        n_positions: context length, the number of learned absolute positions (the book's ``context_length``).
+        n_embd: embedding / hidden width (``emb_dim``).
+        n_layer: number of transformer blocks (``n_layers``).
+        n_head: number of attention heads (``n_heads``); must divide ``n_embd``.
+        n_inner: width of the feed-forward hidden layer; ``None`` means ``4 * n_embd`` as in the book.
+        embd_pdrop, attn_pdrop, resid_pdrop: dropout after the embeddings, on the attention weights, and on the
+            shortcut branches. The book uses one ``drop_rate`` for all three; pass ``drop_rate=`` to set them together.
+        qkv_bias: whether the query/key/value projections have a bias (the book: ``False`` for training from
+            scratch, ``True`` to load OpenAI's GPT-2 weights).
+        layer_norm_epsilon: epsilon of the layer norms (the book: 1e-5).
+        initializer_range: standard deviation of the GPT-2 weight initialisation.
+        tie_word_embeddings: share the token embedding with the output head (GPT-2 does; the book's
+            ``GPTModel`` keeps a separate ``out_head``).
+    """
+
+    model_type = "gpt_scratch"
+    keys_to_ignore_at_inference = ["cache", "past_key_values"]
+    attribute_map = {
+        "hidden_size": "n_embd",
+        "num_hidden_layers": "n_layer",
+        "num_attention_heads": "n_head",
+        "max_position_embeddings": "n_positions",
+        "intermediate_size": "n_inner",
+    }
+
+    def __init__(
+        self,
+        vocab_size: int = 50257,
+        n_positions: int = 1024,
+        n_embd: int = 768,
+        n_layer: int = 12,
+        n_head: int = 12,
+        n_inner: int | None = None,
+        embd_pdrop: float = 0.1,
+        attn_pdrop: float = 0.1,
+        resid_pdrop: float = 0.1,
+        qkv_bias: bool = False,
+        layer_norm_epsilon: float = 1e-5,
+        initializer_range: float = 0.02,
+        tie_word_embeddings: bool = True,
+        use_cache: bool = True,
+        bos_token_id: int | None = None,
+        eos_token_id: int | None = None,
+        pad_token_id: int | None = None,
+        drop_rate: float | None = None,
+        **kwargs,
+    ):
+        if drop_rate is not None:
+            embd_pdrop = attn_pdrop = resid_pdrop = drop_rate
+        self.vocab_size = vocab_size
+        self.n_positions = n_positions
+        self.n_embd = n_embd
+        self.n_layer = n_layer
+        self.n_head = n_head
+        self.n_inner = n_inner if n_inner is not None else (4 * n_embd if isinstance(n_embd, int) else None)
+        self.embd_pdrop = embd_pdrop
+        self.attn_pdrop = attn_pdrop
+        self.resid_pdrop = resid_pdrop
+        self.qkv_bias = qkv_bias
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.initializer_range = initializer_range
+        self.tie_word_embeddings = tie_word_embeddings
+        # Generation settings passed through **kwargs are dropped by PretrainedConfig in v5: keep use_cache here.
+        self.use_cache = use_cache
+        # GPT-2's <|endoftext|> (50256) is bos, eos and pad when the vocabulary is GPT-2's; a trained tokenizer
+        # passes its own ids (see hfgpt.tokenization.special_token_ids).
+        if vocab_size == 50257:
+            bos_token_id = 50256 if bos_token_id is None else bos_token_id
+            eos_token_id = 50256 if eos_token_id is None else eos_token_id
+            pad_token_id = 50256 if pad_token_id is None else pad_token_id
+        self.bos_token_id = bos_token_id
+        self.eos_token_id = eos_token_id
+        self.pad_token_id = pad_token_id
+        super().__init__(**kwargs)
+        self.validate_sizes()
+
+    # ------------------------------------------------------------------ validation
+    def validate_sizes(self) -> None:
+        """Raise a ``ValueError`` naming the field when a value cannot describe a working model."""
+        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"GPTScratchConfig.{name} must be a positive integer, got {value!r}.")
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(
+                f"GPTScratchConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): each head "
+                f"gets n_embd / n_head dimensions."
+            )
+        for name in ("embd_pdrop", "attn_pdrop", "resid_pdrop"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ValueError(f"GPTScratchConfig.{name} is a dropout probability and must be in [0, 1), got {value!r}.")
+        if not isinstance(self.layer_norm_epsilon, (int, float)) or self.layer_norm_epsilon <= 0:
+            raise ValueError(f"GPTScratchConfig.layer_norm_epsilon must be > 0, got {self.layer_norm_epsilon!r}.")
+        if not isinstance(self.initializer_range, (int, float)) or self.initializer_range < 0:
+            raise ValueError(f"GPTScratchConfig.initializer_range must be >= 0, got {self.initializer_range!r}.")
+        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            value = getattr(self, name, None)
+            ids = value if isinstance(value, (list, tuple)) else [value]
+            for token_id in ids:
+                if token_id is not None and not 0 <= token_id < self.vocab_size:
+                    raise ValueError(
+                        f"GPTScratchConfig.{name} ({token_id}) is outside the vocabulary (vocab_size={self.vocab_size})."
+                    )
+
+    # ------------------------------------------------------------------ presets
+    @classmethod
+    def preset_names(cls) -> list[str]:
+        return list(PRESETS) + list(PRESET_ALIASES)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "GPTScratchConfig":
+        """A named size: the book's ``"124M"``, ``"355M"``, ``"774M"``, ``"1558M"`` (or ``"gpt2"``,
+        ``"gpt2-medium"``, ...), or a CPU size ``"tiny"``, ``"mini"``, ``"small"``, ``"medium-cpu"``.
+        Keyword overrides replace single fields, e.g. ``from_preset("124M", n_positions=256, drop_rate=0.0)``."""
+        key = PRESET_ALIASES.get(name, name)
+        if key not in PRESETS:
+            raise ValueError(f"Unknown preset {name!r}. Known presets: {', '.join(cls.preset_names())}.")
+        values = dict(PRESETS[key])
+        values.update(overrides)
+        if "n_embd" in overrides and "n_inner" not in overrides:
+            values.pop("n_inner", None)
+        return cls(**values)
+
+    @classmethod
+    def from_book_dict(cls, book_config: dict, **overrides) -> "GPTScratchConfig":
+        """Build from the book's ``GPT_CONFIG_124M``-style dict (``context_length``, ``emb_dim``, ``drop_rate``...)."""
+        values = {}
+        for key, value in book_config.items():
+            if key == "drop_rate":
+                values["drop_rate"] = value
+            elif key in BOOK_KEYS:
+                values[BOOK_KEYS[key]] = value
+            else:
+                raise ValueError(f"Unknown key {key!r} in the book's config dict; known: {sorted(BOOK_KEYS) + ['drop_rate']}.")
+        values.setdefault("tie_word_embeddings", False)  # the book's GPTModel has its own out_head
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+
+__all__ = ["GPTScratchConfig", "PRESETS"]
