@@ -59,7 +59,8 @@ class GPTScratchConfig(PretrainedConfig):
         n_head: number of attention heads (``n_heads``); must divide ``n_embd``.
         n_inner: width of the feed-forward hidden layer; ``None`` means ``4 * n_embd`` as in the book.
         embd_pdrop, attn_pdrop, resid_pdrop: dropout after the embeddings, on the attention weights, and on the
-            shortcut branches. The book uses one ``drop_rate`` for all three; pass ``drop_rate=`` to set them together.
+            shortcut branches. The book uses one ``drop_rate`` for all three; ``drop_rate=`` sets those not given
+            one by one (default 0.1, as the book).
         qkv_bias: whether the query/key/value projections have a bias (the book: ``False`` for training from
             scratch, ``True`` to load OpenAI's GPT-2 weights).
         layer_norm_epsilon: epsilon of the layer norms (the book: 1e-5).
@@ -86,9 +87,9 @@ class GPTScratchConfig(PretrainedConfig):
         n_layer: int = 12,
         n_head: int = 12,
         n_inner: int | None = None,
-        embd_pdrop: float = 0.1,
-        attn_pdrop: float = 0.1,
-        resid_pdrop: float = 0.1,
+        embd_pdrop: float | None = None,
+        attn_pdrop: float | None = None,
+        resid_pdrop: float | None = None,
         qkv_bias: bool = False,
         layer_norm_epsilon: float = 1e-5,
         initializer_range: float = 0.02,
@@ -100,8 +101,11 @@ class GPTScratchConfig(PretrainedConfig):
         drop_rate: float | None = None,
         **kwargs,
     ):
-        if drop_rate is not None:
-            embd_pdrop = attn_pdrop = resid_pdrop = drop_rate
+        # The book's single drop_rate fills the three dropouts that are not set one by one (default 0.1, the book's).
+        drop_rate = 0.1 if drop_rate is None else drop_rate
+        embd_pdrop = drop_rate if embd_pdrop is None else embd_pdrop
+        attn_pdrop = drop_rate if attn_pdrop is None else attn_pdrop
+        resid_pdrop = drop_rate if resid_pdrop is None else resid_pdrop
         self.vocab_size = vocab_size
         self.n_positions = n_positions
         self.n_embd = n_embd

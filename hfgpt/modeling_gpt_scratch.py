@@ -132,6 +132,7 @@ class GPTScratchCausalSelfAttention(nn.Module):
         self.is_causal = True  # read by the sdpa / flash attention functions
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.qkv_bias)
         self.out_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.out_proj.writes_to_residual = True  # GPT-2 scales its init by 1/sqrt(2 * n_layer)
 
     def forward(
         self,
@@ -179,6 +180,7 @@ class GPTScratchFeedForward(nn.Module):
         self.fc_in = nn.Linear(config.n_embd, config.n_inner)
         self.act = nn.GELU(approximate="tanh")
         self.fc_out = nn.Linear(config.n_inner, config.n_embd)
+        self.fc_out.writes_to_residual = True
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.fc_out(self.act(self.fc_in(hidden_states)))
@@ -249,6 +251,8 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
+            if getattr(module, "writes_to_residual", False):
+                std = std / math.sqrt(2 * self.config.n_layer)
             init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 init.zeros_(module.bias)
@@ -257,9 +261,6 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
-        if isinstance(module, (GPTScratchCausalSelfAttention, GPTScratchFeedForward)):
-            residual_proj = module.out_proj if isinstance(module, GPTScratchCausalSelfAttention) else module.fc_out
-            init.normal_(residual_proj.weight, mean=0.0, std=std / math.sqrt(2 * self.config.n_layer))
 
 
 class GPTScratchModel(GPTScratchPreTrainedModel):
@@ -313,7 +314,10 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
                 f"but the model's context length is n_positions={self.config.n_positions}. Truncate the input "
                 f"(e.g. tokenizer(..., truncation=True, max_length={self.config.n_positions})) or generate fewer tokens."
             )
-        if position_ids is None:
+        if position_ids is None and attention_mask is not None and attention_mask.ndim == 2:
+            # Count only real tokens, so a left-padded text gets the same positions as the text alone.
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -num_tokens:]
+        elif position_ids is None:
             position_ids = torch.arange(past_length, past_length + num_tokens, device=self.device).unsqueeze(0)
 
         hidden_states = self.embeddings(input_ids, position_ids, inputs_embeds)

@@ -1,0 +1,311 @@
+"""The model itself: configuration checks, attention implementations, KV cache, heads, checkpointing."""
+
+import pytest
+import torch
+from conftest import tiny_config
+
+from hfgpt import (
+    GPTScratchConfig,
+    GPTScratchForCausalLM,
+    GPTScratchForSequenceClassification,
+    GPTScratchModel,
+)
+
+
+def make_lm(attn="sdpa", **overrides) -> GPTScratchForCausalLM:
+    # A larger init spreads the logits apart, so greedy choices are not near-ties that rounding could flip.
+    torch.manual_seed(0)
+    config = tiny_config(initializer_range=0.2, **overrides)
+    return GPTScratchForCausalLM._from_config(config, attn_implementation=attn).eval()
+
+
+# ------------------------------------------------------------------ configuration
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(n_embd=65), r"n_embd \(65\) must be divisible by n_head \(2\)"),
+        (dict(n_layer=0), r"n_layer must be a positive integer, got 0"),
+        (dict(n_head=-2), r"n_head must be a positive integer"),
+        (dict(vocab_size=0), r"vocab_size must be a positive integer"),
+        (dict(n_positions=2.5), r"n_positions must be a positive integer"),
+        (dict(embd_pdrop=1.0), r"embd_pdrop is a dropout probability and must be in \[0, 1\), got 1.0"),
+        (dict(attn_pdrop=-0.1), r"attn_pdrop is a dropout probability"),
+        (dict(drop_rate=1.5), r"dropout probability"),
+        (dict(layer_norm_epsilon=0), r"layer_norm_epsilon must be > 0"),
+        (dict(eos_token_id=500), r"eos_token_id \(500\) is outside the vocabulary \(vocab_size=128\)"),
+    ],
+)
+def test_bad_config_is_rejected_with_the_field_named(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**overrides)
+
+
+def test_presets_and_standard_names():
+    config = GPTScratchConfig.from_preset("124M")
+    assert (config.n_layer, config.n_embd, config.n_head, config.n_positions) == (12, 768, 12, 1024)
+    assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads) == (12, 768, 12)
+    assert config.max_position_embeddings == 1024 and config.intermediate_size == 3072
+    assert config.eos_token_id == 50256 and config.tie_word_embeddings
+    assert GPTScratchConfig.from_preset("gpt2-xl").n_head == 25
+    assert GPTScratchConfig.from_preset("355M").n_layer == 24
+    assert GPTScratchConfig.from_preset("774M").n_embd == 1280
+    small = GPTScratchConfig.from_preset("tiny", n_embd=96, n_head=3)
+    assert small.n_inner == 4 * 96
+    with pytest.raises(ValueError, match=r"Unknown preset 'huge'.*124M"):
+        GPTScratchConfig.from_preset("huge")
+
+
+def test_124m_preset_has_124m_parameters():
+    with torch.device("meta"):
+        model = GPTScratchForCausalLM(GPTScratchConfig.from_preset("124M"))
+    unique = sum(p.numel() for p in model.parameters())  # tied head counted once
+    assert round(unique / 1e6) == 124
+
+
+def test_book_config_dict():
+    book = {"vocab_size": 50257, "context_length": 256, "emb_dim": 768, "n_heads": 12, "n_layers": 12,
+            "drop_rate": 0.1, "qkv_bias": False}
+    config = GPTScratchConfig.from_book_dict(book)
+    assert config.n_positions == 256 and config.attn_pdrop == 0.1 and not config.tie_word_embeddings
+    with pytest.raises(ValueError, match="Unknown key 'emb_size'"):
+        GPTScratchConfig.from_book_dict({"emb_size": 3})
+
+
+def test_config_round_trip(tmp_path):
+    config = tiny_config(qkv_bias=True, n_inner=100)
+    config.save_pretrained(tmp_path)
+    loaded = GPTScratchConfig.from_pretrained(tmp_path)
+    assert loaded.to_dict() == config.to_dict()
+
+
+# ------------------------------------------------------------------ forward pass
+def test_gpt2_style_init():
+    model = make_lm()
+    model = GPTScratchForCausalLM(tiny_config(n_layer=8))
+    std = model.config.initializer_range
+    assert abs(model.model.embeddings.tok_emb.weight.std().item() - std) < 0.2 * std
+    residual = model.model.trf_blocks[0].ff.fc_out.weight.std().item()
+    assert abs(residual - std / 4) < 0.2 * std / 4  # scaled by 1/sqrt(2 * 8)
+    assert torch.all(model.model.trf_blocks[0].att.out_proj.bias == 0)
+    assert torch.all(model.model.final_norm.weight == 1)
+    assert model.lm_head.weight is model.model.embeddings.tok_emb.weight
+
+
+def test_untied_head():
+    model = GPTScratchForCausalLM(tiny_config(tie_word_embeddings=False))
+    assert model.lm_head.weight.data_ptr() != model.model.embeddings.tok_emb.weight.data_ptr()
+
+
+@pytest.mark.parametrize("padding_side", ["none", "left", "right"])
+def test_eager_and_sdpa_agree(padding_side):
+    eager, sdpa = make_lm("eager"), make_lm("sdpa")
+    assert eager.config._attn_implementation == "eager" and sdpa.config._attn_implementation == "sdpa"
+    input_ids = torch.randint(1, 128, (3, 20))
+    mask = torch.ones_like(input_ids)
+    if padding_side == "left":
+        mask[0, :7] = 0
+        mask[1, :3] = 0
+    elif padding_side == "right":
+        mask[0, -7:] = 0
+    with torch.no_grad():
+        a = eager(input_ids, attention_mask=mask).logits
+        b = sdpa(input_ids, attention_mask=mask).logits
+    real = mask.bool()
+    assert torch.allclose(a[real], b[real], atol=1e-5), (a - b)[real].abs().max()
+
+
+def test_eager_attention_is_the_books_causal_attention():
+    """Future tokens must not change past outputs (the causal mask), in both implementations."""
+    for attn in ("eager", "sdpa"):
+        model = make_lm(attn)
+        x = torch.randint(1, 128, (1, 12))
+        y = x.clone()
+        y[0, 8:] = (y[0, 8:] + 1) % 128
+        with torch.no_grad():
+            assert torch.allclose(model(x).logits[0, :8], model(y).logits[0, :8], atol=1e-6)
+            assert not torch.allclose(model(x).logits[0, 8:], model(y).logits[0, 8:], atol=1e-3)
+
+
+def test_loss_is_shifted_next_token_cross_entropy():
+    model = make_lm()
+    x = torch.randint(1, 128, (2, 10))
+    out = model(x, labels=x)
+    manual = torch.nn.functional.cross_entropy(out.logits[:, :-1].reshape(-1, 128), x[:, 1:].reshape(-1))
+    assert torch.allclose(out.loss, manual, atol=1e-5)
+
+
+def test_too_long_sequence_names_both_lengths():
+    model = make_lm()
+    with pytest.raises(ValueError, match=r"65 tokens long.*n_positions=64"):
+        model(torch.zeros(1, 65, dtype=torch.long))
+    prompt = torch.randint(1, 128, (1, 60))
+    with pytest.raises(ValueError, match=r"n_positions=64"):
+        model.generate(prompt, max_new_tokens=10, do_sample=False)
+
+
+def test_inputs_embeds_and_input_ids_exclusive():
+    model = make_lm()
+    x = torch.randint(1, 128, (1, 5))
+    embeds = model.get_input_embeddings()(x)
+    with torch.no_grad():
+        assert torch.allclose(model(inputs_embeds=embeds).logits, model(x).logits, atol=1e-6)
+    with pytest.raises(ValueError, match="exactly one of input_ids or inputs_embeds"):
+        model(x, inputs_embeds=embeds)
+
+
+def test_hidden_states_and_attentions_outputs():
+    model = make_lm("eager")
+    out = model(torch.randint(1, 128, (2, 6)), output_hidden_states=True, output_attentions=True)
+    assert len(out.hidden_states) == 3 and out.hidden_states[-1].shape == (2, 6, 64)
+    assert len(out.attentions) == 2 and out.attentions[0].shape == (2, 2, 6, 6)
+    assert torch.allclose(out.attentions[0].sum(-1), torch.ones(2, 2, 6), atol=1e-5)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    x = torch.randint(1, 128, (2, 16))
+    grads = []
+    for checkpointing in (False, True):
+        model = make_lm()
+        model.train()
+        if checkpointing:
+            model.activation_checkpointing_enable()
+            assert model.model.trf_blocks[0].gradient_checkpointing
+        model(x, labels=x).loss.backward()
+        grads.append(model.model.trf_blocks[0].att.qkv.weight.grad.clone())
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_training_mode_uses_dropout():
+    torch.manual_seed(0)
+    model = GPTScratchForCausalLM(tiny_config(drop_rate=0.5)).train()
+    x = torch.randint(1, 128, (1, 8))
+    assert not torch.allclose(model(x).logits, model(x).logits)
+    model.eval()
+    assert torch.allclose(model(x).logits, model(x).logits)
+
+
+# ------------------------------------------------------------------ generation and the KV cache
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_cached_and_uncached_greedy_generation_match(attn):
+    model = make_lm(attn)
+    prompt = torch.randint(1, 128, (2, 5))
+    cached = model.generate(prompt, max_new_tokens=25, do_sample=False, use_cache=True)
+    uncached = model.generate(prompt, max_new_tokens=25, do_sample=False, use_cache=False)
+    assert cached.shape == (2, 30)
+    assert torch.equal(cached, uncached)
+    # and both match the book's generate_text_simple loop (argmax of the last position, no cache)
+    ids = prompt
+    with torch.no_grad():
+        for _ in range(25):
+            ids = torch.cat([ids, model(ids).logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(cached, ids)
+
+
+def test_cache_object_is_filled():
+    model = make_lm()
+    out = model(torch.randint(1, 128, (1, 7)), use_cache=True)
+    assert out.cache.get_seq_length() == 7
+    step = model(torch.randint(1, 128, (1, 1)), cache=out.cache, use_cache=True)
+    assert step.cache.get_seq_length() == 8
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_left_padded_batch_generates_like_single_prompts(attn):
+    model = make_lm(attn)
+    prompts = [[5, 17, 99, 3, 42, 7], [8, 9], [60, 61, 62, 63]]
+    width = max(map(len, prompts))
+    input_ids = torch.zeros(len(prompts), width, dtype=torch.long)  # pad id 0
+    attention_mask = torch.zeros_like(input_ids)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, width - len(prompt):] = torch.tensor(prompt)
+        attention_mask[row, width - len(prompt):] = 1
+    kwargs = dict(max_new_tokens=12, do_sample=False, pad_token_id=0, eos_token_id=None)
+    batched = model.generate(input_ids, attention_mask=attention_mask, use_cache=True, **kwargs)
+    batched_uncached = model.generate(input_ids, attention_mask=attention_mask, use_cache=False, **kwargs)
+    assert torch.equal(batched, batched_uncached)
+    for row, prompt in enumerate(prompts):
+        alone = model.generate(torch.tensor([prompt]), **kwargs)
+        assert batched[row, width:].tolist() == alone[0, len(prompt):].tolist()
+
+
+def test_sampling_cached_equals_uncached_and_respects_top_k():
+    model = make_lm()
+    prompt = torch.randint(1, 128, (2, 4))
+    settings = dict(max_new_tokens=20, do_sample=True, temperature=0.8, top_k=5, top_p=0.9)
+    torch.manual_seed(123)
+    cached = model.generate(prompt, use_cache=True, **settings)
+    torch.manual_seed(123)
+    uncached = model.generate(prompt, use_cache=False, **settings)
+    assert torch.equal(cached, uncached)
+    torch.manual_seed(7)
+    other = model.generate(prompt, use_cache=True, **settings)
+    assert not torch.equal(cached, other)
+    # top_k=1 sampling is greedy
+    torch.manual_seed(1)
+    top1 = model.generate(prompt, max_new_tokens=10, do_sample=True, top_k=1)
+    assert torch.equal(top1, model.generate(prompt, max_new_tokens=10, do_sample=False))
+
+
+def test_eos_stops_generation():
+    model = make_lm()
+    prompt = torch.randint(1, 128, (1, 4))
+    free = model.generate(prompt, max_new_tokens=10, do_sample=False, eos_token_id=None)
+    eos = free[0, 4 + 3].item()  # the fourth generated token
+    first = (free[0, 4:] == eos).nonzero()[0].item()
+    stopped = model.generate(prompt, max_new_tokens=10, do_sample=False, eos_token_id=eos)
+    assert stopped.shape[1] == 4 + first + 1 and stopped[0, -1].item() == eos
+
+
+# ------------------------------------------------------------------ sequence classification
+def make_classifier(**overrides) -> GPTScratchForSequenceClassification:
+    torch.manual_seed(0)
+    return GPTScratchForSequenceClassification(
+        tiny_config(num_labels=2, id2label={0: "ham", 1: "spam"}, label2id={"ham": 0, "spam": 1}, **overrides)
+    ).eval()
+
+
+def test_classifier_pools_the_last_real_token_for_either_padding_side():
+    model = make_classifier()
+    texts = [[5, 6, 7, 8, 9], [10, 11]]
+    with torch.no_grad():
+        alone = [model(torch.tensor([t])).logits[0] for t in texts]
+        for side in ("left", "right"):
+            ids = torch.zeros(2, 5, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for row, t in enumerate(texts):
+                span = slice(5 - len(t), 5) if side == "left" else slice(0, len(t))
+                ids[row, span] = torch.tensor(t)
+                mask[row, span] = 1
+            logits = model(ids, attention_mask=mask).logits
+            for row in range(2):
+                assert torch.allclose(logits[row], alone[row], atol=1e-5), side
+            if side == "right":  # without a mask the pad id (0) is used to find the last token
+                assert torch.allclose(model(ids).logits[1], alone[1], atol=1e-5)
+    assert model.config.id2label[1] == "spam"
+
+
+@pytest.mark.parametrize(
+    "num_labels, problem_type, labels",
+    [
+        (2, None, torch.tensor([0, 1])),
+        (1, None, torch.tensor([0.5, -1.0])),
+        (3, "multi_label_classification", torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])),
+    ],
+)
+def test_classifier_problem_types(num_labels, problem_type, labels):
+    torch.manual_seed(0)
+    model = GPTScratchForSequenceClassification(tiny_config(num_labels=num_labels, problem_type=problem_type))
+    out = model(torch.randint(1, 128, (2, 6)), labels=labels)
+    assert out.logits.shape == (2, num_labels)
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert model.score.weight.grad is not None
+
+
+def test_classifier_from_a_causal_lm_checkpoint(tmp_path):
+    lm = make_lm()
+    lm.save_pretrained(tmp_path)
+    clf = GPTScratchForSequenceClassification.from_pretrained(tmp_path, num_labels=2)
+    assert torch.equal(clf.model.trf_blocks[1].ff.fc_in.weight, lm.model.trf_blocks[1].ff.fc_in.weight)
+    base = GPTScratchModel.from_pretrained(tmp_path)
+    assert torch.equal(base.final_norm.weight, lm.model.final_norm.weight)
