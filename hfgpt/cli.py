@@ -1,0 +1,153 @@
+"""The ``hfgpt`` command line.
+
+Subcommands (one small function each, calling library code):
+
+* ``hfgpt convert --from gpt2 SOURCE DEST`` -- a GPT-2 Hub id or folder -> an hfgpt folder;
+* ``hfgpt convert --from book MODEL.pth DEST [--n-head N] [--tokenizer PATH_OR_ID]`` -- the book's
+  ``GPTModel`` state dict -> an hfgpt folder;
+* ``hfgpt convert --to gpt2 SOURCE DEST`` -- an hfgpt folder -> a ``GPT2LMHeadModel`` folder (``--from gpt2|book``
+  combine with it, e.g. a book checkpoint straight to GPT-2).
+
+To add a subcommand, write ``add_<name>_command(subparsers)`` that registers its parser with
+``set_defaults(func=...)`` and list it in ``COMMANDS``. Heavy imports (torch, transformers) stay inside the command
+functions so ``hfgpt --help`` is instant. Expected failures (missing files, bad checkpoints) print one line and
+exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+
+
+class CommandError(Exception):
+    """An expected failure: printed as one line, exit status 2."""
+
+
+# ---------------------------------------------------------------------------------------------------- convert
+def _looks_like_hub_id(source: str) -> bool:
+    return re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?", source) is not None and not source.endswith(
+        (".pth", ".pt", ".bin", ".safetensors")
+    )
+
+
+def _check_source(kind: str, source: str) -> None:
+    if kind == "book":
+        if not os.path.isfile(source):
+            raise CommandError(f"book checkpoint not found: {source!r} (expected a .pth file saved with torch.save).")
+    elif kind == "gpt2":
+        if not os.path.exists(source) and not _looks_like_hub_id(source):
+            raise CommandError(f"GPT-2 source not found: {source!r} is neither a folder nor a Hub id.")
+        if os.path.isfile(source):
+            raise CommandError(f"GPT-2 source {source!r} is a file: pass the folder written by save_pretrained.")
+    elif not os.path.isdir(source):
+        raise CommandError(f"hfgpt model folder not found: {source!r}.")
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from . import convert  # noqa: F401  (imports hfgpt: registers the Auto classes)
+
+    source_kind = args.source_format or ("hfgpt" if args.target_format == "gpt2" else None)
+    if source_kind is None:
+        raise CommandError("give --from gpt2|book (or --to gpt2 to convert an hfgpt folder).")
+    if source_kind == "hfgpt" and args.target_format == "hfgpt":
+        raise CommandError("nothing to do: the source is already an hfgpt model (did you mean --to gpt2?).")
+    if args.n_head is not None and source_kind != "book":
+        raise CommandError("--n-head only applies to --from book (GPT-2 and hfgpt folders store it).")
+    _check_source(source_kind, args.source)
+    if os.path.isfile(args.dest):
+        raise CommandError(f"destination {args.dest!r} is a file; give a folder.")
+
+    if source_kind == "gpt2":
+        model = convert.from_hf_gpt2(args.source)
+        tokenizer_source = args.tokenizer or args.source
+    elif source_kind == "book":
+        model = convert.from_book_checkpoint(args.source, config={"n_heads": args.n_head} if args.n_head else None)
+        tokenizer_source = args.tokenizer
+    else:
+        model = args.source  # to_hf_gpt2 loads the folder
+        tokenizer_source = args.tokenizer or args.source
+    if args.target_format == "gpt2":
+        model = convert.to_hf_gpt2(model)
+
+    model.save_pretrained(args.dest)
+    tokenizer = convert.load_tokenizer(tokenizer_source) if tokenizer_source else None
+    if tokenizer is not None:
+        tokenizer.save_pretrained(args.dest)
+    elif args.tokenizer:
+        raise CommandError(f"no tokenizer found at {args.tokenizer!r} (the model was written to {args.dest!r}).")
+
+    c = model.config
+    tied = "tied" if c.tie_word_embeddings else "untied"
+    print(
+        f"Wrote {type(model).__name__} ({c.n_layer} layers, {c.n_embd} wide, {c.n_head} heads, vocab {c.vocab_size}, "
+        f"{tied} output head) to {args.dest}" + ("" if tokenizer is not None else " (no tokenizer found)")
+    )
+    return 0
+
+
+def add_convert_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "convert",
+        help="convert weights: GPT-2 or the book's GPTModel -> hfgpt, or hfgpt -> GPT-2",
+        description="Convert weights between transformers' GPT-2, the book's GPTModel state dict and hfgpt.",
+    )
+    parser.add_argument(
+        "--from", dest="source_format", choices=("gpt2", "book", "hfgpt"),
+        help="gpt2: a Hub id or save_pretrained folder; book: a .pth state dict; hfgpt: an hfgpt folder "
+        "(the default with --to gpt2)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--to", dest="target_format", choices=("hfgpt", "gpt2"), default="hfgpt",
+        help="what to write: an hfgpt folder (default) or a GPT2LMHeadModel folder",
+    )  # fmt: skip
+    parser.add_argument("source", metavar="SOURCE", help="Hub id, folder or .pth file")
+    parser.add_argument("dest", metavar="DEST", help="output folder (written with save_pretrained)")
+    parser.add_argument(
+        "--n-head", type=int, default=None, metavar="N",
+        help="attention heads of a book checkpoint (default: the GPT-2 size of that width, e.g. 768 -> 12)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tokenizer", default=None, metavar="PATH_OR_ID",
+        help="tokenizer to save next to the model (default: the one in a gpt2/hfgpt source, if any)",
+    )  # fmt: skip
+    parser.set_defaults(func=run_convert)
+
+
+# ------------------------------------------------------------------------------------------------------- main
+COMMANDS = (add_convert_command,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hfgpt",
+        description="The GPT of 'Build a Large Language Model (From Scratch)' as a Hugging Face transformers model.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add_command in COMMANDS:
+        add_command(subparsers)
+    return parser
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.func(args) or 0
+    except (CommandError, OSError, ValueError) as error:
+        print(f"hfgpt {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,438 @@
+"""Weight conversion: transformers' GPT-2 <-> hfgpt, the book's GPTModel state dict -> hfgpt, and `hfgpt convert`.
+
+Everything is built here with random weights (tiny sizes): nothing is downloaded.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+from conftest import REPO_ROOT
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+
+from hfgpt import GPTScratchForCausalLM
+from hfgpt.cli import main
+from hfgpt.convert import from_book_checkpoint, from_hf_gpt2, to_book_state_dict, to_hf_gpt2
+
+
+# ================================================================================================================
+# A faithful copy of the book's GPTModel (LLMs-from-scratch, ch04/01_main-chapter-code/gpt.py)
+# ================================================================================================================
+class MultiHeadAttention(nn.Module):
+    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
+        super().__init__()
+        assert d_out % num_heads == 0, "d_out must be divisible by num_heads"
+        self.d_out = d_out
+        self.num_heads = num_heads
+        self.head_dim = d_out // num_heads
+        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.out_proj = nn.Linear(d_out, d_out)
+        self.dropout = nn.Dropout(dropout)
+        self.register_buffer("mask", torch.triu(torch.ones(context_length, context_length), diagonal=1))
+
+    def forward(self, x):
+        b, num_tokens, d_in = x.shape
+        keys = self.W_key(x).view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
+        queries = self.W_query(x).view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
+        values = self.W_value(x).view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
+        attn_scores = queries @ keys.transpose(2, 3)
+        mask_bool = self.mask.bool()[:num_tokens, :num_tokens]
+        attn_scores.masked_fill_(mask_bool, -torch.inf)
+        attn_weights = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)
+        attn_weights = self.dropout(attn_weights)
+        context_vec = (attn_weights @ values).transpose(1, 2)
+        context_vec = context_vec.contiguous().view(b, num_tokens, self.d_out)
+        return self.out_proj(context_vec)
+
+
+class LayerNorm(nn.Module):
+    def __init__(self, emb_dim):
+        super().__init__()
+        self.eps = 1e-5
+        self.scale = nn.Parameter(torch.ones(emb_dim))
+        self.shift = nn.Parameter(torch.zeros(emb_dim))
+
+    def forward(self, x):
+        mean = x.mean(dim=-1, keepdim=True)
+        var = x.var(dim=-1, keepdim=True, unbiased=False)
+        norm_x = (x - mean) / torch.sqrt(var + self.eps)
+        return self.scale * norm_x + self.shift
+
+
+class GELU(nn.Module):
+    def forward(self, x):
+        return 0.5 * x * (1 + torch.tanh(torch.sqrt(torch.tensor(2.0 / torch.pi)) * (x + 0.044715 * torch.pow(x, 3))))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(cfg["emb_dim"], 4 * cfg["emb_dim"]),
+            GELU(),
+            nn.Linear(4 * cfg["emb_dim"], cfg["emb_dim"]),
+        )
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.att = MultiHeadAttention(
+            d_in=cfg["emb_dim"],
+            d_out=cfg["emb_dim"],
+            context_length=cfg["context_length"],
+            num_heads=cfg["n_heads"],
+            dropout=cfg["drop_rate"],
+            qkv_bias=cfg["qkv_bias"],
+        )
+        self.ff = FeedForward(cfg)
+        self.norm1 = LayerNorm(cfg["emb_dim"])
+        self.norm2 = LayerNorm(cfg["emb_dim"])
+        self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
+
+    def forward(self, x):
+        shortcut = x
+        x = self.drop_shortcut(self.att(self.norm1(x)))
+        x = x + shortcut
+        shortcut = x
+        x = self.drop_shortcut(self.ff(self.norm2(x)))
+        return x + shortcut
+
+
+class GPTModel(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
+        self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
+        self.drop_emb = nn.Dropout(cfg["drop_rate"])
+        self.trf_blocks = nn.Sequential(*[TransformerBlock(cfg) for _ in range(cfg["n_layers"])])
+        self.final_norm = LayerNorm(cfg["emb_dim"])
+        self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
+
+    def forward(self, in_idx):
+        batch_size, seq_len = in_idx.shape
+        x = self.tok_emb(in_idx) + self.pos_emb(torch.arange(seq_len, device=in_idx.device))
+        x = self.drop_emb(x)
+        x = self.trf_blocks(x)
+        x = self.final_norm(x)
+        return self.out_head(x)
+
+
+def generate_text_simple(model, idx, max_new_tokens, context_size):
+    for _ in range(max_new_tokens):
+        idx_cond = idx[:, -context_size:]
+        with torch.no_grad():
+            logits = model(idx_cond)
+        idx_next = torch.argmax(logits[:, -1, :], dim=-1, keepdim=True)
+        idx = torch.cat((idx, idx_next), dim=1)
+    return idx
+
+
+BOOK_TINY = {
+    "vocab_size": 100,
+    "context_length": 32,
+    "emb_dim": 64,
+    "n_heads": 4,
+    "n_layers": 2,
+    "drop_rate": 0.1,
+    "qkv_bias": False,
+}
+
+
+def book_model(**overrides) -> GPTModel:
+    torch.manual_seed(123)
+    return GPTModel({**BOOK_TINY, **overrides}).eval()
+
+
+# ================================================================================================================
+# Helpers
+# ================================================================================================================
+IDS = torch.tensor([[5, 17, 42, 99, 0, 63, 8, 8, 21, 77, 3, 50]])
+
+
+def tiny_gpt2(tie=True, **overrides) -> GPT2LMHeadModel:
+    torch.manual_seed(0)
+    values = dict(vocab_size=100, n_positions=64, n_embd=64, n_layer=2, n_head=4, initializer_range=0.2,
+                  bos_token_id=1, eos_token_id=2, tie_word_embeddings=tie)  # fmt: skip
+    values.update(overrides)
+    model = GPT2LMHeadModel(GPT2Config(**values)).eval()
+    with torch.no_grad():  # non-trivial biases and layer norms, so a dropped or misplaced tensor shows
+        for name, param in model.named_parameters():
+            if name.endswith("bias") or ".ln_" in name:
+                param.add_(torch.randn_like(param) * 0.1)
+        if not tie:
+            model.lm_head.weight.normal_(0, 0.2)
+    return model
+
+
+def logits(model, ids=IDS) -> torch.Tensor:
+    with torch.no_grad():
+        out = model(ids)
+    return out if isinstance(out, torch.Tensor) else out.logits
+
+
+def assert_close(a, b, atol):
+    assert a.shape == b.shape
+    assert (a - b).abs().max().item() < atol, (a - b).abs().max().item()
+
+
+# ================================================================================================================
+# GPT-2 <-> hfgpt
+# ================================================================================================================
+@pytest.mark.parametrize("tie", [True, False])
+def test_gpt2_to_hfgpt_and_back_keeps_logits(tie):
+    gpt2 = tiny_gpt2(tie=tie)
+    ours = from_hf_gpt2(gpt2)
+    assert isinstance(ours, GPTScratchForCausalLM) and not ours.training
+    c = ours.config
+    assert (c.n_layer, c.n_embd, c.n_head, c.n_positions, c.vocab_size, c.n_inner) == (2, 64, 4, 64, 100, 256)
+    assert c.qkv_bias and c.tie_word_embeddings is tie and (c.bos_token_id, c.eos_token_id) == (1, 2)
+    assert (ours.lm_head.weight is ours.model.embeddings.tok_emb.weight) is tie
+    assert_close(logits(ours), logits(gpt2), 1e-4)
+
+    back = to_hf_gpt2(ours)
+    assert isinstance(back, GPT2LMHeadModel) and back.config.tie_word_embeddings is tie
+    assert (back.lm_head.weight is back.transformer.wte.weight) is tie
+    assert_close(logits(back), logits(gpt2), 1e-4)
+    for key, value in gpt2.state_dict().items():
+        assert torch.equal(back.state_dict()[key], value), key
+    # The conversion copies: training the new model leaves the source alone.
+    with torch.no_grad():
+        ours.model.trf_blocks[0].att.qkv.weight.zero_()
+    assert gpt2.transformer.h[0].attn.c_attn.weight.abs().sum() > 0
+
+
+def test_gpt2_from_saved_folder_and_config_overrides(tmp_path):
+    gpt2 = tiny_gpt2()
+    gpt2.save_pretrained(tmp_path / "gpt2")
+    ours = from_hf_gpt2(str(tmp_path / "gpt2"), drop_rate=0.0)
+    assert (ours.config.embd_pdrop, ours.config.attn_pdrop, ours.config.resid_pdrop) == (0.0, 0.0, 0.0)
+    assert_close(logits(ours), logits(gpt2), 1e-4)
+    assert from_hf_gpt2(tmp_path / "gpt2", attn_pdrop=0.2).config.resid_pdrop == gpt2.config.resid_pdrop
+    with pytest.raises(ValueError, match=r"transformer\.wpe\.weight \(64, 64\) \(expected \(32, 64\)\)"):
+        from_hf_gpt2(gpt2, n_positions=32)  # an override that changes a tensor's shape
+
+
+def test_untied_gpt2_stays_untied_through_save_and_load(tmp_path):
+    """transformers 5: a GPT2LMHeadModel with tie_word_embeddings=False saves and reloads its own lm_head."""
+    gpt2 = to_hf_gpt2(from_hf_gpt2(tiny_gpt2(tie=False)))
+    gpt2.save_pretrained(tmp_path / "untied")
+    reloaded = GPT2LMHeadModel.from_pretrained(tmp_path / "untied").eval()
+    assert not reloaded.config.tie_word_embeddings
+    assert reloaded.lm_head.weight.data_ptr() != reloaded.transformer.wte.weight.data_ptr()
+    assert torch.equal(reloaded.lm_head.weight, gpt2.lm_head.weight)
+    assert not torch.equal(reloaded.lm_head.weight, reloaded.transformer.wte.weight)
+    assert_close(logits(reloaded), logits(gpt2), 1e-5)
+
+
+def test_hfgpt_without_qkv_bias_gets_zero_c_attn_bias():
+    ours = from_book_checkpoint(book_model().state_dict(), config={"n_heads": 4})
+    assert not ours.config.qkv_bias and not ours.config.tie_word_embeddings
+    gpt2 = to_hf_gpt2(ours)
+    assert all(block.attn.c_attn.bias.abs().sum() == 0 for block in gpt2.transformer.h)
+    assert not gpt2.config.tie_word_embeddings
+    assert_close(logits(gpt2), logits(ours), 1e-4)
+
+
+def test_gpt2_token_ids_outside_a_small_vocabulary_are_dropped():
+    ours = from_hf_gpt2(tiny_gpt2(bos_token_id=50256, eos_token_id=50256))  # GPT2Config's defaults
+    assert ours.config.bos_token_id is None and ours.config.eos_token_id is None
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(activation_function="relu"), "activation_function='relu'"),
+        (dict(scale_attn_by_inverse_layer_idx=True), "scale_attn_by_inverse_layer_idx"),
+        (dict(reorder_and_upcast_attn=True), "reorder_and_upcast_attn"),
+        (dict(add_cross_attention=True), "add_cross_attention"),
+        (dict(scale_attn_weights=False), "scale_attn_weights"),
+    ],
+)
+def test_unsupported_gpt2_variants_are_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        from_hf_gpt2(tiny_gpt2(n_layer=1, **overrides))
+
+
+def test_gpt2_source_errors(tmp_path):
+    from_book_checkpoint(book_model().state_dict(), config={"n_heads": 4}).save_pretrained(tmp_path / "ours")
+    with pytest.raises(ValueError, match="not a GPT-2"):
+        from_hf_gpt2(tmp_path / "ours")
+    with pytest.raises(OSError):
+        from_hf_gpt2(tmp_path / "missing")
+    with pytest.raises(TypeError):
+        from_hf_gpt2(book_model())
+
+
+# ================================================================================================================
+# The book's GPTModel -> hfgpt
+# ================================================================================================================
+@pytest.mark.parametrize("qkv_bias", [False, True])
+def test_book_checkpoint_logits_and_greedy_generation(tmp_path, qkv_bias):
+    book = book_model(qkv_bias=qkv_bias)
+    torch.save(book.state_dict(), tmp_path / "model.pth")
+    ours = from_book_checkpoint(tmp_path / "model.pth", config={"n_heads": 4})
+    c = ours.config
+    assert (c.vocab_size, c.n_positions, c.n_embd, c.n_layer, c.n_head) == (100, 32, 64, 2, 4)
+    assert c.qkv_bias is qkv_bias and not c.tie_word_embeddings and c.layer_norm_epsilon == 1e-5
+    assert (c.embd_pdrop, c.attn_pdrop, c.resid_pdrop) == (0.1, 0.1, 0.1)  # the book's drop_rate
+    assert ours.lm_head.weight is not ours.model.embeddings.tok_emb.weight
+    assert_close(logits(ours), logits(book), 1e-5)
+
+    prompt = IDS[:, :4]
+    expected = generate_text_simple(book, prompt, max_new_tokens=12, context_size=BOOK_TINY["context_length"])
+    generated = ours.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=12, do_sample=False)
+    assert generated.tolist() == expected.tolist()
+
+    # Back to the book's format: the book's GPTModel loads it strictly (mask buffers included).
+    again = GPTModel({**BOOK_TINY, "qkv_bias": qkv_bias}).eval()
+    again.load_state_dict(to_book_state_dict(ours), strict=True)
+    assert_close(logits(again), logits(book), 1e-6)
+
+
+def test_book_chapter5_checkpoint_with_optimizer_state(tmp_path):
+    book = book_model()
+    optimizer = torch.optim.AdamW(book.parameters(), lr=4e-4, weight_decay=0.1)
+    book.train()
+    loss = nn.functional.cross_entropy(book(IDS[:, :-1]).flatten(0, 1), IDS[0, 1:])
+    loss.backward()
+    optimizer.step()
+    book.eval()
+    torch.save({"model_state_dict": book.state_dict(), "optimizer_state_dict": optimizer.state_dict()},
+               tmp_path / "model_and_optimizer.pth")  # fmt: skip
+    ours = from_book_checkpoint(tmp_path / "model_and_optimizer.pth", config={"n_heads": 4, "drop_rate": 0.0})
+    assert ours.config.attn_pdrop == 0.0
+    assert_close(logits(ours), logits(book), 1e-5)
+
+
+def test_book_n_heads_defaults_to_the_gpt2_size_and_tying_is_detected():
+    book = book_model(emb_dim=768, n_layers=1, vocab_size=10, context_length=4)
+    ours = from_book_checkpoint(book.state_dict())
+    assert ours.config.n_head == 12 and not ours.config.tie_word_embeddings
+
+    tied = book_model()
+    tied.out_head.weight = tied.tok_emb.weight  # the book's exercise: weight tying
+    ours = from_book_checkpoint(tied.state_dict(), config={"n_heads": 4})
+    assert ours.config.tie_word_embeddings and ours.lm_head.weight is ours.model.embeddings.tok_emb.weight
+    assert_close(logits(ours), logits(tied), 1e-5)
+
+
+def test_book_checkpoint_errors(tmp_path):
+    state = book_model().state_dict()
+    with pytest.raises(ValueError, match=r"Cannot infer the number of attention heads .*--n-head"):
+        from_book_checkpoint(state)
+    with pytest.raises(ValueError, match=r"missing keys: trf_blocks\.1\.ff\.layers\.2\.bias"):
+        from_book_checkpoint({k: v for k, v in state.items() if k != "trf_blocks.1.ff.layers.2.bias"},
+                             config={"n_heads": 4})  # fmt: skip
+    with pytest.raises(ValueError, match=r"unexpected keys: out_head\.bias"):  # e.g. chapter 6's classifier head
+        from_book_checkpoint({**state, "out_head.bias": torch.zeros(100)}, config={"n_heads": 4})
+    with pytest.raises(ValueError, match="no tok_emb.weight"):
+        from_book_checkpoint(tiny_gpt2().state_dict())
+    with pytest.raises(ValueError, match=r"n_embd \(emb_dim\)=768 but the weights have 64"):
+        from_book_checkpoint(state, config={"n_heads": 4, "emb_dim": 768})
+    with pytest.raises(ValueError, match="Unknown config key 'heads'"):
+        from_book_checkpoint(state, config={"heads": 4})
+    with pytest.raises(ValueError, match="divisible"):
+        from_book_checkpoint(state, config={"n_heads": 5})
+    with pytest.raises(FileNotFoundError):
+        from_book_checkpoint(tmp_path / "missing.pth")
+    torch.save(book_model(), tmp_path / "whole_model.pth")  # torch.save(model): a pickle, not a state dict
+    with pytest.raises(ValueError, match="not a plain state dict"):
+        from_book_checkpoint(tmp_path / "whole_model.pth", config={"n_heads": 4})
+
+
+# ================================================================================================================
+# hfgpt convert
+# ================================================================================================================
+def _tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {f"w{i}": i for i in range(99)} | {"<|endoftext|>": 99}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>")
+
+
+def test_cli_convert_gpt2_folder_and_back(tmp_path, capsys):
+    import hfgpt  # noqa: F401  (AutoModelForCausalLM knows gpt_scratch)
+
+    gpt2 = tiny_gpt2(tie=False)
+    gpt2.save_pretrained(tmp_path / "gpt2")
+    _tokenizer().save_pretrained(tmp_path / "gpt2")
+    assert main(["convert", "--from", "gpt2", str(tmp_path / "gpt2"), str(tmp_path / "ours")]) == 0
+    assert "untied output head" in capsys.readouterr().out
+    assert os.path.isfile(tmp_path / "ours" / "tokenizer.json")
+    ours = AutoModelForCausalLM.from_pretrained(tmp_path / "ours").eval()
+    assert isinstance(ours, GPTScratchForCausalLM) and not ours.config.tie_word_embeddings
+    assert_close(logits(ours), logits(gpt2), 1e-4)
+
+    assert main(["convert", "--to", "gpt2", str(tmp_path / "ours"), str(tmp_path / "back")]) == 0
+    back = AutoModelForCausalLM.from_pretrained(tmp_path / "back").eval()
+    assert isinstance(back, GPT2LMHeadModel) and os.path.isfile(tmp_path / "back" / "tokenizer.json")
+    assert_close(logits(back), logits(gpt2), 1e-4)
+
+
+def test_cli_gpt2_folder_without_tokenizer_writes_none(tmp_path, capsys):
+    # transformers 5's AutoTokenizer would build a 1-token GPT2Tokenizer from config.json alone: we must not save it.
+    tiny_gpt2().save_pretrained(tmp_path / "gpt2")
+    assert main(["convert", "--from", "gpt2", str(tmp_path / "gpt2"), str(tmp_path / "ours")]) == 0
+    assert "no tokenizer found" in capsys.readouterr().out
+    assert not {"tokenizer.json", "vocab.json", "tokenizer_config.json"} & set(os.listdir(tmp_path / "ours"))
+
+
+def test_cli_convert_book_checkpoint(tmp_path):
+    import hfgpt  # noqa: F401
+
+    book = book_model(qkv_bias=True)
+    torch.save(book.state_dict(), tmp_path / "model.pth")
+    _tokenizer().save_pretrained(tmp_path / "tok")
+    argv = ["convert", "--from", "book", str(tmp_path / "model.pth"), str(tmp_path / "ours"), "--n-head", "4"]
+    assert main(argv + ["--tokenizer", str(tmp_path / "tok")]) == 0
+    ours = AutoModelForCausalLM.from_pretrained(tmp_path / "ours").eval()
+    assert ours.config.n_head == 4 and ours.config.qkv_bias and not ours.config.tie_word_embeddings
+    assert os.path.isfile(tmp_path / "ours" / "tokenizer.json")
+    assert_close(logits(ours), logits(book), 1e-5)
+
+    # Straight from the book to GPT-2.
+    assert main(["convert", "--from", "book", "--to", "gpt2", str(tmp_path / "model.pth"), str(tmp_path / "g"),
+                 "--n-head", "4"]) == 0  # fmt: skip
+    gpt2 = GPT2LMHeadModel.from_pretrained(tmp_path / "g").eval()
+    assert_close(logits(gpt2), logits(book), 1e-4)
+
+
+def test_cli_errors_are_one_line_with_status_2(tmp_path, capsys):
+    state = book_model().state_dict()
+    torch.save(state, tmp_path / "model.pth")
+    torch.save({k: v for k, v in state.items() if not k.startswith("final_norm")}, tmp_path / "broken.pth")
+    cases = [
+        (["--from", "book", str(tmp_path / "nope.pth"), str(tmp_path / "o")], "book checkpoint not found"),
+        (["--from", "book", str(tmp_path / "model.pth"), str(tmp_path / "o")], "--n-head N"),
+        (["--from", "book", str(tmp_path / "broken.pth"), str(tmp_path / "o"), "--n-head", "4"],
+         "missing keys: final_norm.scale, final_norm.shift"),
+        (["--from", "gpt2", str(tmp_path / "no" / "such" / "dir"), str(tmp_path / "o")], "GPT-2 source not found"),
+        (["--to", "gpt2", str(tmp_path / "nope"), str(tmp_path / "o")], "hfgpt model folder not found"),
+        ([str(tmp_path / "model.pth"), str(tmp_path / "o")], "give --from"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        assert main(["convert", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not os.path.exists(tmp_path / "o")
+
+
+def test_cli_entry_point_missing_file_no_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "hfgpt.cli", "convert", "--from", "book", str(tmp_path / "x.pth"), str(tmp_path / "o")],
+        capture_output=True, text=True, cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "book checkpoint not found" in result.stderr
