@@ -1,0 +1,145 @@
+"""Tokenization (the book's chapter 2): byte-level BPE.
+
+The book encodes text with tiktoken's ``gpt2`` encoding: a byte-level BPE of 50,257 tokens whose last id,
+50256, is ``<|endoftext|>``. Here the same vocabulary is a transformers tokenizer (``load_gpt2_tokenizer``), so
+it saves next to the model, pads batches and plugs into ``pipeline()`` and the ``Trainer``; and a byte-level BPE
+of your own size can be trained on your corpus with the ``tokenizers`` library (``train_bpe_tokenizer``), which
+suits small models: an 8k vocabulary leaves far more of a tiny model's parameters to the transformer blocks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoTokenizer, GPT2Tokenizer, PreTrainedTokenizerFast
+
+ENDOFTEXT = "<|endoftext|>"
+GPT2_HUB_ID = "openai-community/gpt2"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt")
+
+
+def _text_batches(texts) -> Iterable[list[str]]:
+    """Accept a string, a list of strings, or any iterator of strings or of batches of strings."""
+    if isinstance(texts, str):
+        yield [texts]
+        return
+    batch: list[str] = []
+    for item in texts:
+        if isinstance(item, str):
+            batch.append(item)
+            if len(batch) == 1000:
+                yield batch
+                batch = []
+        else:
+            yield [t for t in item if t]
+    if batch:
+        yield batch
+
+
+def train_bpe_tokenizer(
+    texts,
+    vocab_size: int = 8000,
+    min_frequency: int = 2,
+    special_tokens: tuple[str, ...] = (ENDOFTEXT,),
+    model_max_length: int = 1024,
+    show_progress: bool = False,
+) -> PreTrainedTokenizerFast:
+    """Train a GPT-2-style byte-level BPE on ``texts`` (strings, or an iterator of strings / batches of strings).
+
+    Like GPT-2: bytes are the initial alphabet (any text encodes, nothing is ever unknown), no prefix space, and
+    ``<|endoftext|>`` (the first special token) is the bos, eos and pad token.
+    """
+    minimum = 256 + len(special_tokens)
+    if vocab_size <= minimum:
+        raise ValueError(
+            f"vocab_size must be larger than {minimum} (256 byte tokens + {len(special_tokens)} special), got {vocab_size}."
+        )
+    seen = {"chars": 0}
+
+    def counted():
+        for batch in _text_batches(texts):
+            seen["chars"] += sum(len(t) for t in batch)
+            yield batch
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(special_tokens),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=show_progress,
+    )
+    tokenizer.train_from_iterator(counted(), trainer=trainer)
+    if seen["chars"] == 0:
+        raise ValueError("There is no text to train the tokenizer on (the corpus is empty).")
+    eos = special_tokens[0]
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token=eos,
+        eos_token=eos,
+        pad_token=eos,
+        model_max_length=model_max_length,
+    )
+
+
+def load_gpt2_tokenizer(name_or_path: str | os.PathLike = GPT2_HUB_ID) -> PreTrainedTokenizerFast:
+    """GPT-2's BPE, giving tiktoken's ``gpt2`` ids ("Hello, I am" -> [15496, 11, 314, 716], ``<|endoftext|>`` -> 50256).
+
+    ``name_or_path``: a folder with ``vocab.json`` + ``merges.txt`` (OpenAI's ``encoder.json``/``vocab.bpe``), a
+    folder with a saved ``tokenizer.json``, or a Hub id (default ``openai-community/gpt2``). Padding uses
+    ``<|endoftext|>``, as the book does.
+    """
+    path = os.fspath(name_or_path)
+    vocab, merges = os.path.join(path, "vocab.json"), os.path.join(path, "merges.txt")
+    if os.path.isdir(path) and os.path.isfile(vocab) and os.path.isfile(merges):
+        # transformers 5 ignores vocab_file=/merges_file= (you get a 1-token vocabulary): the keywords are vocab/merges.
+        tokenizer = GPT2Tokenizer(vocab=vocab, merges=merges)
+    elif os.path.isdir(path) and os.path.isfile(os.path.join(path, "tokenizer.json")):
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    elif os.path.isdir(path):
+        raise FileNotFoundError(f"{path!r} holds neither vocab.json + merges.txt nor tokenizer.json.")
+    elif os.path.exists(path) or path.startswith((".", "/", "~")) or path.count("/") > 1:
+        raise FileNotFoundError(f"No GPT-2 tokenizer folder at {path!r}.")
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(path)  # a Hub id
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerFast:
+    """Any tokenizer by folder or Hub id; ``"gpt2"`` and vocab/merges folders go through ``load_gpt2_tokenizer``.
+    A pad token is always set (eos when the tokenizer has none)."""
+    path = os.fspath(name_or_path)
+    if path in ("gpt2", GPT2_HUB_ID):
+        return load_gpt2_tokenizer(GPT2_HUB_ID)
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "vocab.json")) and os.path.isfile(os.path.join(path, "merges.txt")) \
+                and not os.path.isfile(os.path.join(path, "tokenizer.json")):
+            return load_gpt2_tokenizer(path)
+        if not any(os.path.isfile(os.path.join(path, f)) for f in TOKENIZER_FILES):
+            raise FileNotFoundError(f"{path!r} has no tokenizer files ({', '.join(TOKENIZER_FILES)}).")
+    elif os.path.exists(path):
+        raise FileNotFoundError(f"{path!r} is a file; a tokenizer is loaded from a folder or a Hub id.")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if len(tokenizer) <= 1:  # transformers 5 can build an empty GPT2Tokenizer from a bare config.json
+        raise ValueError(f"{path!r} gave a tokenizer with {len(tokenizer)} token(s): no vocabulary was found.")
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def special_token_ids(tokenizer) -> dict[str, int | None]:
+    """``bos_token_id``/``eos_token_id``/``pad_token_id`` of a tokenizer, to put into a model config."""
+    return {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+    }
+
+
+__all__ = ["train_bpe_tokenizer", "load_gpt2_tokenizer", "load_tokenizer", "special_token_ids", "ENDOFTEXT"]
