@@ -1,0 +1,116 @@
+"""Trainer callbacks for the book's training-loop extras (chapter 5).
+
+The book's ``train_model_simple`` prints a sample after every epoch (``generate_and_print_sample``) and plots
+train/validation loss against tokens seen (``plot_losses``). With the HF ``Trainer`` these are callbacks, so the
+loop itself stays the Trainer's (gradient accumulation, DDP, checkpoints, resuming).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+from transformers import TrainerCallback
+
+
+class SampleGenerationCallback(TrainerCallback):
+    """The book's ``generate_and_print_sample``: after each evaluation, continue a fixed prompt and print it.
+
+    Only the main process prints; the model is put back in training mode afterwards."""
+
+    def __init__(self, tokenizer, prompt: str = "Every effort moves you", max_new_tokens: int = 40,
+                 do_sample: bool = False, top_k: int | None = None, temperature: float = 1.0):
+        self.tokenizer = tokenizer
+        self.prompt = prompt
+        self.max_new_tokens = max_new_tokens
+        self.generation_kwargs = dict(do_sample=do_sample, top_k=top_k, temperature=temperature) if do_sample else \
+            dict(do_sample=False)
+        self.samples: list[tuple[int, str]] = []
+
+    def generate(self, model) -> str:
+        unwrapped = getattr(model, "module", model)
+        was_training = unwrapped.training
+        unwrapped.eval()
+        inputs = self.tokenizer(self.prompt, return_tensors="pt").to(unwrapped.device)
+        budget = unwrapped.config.n_positions - inputs.input_ids.shape[1]
+        with torch.no_grad():
+            out = unwrapped.generate(
+                **inputs,
+                max_new_tokens=max(1, min(self.max_new_tokens, budget)),
+                pad_token_id=self.tokenizer.pad_token_id,
+                **self.generation_kwargs,
+            )
+        if was_training:
+            unwrapped.train()
+        return self.tokenizer.decode(out[0], skip_special_tokens=True)
+
+    def on_evaluate(self, args, state, control, model=None, **kwargs):
+        if model is None or not state.is_world_process_zero:
+            return
+        text = self.generate(model)
+        self.samples.append((state.global_step, text))
+        print(f"\n[sample @ step {state.global_step}] {text!r}\n", flush=True)
+
+
+def plot_loss_curve(log_history: list[dict], tokens_per_step: int, path: str, title: str = "Training loss") -> str | None:
+    """The book's ``plot_losses``: train and validation loss against tokens seen, saved as a PNG at ``path``.
+
+    Returns the path, or None when the history has no loss yet."""
+    train = [(e["step"] * tokens_per_step, e["loss"]) for e in log_history if "loss" in e and "step" in e]
+    val = [(e["step"] * tokens_per_step, e["eval_loss"]) for e in log_history if "eval_loss" in e and "step" in e]
+    if not train and not val:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    if train:
+        ax.plot(*zip(*train), label="train loss", color="tab:blue")
+    if val:
+        ax.plot(*zip(*val), "o-", label="validation loss", color="tab:orange")
+    ax.set_xlabel("tokens seen")
+    ax.set_ylabel("cross-entropy loss (nats)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if val:  # perplexity on the right axis, as a reading aid
+        sec = ax.secondary_yaxis("right", functions=(lambda y: torch.tensor(y).exp().numpy(),
+                                                     lambda p: torch.tensor(p).log().numpy()))
+        sec.set_ylabel("perplexity")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+class LossCurveCallback(TrainerCallback):
+    """Writes ``loss_curve.png`` (train + validation loss against tokens seen) into ``output_dir`` after every
+    evaluation and at the end of training, so a run killed midway still leaves its curve."""
+
+    def __init__(self, tokens_per_step: int, filename: str = "loss_curve.png", title: str = "Training loss"):
+        self.tokens_per_step = tokens_per_step
+        self.filename = filename
+        self.title = title
+
+    def _write(self, args, state):
+        if state.is_world_process_zero:
+            plot_loss_curve(state.log_history, self.tokens_per_step, os.path.join(args.output_dir, self.filename),
+                            self.title)
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self._write(args, state)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._write(args, state)
+
+
+def perplexity(loss: float) -> float:
+    """exp(loss), capped so a diverged run reports inf instead of raising OverflowError."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return float("inf")
