@@ -20,12 +20,16 @@ class SampleGenerationCallback(TrainerCallback):
     Only the main process prints; the model is put back in training mode afterwards."""
 
     def __init__(self, tokenizer, prompt: str = "Every effort moves you", max_new_tokens: int = 40,
-                 do_sample: bool = False, top_k: int | None = None, temperature: float = 1.0):
+                 do_sample: bool = True, top_k: int | None = 40, temperature: float = 0.8, seed: int = 123):
         self.tokenizer = tokenizer
         self.prompt = prompt
         self.max_new_tokens = max_new_tokens
-        self.generation_kwargs = dict(do_sample=do_sample, top_k=top_k, temperature=temperature) if do_sample else \
+        # The book's chapter 5.3 decoding: temperature + top-k sampling reads better than greedy decoding, which
+        # loops on a small model. A fixed seed (in a forked RNG, so training's randomness is untouched) makes the
+        # samples of successive evaluations comparable.
+        self.generation_kwargs = dict(do_sample=True, top_k=top_k, temperature=temperature) if do_sample else \
             dict(do_sample=False)
+        self.seed = seed
         self.samples: list[tuple[int, str]] = []
 
     def generate(self, model) -> str:
@@ -34,7 +38,8 @@ class SampleGenerationCallback(TrainerCallback):
         unwrapped.eval()
         inputs = self.tokenizer(self.prompt, return_tensors="pt").to(unwrapped.device)
         budget = unwrapped.config.n_positions - inputs.input_ids.shape[1]
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
             out = unwrapped.generate(
                 **inputs,
                 max_new_tokens=max(1, min(self.max_new_tokens, budget)),
@@ -53,9 +58,11 @@ class SampleGenerationCallback(TrainerCallback):
         print(f"\n[sample @ step {state.global_step}] {text!r}\n", flush=True)
 
 
-def plot_loss_curve(log_history: list[dict], tokens_per_step: int, path: str, title: str = "Training loss") -> str | None:
+def plot_loss_curve(log_history: list[dict], tokens_per_step: int, path: str, title: str = "Training loss",
+                    baseline: tuple[str, float] | None = None) -> str | None:
     """The book's ``plot_losses``: train and validation loss against tokens seen, saved as a PNG at ``path``.
 
+    ``baseline`` = (label, loss) draws a reference loss as a dashed line (e.g. the unigram model's).
     Returns the path, or None when the history has no loss yet."""
     train = [(e["step"] * tokens_per_step, e["loss"]) for e in log_history if "loss" in e and "step" in e]
     val = [(e["step"] * tokens_per_step, e["eval_loss"]) for e in log_history if "eval_loss" in e and "step" in e]
@@ -71,6 +78,8 @@ def plot_loss_curve(log_history: list[dict], tokens_per_step: int, path: str, ti
         ax.plot(*zip(*train), label="train loss", color="tab:blue")
     if val:
         ax.plot(*zip(*val), "o-", label="validation loss", color="tab:orange")
+    if baseline is not None:
+        ax.axhline(baseline[1], linestyle="--", color="gray", label=baseline[0])
     ax.set_xlabel("tokens seen")
     ax.set_ylabel("cross-entropy loss (nats)")
     ax.set_title(title)
@@ -91,15 +100,17 @@ class LossCurveCallback(TrainerCallback):
     """Writes ``loss_curve.png`` (train + validation loss against tokens seen) into ``output_dir`` after every
     evaluation and at the end of training, so a run killed midway still leaves its curve."""
 
-    def __init__(self, tokens_per_step: int, filename: str = "loss_curve.png", title: str = "Training loss"):
+    def __init__(self, tokens_per_step: int, filename: str = "loss_curve.png", title: str = "Training loss",
+                 baseline: tuple[str, float] | None = None):
         self.tokens_per_step = tokens_per_step
         self.filename = filename
         self.title = title
+        self.baseline = baseline
 
     def _write(self, args, state):
         if state.is_world_process_zero:
             plot_loss_curve(state.log_history, self.tokens_per_step, os.path.join(args.output_dir, self.filename),
-                            self.title)
+                            self.title, self.baseline)
 
     def on_evaluate(self, args, state, control, **kwargs):
         self._write(args, state)

@@ -64,7 +64,7 @@ class DataArguments:
     max_corpus_chars: int | None = field(
         default=None, metadata={"help": "Use only this many characters of the default corpus (quick runs)."}
     )
-    sample_prompt: str = field(default="The", metadata={"help": "Prompt printed with a continuation at each eval."})
+    sample_prompt: str = field(default="The return value of", metadata={"help": "Prompt printed with a continuation at each eval."})
     sample_max_new_tokens: int = field(default=40, metadata={"help": "Length of those samples."})
 
 
@@ -252,6 +252,11 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
             for split in ("train", "validation")
         }
 
+    baseline = None
+    if not data_args.streaming:
+        baseline = unigram_loss(windows["train"], windows["validation"], model.config.vocab_size)
+        logger.info("Unigram baseline on the validation windows: loss %.3f (perplexity %.1f)", baseline,
+                    perplexity(baseline))
     world = max(1, training_args.world_size)
     tokens_per_step = (
         training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * world
@@ -266,7 +271,11 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
         data_collator=default_data_collator,
         callbacks=[
             SampleGenerationCallback(tokenizer, data_args.sample_prompt, data_args.sample_max_new_tokens),
-            LossCurveCallback(tokens_per_step, title=f"hfgpt pretraining ({model.num_parameters() / 1e6:.1f}M params)"),
+            LossCurveCallback(
+                tokens_per_step,
+                title=f"hfgpt pretraining ({model.num_parameters() / 1e6:.1f}M parameters)",
+                baseline=None if baseline is None else ("unigram baseline (validation)", baseline),
+            ),
             *(extra_callbacks or []),
         ],
     )
@@ -280,8 +289,7 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
 
     eval_metrics = trainer.evaluate()
     eval_metrics["eval_perplexity"] = perplexity(eval_metrics["eval_loss"])
-    if not data_args.streaming:
-        baseline = unigram_loss(windows["train"], windows["validation"], model.config.vocab_size)
+    if baseline is not None:
         eval_metrics["eval_unigram_loss"] = baseline
         eval_metrics["eval_unigram_perplexity"] = perplexity(baseline)
     trainer.log_metrics("eval", eval_metrics)
