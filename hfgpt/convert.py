@@ -485,27 +485,16 @@ def to_book_state_dict(model) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------------ tokenizer
-TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "vocab.txt")
-
-
 def load_tokenizer(path_or_id):
-    """The tokenizer of a local folder or Hub id, or ``None`` when there is none.
+    """The tokenizer next to a checkpoint (folder or Hub id), or ``None`` when there is none
+    (:func:`hfgpt.tokenization.load_tokenizer`, which refuses folders without tokenizer files)."""
+    from .tokenization import load_tokenizer as load
 
-    A local folder must hold tokenizer files: transformers 5's ``AutoTokenizer`` otherwise builds, from a GPT-2
-    ``config.json`` alone, a ``GPT2Tokenizer`` with a one-token vocabulary instead of failing."""
-    from transformers import AutoTokenizer
-
-    path = os.fspath(path_or_id)
-    if os.path.isdir(path) and not any(os.path.isfile(os.path.join(path, f)) for f in TOKENIZER_FILES):
-        return None
-    if os.path.isfile(path):
-        return None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        return load(path_or_id)
     except (OSError, ValueError, KeyError, TypeError) as error:
-        logger.info(f"No tokenizer loaded from {path!r}: {error}")
+        logger.info(f"No tokenizer loaded from {os.fspath(path_or_id)!r}: {error}")
         return None
-    return tokenizer if len(tokenizer) > 1 else None
 
 
 __all__ = ["from_hf_gpt2", "to_hf_gpt2", "from_book_checkpoint", "to_book_state_dict", "load_tokenizer"]
