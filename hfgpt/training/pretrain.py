@@ -89,6 +89,30 @@ class PretrainingArguments(TrainingArguments):
     report_to: None | str | list[str] = field(default="none", metadata={"help": "tensorboard, wandb, ... or none."})
     ddp_find_unused_parameters: bool | None = field(default=False, metadata={"help": "Every parameter gets a grad."})
 
+    def __post_init__(self):
+        # Several processes on a machine without GPU (torchrun, or `accelerate launch --multi_gpu`, the one accelerate
+        # form that starts several processes there) get DDP only with use_cpu: without it accelerate settles on
+        # DistributedType.NO, world_size is 1 and every rank silently trains on all the data on its own.
+        if not self.use_cpu and _launched_with_several_processes() and not _has_accelerator():
+            self.use_cpu = True
+        super().__post_init__()
+
+
+def _launched_with_several_processes() -> bool:
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    except ValueError:
+        return False
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    if torch.cuda.is_available():
+        return True
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6: CUDA, XPU, MPS, NPU, ...
+    return bool(accelerator is not None and accelerator.is_available())
+
 
 def parse_overrides(text: str | None) -> dict:
     """``'n_layer=2,drop_rate=0.0,qkv_bias=true'`` -> ``{'n_layer': 2, 'drop_rate': 0.0, 'qkv_bias': True}``."""
@@ -104,24 +128,37 @@ def parse_overrides(text: str | None) -> dict:
     return values
 
 
-def build_config(model_args: ModelArguments, tokenizer, max_length: int):
-    """The model config: a preset + overrides, with the tokenizer's vocabulary and special tokens."""
+def checked_overrides(text: str | None) -> dict:
+    """:func:`parse_overrides`, refusing names that are not ``GPTScratchConfig`` fields (a typo would otherwise be
+    stored on the config and silently ignored)."""
     from ..configuration_gpt_scratch import GPTScratchConfig
-    from ..tokenization import special_token_ids
 
-    overrides = parse_overrides(model_args.config_overrides)
+    overrides = parse_overrides(text)
     unknown = set(overrides) - set(GPTScratchConfig().to_dict()) - {"drop_rate"}
     if unknown:
         raise ValueError(f"--config_overrides names unknown GPTScratchConfig fields: {sorted(unknown)}.")
-    overrides.setdefault("vocab_size", len(tokenizer))
-    for key, value in special_token_ids(tokenizer).items():
-        overrides.setdefault(key, value)
-    config = GPTScratchConfig.from_preset(model_args.preset, **overrides)
+    return overrides
+
+
+def check_context(config, max_length: int) -> None:
     if max_length > config.n_positions:
         raise ValueError(
             f"--max_length {max_length} is longer than the model's context (n_positions={config.n_positions}); "
             f"lower --max_length or pass --config_overrides n_positions={max_length}."
         )
+
+
+def build_config(model_args: ModelArguments, tokenizer, max_length: int):
+    """The model config: a preset + overrides, with the tokenizer's vocabulary and special tokens."""
+    from ..configuration_gpt_scratch import GPTScratchConfig
+    from ..tokenization import special_token_ids
+
+    overrides = checked_overrides(model_args.config_overrides)
+    overrides.setdefault("vocab_size", len(tokenizer))
+    for key, value in special_token_ids(tokenizer).items():
+        overrides.setdefault(key, value)
+    config = GPTScratchConfig.from_preset(model_args.preset, **overrides)
+    check_context(config, max_length)
     return config
 
 
@@ -159,8 +196,9 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, traini
     """Every cheap check, before the corpus is read or a tokenizer trained."""
     from ..configuration_gpt_scratch import GPTScratchConfig
 
-    if model_args.model_name_or_path is None:
-        GPTScratchConfig.from_preset(model_args.preset, **parse_overrides(model_args.config_overrides))
+    if model_args.model_name_or_path is None:  # preset, override names and values, context: no data read yet
+        config = GPTScratchConfig.from_preset(model_args.preset, **checked_overrides(model_args.config_overrides))
+        check_context(config, data_args.max_length)
     if data_args.stride is not None and data_args.stride <= 0:
         raise ValueError(f"--stride must be a positive number of tokens, got {data_args.stride}.")
     if data_args.max_length <= 1:
@@ -191,18 +229,35 @@ def prepare_tokenizer(model_args: ModelArguments, raw_train, text_column: str, m
     return train_bpe_tokenizer(texts(), vocab_size=model_args.vocab_size, model_max_length=max_length)
 
 
-def resolve_resume(training_args) -> str | None:
-    """``--resume_from_checkpoint last`` (or ``true``) means the newest checkpoint in ``output_dir``."""
-    from transformers.trainer_utils import get_last_checkpoint
+def last_complete_checkpoint(output_dir: str, flag: str = "last") -> str:
+    """The newest ``checkpoint-N`` folder in ``output_dir`` that the Trainer finished writing.
 
+    ``Trainer`` writes ``trainer_state.json`` last, so a run killed while saving leaves a newer folder without it;
+    transformers' ``get_last_checkpoint`` would pick that one and resuming would fail on missing files."""
+    steps = {}
+    if os.path.isdir(output_dir):
+        for name in os.listdir(output_dir):
+            prefix, _, step = name.partition("-")
+            if prefix == "checkpoint" and step.isdigit() and os.path.isdir(os.path.join(output_dir, name)):
+                steps[int(step)] = os.path.join(output_dir, name)
+    if not steps:
+        raise FileNotFoundError(f"--resume_from_checkpoint {flag}: no checkpoint-* folder in {output_dir!r}.")
+    for step in sorted(steps, reverse=True):
+        if os.path.isfile(os.path.join(steps[step], "trainer_state.json")):
+            return steps[step]
+        logger.warning("Skipping %s: no trainer_state.json (its run stopped while saving it)", steps[step])
+    raise FileNotFoundError(
+        f"--resume_from_checkpoint {flag}: no complete checkpoint in {output_dir!r} (none has trainer_state.json)."
+    )
+
+
+def resolve_resume(training_args) -> str | None:
+    """``--resume_from_checkpoint last`` (or ``true``) means the newest complete checkpoint in ``output_dir``."""
     resume = training_args.resume_from_checkpoint
     if resume is None or str(resume).lower() in ("", "false", "none"):
         return None
     if str(resume).lower() in ("last", "true"):
-        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
-        if last is None:
-            raise FileNotFoundError(f"--resume_from_checkpoint {resume}: no checkpoint-* folder in {training_args.output_dir!r}.")
-        return last
+        return last_complete_checkpoint(training_args.output_dir, flag=str(resume))
     if not os.path.isdir(resume):
         raise FileNotFoundError(f"--resume_from_checkpoint: no checkpoint folder at {resume!r}.")
     return resume
