@@ -105,6 +105,25 @@ def _launched_with_several_processes() -> bool:
         return False
 
 
+def share_cpu_cores() -> None:
+    """Give each process its share of the CPU cores when training on CPU.
+
+    ``accelerate launch`` exports ``OMP_NUM_THREADS=1`` unless ``--num_cpu_threads_per_process`` says otherwise, which
+    halves a single-process run on a 2-core machine. Under accelerate, with no GPU, use ``cores // local processes``
+    threads instead (a value the user chose with ``--num_cpu_threads_per_process N`` above 1 is kept)."""
+    import torch
+
+    launched_by_accelerate = any(key.startswith("ACCELERATE_") for key in os.environ)
+    if not launched_by_accelerate or _has_accelerator() or os.environ.get("OMP_NUM_THREADS", "1") != "1":
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")) or 1)
+    threads = max(1, cores // max(1, local_processes))
+    if threads > torch.get_num_threads():
+        logger.info("accelerate set OMP_NUM_THREADS=1; using %d CPU threads per process", threads)
+        torch.set_num_threads(threads)
+
+
 def _has_accelerator() -> bool:
     import torch
 
@@ -273,6 +292,7 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     from .callbacks import LossCurveCallback, SampleGenerationCallback, perplexity
 
     check_arguments(model_args, data_args, training_args)
+    share_cpu_cores()
     resume = resolve_resume(training_args)
     if resume is not None and model_args.tokenizer_name is None:
         model_args.tokenizer_name = resume  # the checkpoint's own tokenizer, not a freshly trained one
