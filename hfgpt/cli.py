@@ -6,7 +6,8 @@ Subcommands (one small function each, calling library code):
 * ``hfgpt convert --from book MODEL.pth DEST [--n-head N] [--tokenizer PATH_OR_ID]`` -- the book's
   ``GPTModel`` state dict -> an hfgpt folder;
 * ``hfgpt convert --to gpt2 SOURCE DEST`` -- an hfgpt folder -> a ``GPT2LMHeadModel`` folder (``--from gpt2|book``
-  combine with it, e.g. a book checkpoint straight to GPT-2).
+  combine with it, e.g. a book checkpoint straight to GPT-2);
+* ``hfgpt push FOLDER REPO_ID [--dry-run] [--out DIR]`` -- upload a model or adapter folder with code and model card.
 
 To add a subcommand, write ``add_<name>_command(subparsers)`` that registers its parser with
 ``set_defaults(func=...)`` and list it in ``COMMANDS``. Heavy imports (torch, transformers) stay inside the command
@@ -116,8 +117,39 @@ def add_convert_command(subparsers) -> None:
     parser.set_defaults(func=run_convert)
 
 
+# ------------------------------------------------------------------------------------------------------- push
+def run_push(args: argparse.Namespace) -> int:
+    from .hub import push_to_hub
+
+    if not os.path.isdir(args.folder):
+        raise CommandError(f"model folder not found: {args.folder!r}.")
+    files = push_to_hub(args.folder, args.repo_id, out_dir=args.out, private=args.private, dry_run=args.dry_run,
+                        datasets=args.dataset)
+    verb = "Would upload" if args.dry_run else "Uploaded"
+    where = f" (folder: {args.out})" if args.out else ""
+    print(f"{verb} {len(files)} files to {args.repo_id}{where}:")
+    for name in files:
+        print(f"  {name}")
+    return 0
+
+
+def add_push_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "push", help="upload a model (or LoRA adapter) folder with its code and a model card to the Hub",
+        description="Build the upload folder (weights, tokenizer, modeling code with auto_map, metrics, README.md "
+        "model card) and upload it. --dry-run builds it and lists its files without any network access.",
+    )  # fmt: skip
+    parser.add_argument("folder", help="a folder written by a recipe or save_pretrained")
+    parser.add_argument("repo_id", help="the Hub repository, e.g. you/hfgpt-small")
+    parser.add_argument("--dry-run", action="store_true", help="build and list the upload folder; upload nothing")
+    parser.add_argument("--out", default=None, metavar="DIR", help="where to build the upload folder (default: temp)")
+    parser.add_argument("--private", action="store_true", help="create the repository as private")
+    parser.add_argument("--dataset", action="append", default=None, help="dataset id for the card (repeatable)")
+    parser.set_defaults(func=run_push)
+
+
 # ------------------------------------------------------------------------------------------------------- main
-COMMANDS = (add_convert_command,)
+COMMANDS = (add_convert_command, add_push_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

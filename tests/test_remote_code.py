@@ -1,45 +1,14 @@
 """Saved folders: Auto classes, remote code in a process without hfgpt, and pipeline() for both tasks."""
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
-from conftest import REPO_ROOT, tiny_config
+from conftest import load_in_clean_process, tiny_config
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification, pipeline
 
 from hfgpt import GPTScratchForCausalLM, GPTScratchForSequenceClassification, GPTScratchModel
 from hfgpt.tokenization import train_bpe_tokenizer
-
-# Runs in a fresh interpreter where `import hfgpt` fails: the saved folder must carry everything.
-CLEAN_LOAD = textwrap.dedent(
-    """
-    import json, sys
-    sys.modules["hfgpt"] = None  # any import of hfgpt now raises ImportError
-    sys.path = [p for p in sys.path if p not in ("", {repo!r})]
-    try:
-        import hfgpt
-        raise SystemExit("hfgpt was importable")
-    except ImportError:
-        pass
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
-    folder = {folder!r}
-    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
-    assert "hfgpt" not in type(model).__module__, type(model).__module__
-    ids = torch.tensor({ids!r})
-    with torch.no_grad():
-        logits = model(ids).logits
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
-    text = generator("the", max_new_tokens=5, do_sample=False)[0]["generated_text"]
-    with open({result!r}, "w") as f:
-        json.dump({{"logits": logits.tolist(), "class": type(model).__name__, "text": text}}, f)
-    """
-)
-
 
 @pytest.fixture(scope="module")
 def tokenizer():
@@ -84,11 +53,7 @@ def test_auto_classes_resolve_to_hfgpt(lm_folder):
 def test_remote_code_loads_in_a_process_without_hfgpt(lm_folder):
     folder, model = lm_folder
     ids = [[5, 9, 33, 120, 7, 1], [3, 3, 2, 90, 64, 11]]
-    script = CLEAN_LOAD.format(repo=REPO_ROOT, folder=str(folder), ids=ids, result=str(folder.parent / "result.json"))
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=folder.parent,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads((folder.parent / "result.json").read_text())
+    result = load_in_clean_process(folder, ids)
     assert result["class"] == "GPTScratchForCausalLM"
     with torch.no_grad():
         expected = model(torch.tensor(ids)).logits

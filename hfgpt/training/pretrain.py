@@ -369,6 +369,10 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
         eval_metrics["eval_unigram_perplexity"] = perplexity(baseline)
     trainer.log_metrics("eval", eval_metrics)
     trainer.save_metrics("eval", eval_metrics)
-    if training_args.push_to_hub:
-        trainer.push_to_hub(commit_message="hfgpt pretraining run")
+    if training_args.push_to_hub and trainer.is_world_process_zero():
+        from ..hub import push_to_hub  # model + tokenizer + code + metrics + model card
+
+        repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir))
+        push_to_hub(training_args.output_dir, repo_id, private=bool(training_args.hub_private_repo),
+                    token=training_args.hub_token, datasets=[data_args.dataset_name] if data_args.dataset_name else None)
     return {**metrics, **eval_metrics}

@@ -1,0 +1,230 @@
+"""Share a trained model on the Hugging Face Hub: the upload folder, its model card, and the push.
+
+``build_upload_folder`` makes the exact folder that would be uploaded: the weights re-saved through
+``save_pretrained`` (so the modeling code and ``auto_map`` are there and the folder loads with
+``trust_remote_code=True`` for people without hfgpt), the tokenizer, the run's metrics, and a ``README.md`` model
+card with YAML metadata. A LoRA adapter folder (``adapter_config.json``) gets an adapter card naming its base
+model instead. ``push_to_hub`` uploads that folder with ``huggingface_hub`` -- or, with ``dry_run=True``, only
+lists what it would upload.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from huggingface_hub import ModelCard, ModelCardData
+
+# Run files copied next to the model when present.
+RUN_FILES = ("all_results.json", "train_results.json", "eval_results.json", "test_results.json", "loss_curve.png",
+             "confusion_matrix.png", "trainer_state.json")
+PIPELINE_TAGS = {
+    "GPTScratchForCausalLM": "text-generation",
+    "GPTScratchForSequenceClassification": "text-classification",
+    "GPTScratchModel": "feature-extraction",
+}
+MODEL_CLASSES = {
+    "text-generation": "AutoModelForCausalLM",
+    "text-classification": "AutoModelForSequenceClassification",
+    "feature-extraction": "AutoModel",
+}
+
+CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ repo_id }}
+
+{{ summary }}
+
+The architecture is the GPT of Sebastian Raschka's *Build a Large Language Model (From Scratch)*, implemented by
+hfgpt as a native `transformers` model. The folder carries its own modeling code, so it loads
+without installing hfgpt.
+
+## Usage
+
+```python
+{{ usage }}
+```
+
+## Model
+
+| setting | value |
+| --- | --- |
+{{ config_rows }}
+
+## Training
+{{ training }}
+"""
+
+ADAPTER_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ repo_id }}
+
+A LoRA adapter (peft) for [{{ base_model }}](https://huggingface.co/{{ base_model }}), trained with hfgpt.
+
+## Usage
+
+```python
+from peft import PeftModel
+from transformers import AutoModelForSequenceClassification
+
+base = AutoModelForSequenceClassification.from_pretrained("{{ base_model }}", trust_remote_code=True)
+model = PeftModel.from_pretrained(base, "{{ repo_id }}")
+```
+
+## Adapter
+
+| setting | value |
+| --- | --- |
+{{ config_rows }}
+"""
+
+
+def _read_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _run_metrics(folder: str) -> dict:
+    for name in ("all_results.json", "eval_results.json", "test_results.json"):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            return _read_json(path)
+    return {}
+
+
+def _usage(repo_id: str, pipeline_tag: str) -> str:
+    auto = MODEL_CLASSES[pipeline_tag]
+    lines = [
+        f"from transformers import {auto}, AutoTokenizer, pipeline",
+        "",
+        f'model = {auto}.from_pretrained("{repo_id}", trust_remote_code=True)',
+        f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
+    ]
+    if pipeline_tag == "text-generation":
+        lines += ['generate = pipeline("text-generation", model=model, tokenizer=tokenizer)',
+                  'print(generate("Every effort moves you", max_new_tokens=40)[0]["generated_text"])']
+    elif pipeline_tag == "text-classification":
+        lines += ['classify = pipeline("text-classification", model=model, tokenizer=tokenizer)',
+                  'print(classify("You won a free prize! Reply now"))']
+    return "\n".join(lines)
+
+
+def model_card(folder: str, repo_id: str, datasets: list[str] | None = None, summary: str | None = None) -> ModelCard:
+    """The model card for a saved hfgpt model folder (its config.json, and the run's metrics when present)."""
+    config = _read_json(os.path.join(folder, "config.json"))
+    architecture = (config.get("architectures") or ["GPTScratchForCausalLM"])[0]
+    pipeline_tag = PIPELINE_TAGS.get(architecture, "text-generation")
+    metrics = {k: v for k, v in _run_metrics(folder).items() if isinstance(v, (int, float))}
+    metric_names = sorted({k.split("_", 1)[1] for k in metrics if k.startswith(("eval_", "test_")) and
+                           not k.endswith(("runtime", "per_second"))})
+    card_data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag=pipeline_tag,
+        tags=["hfgpt", "gpt2", "from-scratch", "custom_code", pipeline_tag],
+        datasets=datasets or None,
+        metrics=metric_names or None,
+        license="apache-2.0",
+    )
+    keys = ("n_layer", "n_embd", "n_head", "n_positions", "vocab_size", "qkv_bias", "tie_word_embeddings",
+            "embd_pdrop", "attn_pdrop", "resid_pdrop")
+    rows = "\n".join(f"| `{k}` | {config[k]} |" for k in keys if k in config)
+    if config.get("id2label"):
+        rows += f"\n| labels | {', '.join(str(v) for v in config['id2label'].values())} |"
+    if metrics:
+        training = "Metrics of the run that produced this model:\n\n| metric | value |\n| --- | --- |\n" + "\n".join(
+            f"| `{k}` | {v:.4g} |" for k, v in sorted(metrics.items()))
+    else:
+        training = "No run metrics were found next to the model."
+    if os.path.isfile(os.path.join(folder, "loss_curve.png")):
+        training += "\n\n![loss curve](loss_curve.png)"
+    return ModelCard.from_template(
+        card_data,
+        template_str=CARD_TEMPLATE,
+        repo_id=repo_id,
+        summary=summary or f"A {pipeline_tag} model with {config.get('n_layer')} layers, {config.get('n_embd')} wide.",
+        usage=_usage(repo_id, pipeline_tag),
+        config_rows=rows,
+        training=training,
+    )
+
+
+def adapter_card(folder: str, repo_id: str) -> ModelCard:
+    """The card of a peft LoRA adapter folder: names the base model it applies to."""
+    adapter = _read_json(os.path.join(folder, "adapter_config.json"))
+    base_model = adapter.get("base_model_name_or_path")
+    if not base_model:
+        raise ValueError(f"{folder!r}: adapter_config.json names no base_model_name_or_path.")
+    card_data = ModelCardData(library_name="peft", base_model=base_model, tags=["hfgpt", "lora", "peft"],
+                              license="apache-2.0")
+    keys = ("peft_type", "task_type", "r", "lora_alpha", "lora_dropout", "target_modules", "modules_to_save")
+    rows = "\n".join(f"| `{k}` | {adapter[k]} |" for k in keys if k in adapter)
+    return ModelCard.from_template(card_data, template_str=ADAPTER_TEMPLATE, repo_id=repo_id, base_model=base_model,
+                                   config_rows=rows)
+
+
+def build_upload_folder(folder: str, repo_id: str, out_dir: str, datasets: list[str] | None = None) -> str:
+    """Write into ``out_dir`` exactly what ``push_to_hub`` uploads for the model (or adapter) in ``folder``."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"No model folder at {folder!r}.")
+    if os.path.abspath(out_dir) == os.path.abspath(folder):
+        raise ValueError("The upload folder must differ from the model folder.")
+    os.makedirs(out_dir, exist_ok=True)
+    if os.path.isfile(os.path.join(folder, "adapter_config.json")):
+        for name in os.listdir(folder):
+            if os.path.isfile(os.path.join(folder, name)) and name != "README.md":
+                shutil.copy2(os.path.join(folder, name), out_dir)
+        adapter_card(folder, repo_id).save(os.path.join(out_dir, "README.md"))
+        return out_dir
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        raise FileNotFoundError(f"{folder!r} has no config.json: not a saved model folder.")
+
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from . import tokenization  # noqa: F401  (importing hfgpt registers the Auto classes)
+
+    config = AutoConfig.from_pretrained(folder)
+    if config.model_type != "gpt_scratch":
+        raise ValueError(f"{folder!r} holds a {config.model_type!r} model, not an hfgpt (gpt_scratch) one.")
+    architecture = (config.architectures or ["GPTScratchForCausalLM"])[0]
+    auto = {"GPTScratchForSequenceClassification": AutoModelForSequenceClassification,
+            "GPTScratchModel": AutoModel}.get(architecture, AutoModelForCausalLM)
+    model = auto.from_pretrained(folder)
+    model.save_pretrained(out_dir)  # weights + configuration/modeling code + auto_map
+    try:
+        tokenizer = tokenization.load_tokenizer(folder)
+    except (OSError, ValueError):
+        tokenizer = None
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out_dir)
+    for name in RUN_FILES:
+        if os.path.isfile(os.path.join(folder, name)):
+            shutil.copy2(os.path.join(folder, name), out_dir)
+    model_card(folder, repo_id, datasets=datasets).save(os.path.join(out_dir, "README.md"))
+    return out_dir
+
+
+def push_to_hub(folder: str, repo_id: str, out_dir: str | None = None, private: bool = False,
+                token: str | None = None, dry_run: bool = False, datasets: list[str] | None = None) -> list[str]:
+    """Build the upload folder and upload it (``dry_run``: only build and list). Returns the uploaded file names."""
+    import tempfile
+
+    out_dir = out_dir or tempfile.mkdtemp(prefix="hfgpt-upload-")
+    build_upload_folder(folder, repo_id, out_dir, datasets=datasets)
+    files = sorted(os.path.relpath(os.path.join(root, f), out_dir)
+                   for root, _, names in os.walk(out_dir) for f in names)
+    if dry_run:
+        return files
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    api.upload_folder(repo_id=repo_id, folder_path=out_dir, commit_message="Upload hfgpt model")
+    return files
+
+
+__all__ = ["build_upload_folder", "push_to_hub", "model_card", "adapter_card"]
