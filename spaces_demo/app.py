@@ -1,0 +1,166 @@
+"""hfgpt demo: chat with an instruction-tuned GPT (streaming) and classify text messages as ham or spam.
+
+Runs locally after the recipes, or as a Hugging Face Space:
+
+    python spaces_demo/app.py --chat-model runs/sft --spam-model runs/spam      # local folders
+    HFGPT_CHAT_MODEL=you/hfgpt-sft HFGPT_SPAM_MODEL=you/hfgpt-spam python spaces_demo/app.py   # Hub ids
+
+The app needs only transformers and gradio: hfgpt folders carry their own modeling code (trust_remote_code), so
+the Space does not install hfgpt. A tab whose model is missing says so on the page instead of failing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+
+import gradio as gr
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    TextIteratorStreamer,
+)
+
+MAX_INPUT_CHARS = 1000  # longer messages are cut (the models' context is short anyway)
+CHAT_CONCURRENCY = 4  # generations running at once; more requests wait in the queue
+SPAM_EXAMPLES = [
+    "WINNER!! You have been selected to receive a £900 prize reward! Call 09061701461 to claim now.",
+    "Hey, are we still meeting for lunch at 1? I'll be a bit late.",
+    "URGENT! Your mobile number has won a free entry to our weekly draw. Text WIN to 80086 now!",
+    "Can you pick up some milk on your way home?",
+]
+
+
+def load(model_class, name: str | None):
+    """(model, tokenizer, None) or (None, None, reason) — a missing model becomes a message, not a crash."""
+    if not name:
+        return None, None, "no model configured"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = model_class.from_pretrained(name, trust_remote_code=True).eval()
+    except Exception as error:  # noqa: BLE001 -- any load failure is shown in the page
+        return None, None, f"could not load {name!r}: {' '.join(str(error).split())[:300]}"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer, None
+
+
+def build_prompt(tokenizer, message: str, history: list[dict]) -> str:
+    """The tokenizer's chat template (the one the instruction fine-tuning trained on), else the message alone."""
+    messages = [{"role": m["role"], "content": m["content"]} for m in history if isinstance(m.get("content"), str)]
+    messages.append({"role": "user", "content": message})
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return message
+
+
+def make_chat_fn(model, tokenizer):
+    context = model.config.max_position_embeddings
+
+    def chat(message: str, history: list[dict], max_new_tokens: int = 100, temperature: float = 0.7,
+             top_k: int = 40):
+        message = (message or "").strip()
+        if not message:
+            yield "Type a message (an instruction such as 'Rewrite this sentence in passive voice: ...') and press Enter."
+            return
+        note = ""
+        if len(message) > MAX_INPUT_CHARS:
+            message, note = message[:MAX_INPUT_CHARS], f"(your message was cut to {MAX_INPUT_CHARS} characters)\n\n"
+        max_new_tokens = max(1, min(int(max_new_tokens), context - 1))
+        ids = tokenizer(build_prompt(tokenizer, message, history), return_tensors="pt").input_ids
+        ids = ids[:, -(context - max_new_tokens):]  # keep the end of a long conversation within the context
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=120)
+        sampling = dict(do_sample=True, temperature=float(temperature), top_k=int(top_k)) if temperature > 0 else \
+            dict(do_sample=False)
+        worker = threading.Thread(
+            target=torch.no_grad()(model.generate),
+            kwargs=dict(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                        streamer=streamer, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                        **sampling),
+            daemon=True,
+        )
+        worker.start()
+        text = note
+        for piece in streamer:
+            text += piece
+            yield text
+        worker.join()
+        if not text.strip():
+            yield "(the model produced no text; try a higher temperature)"
+
+    return chat
+
+
+def make_classify_fn(model, tokenizer):
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+
+    def classify(text: str) -> dict[str, float]:
+        text = (text or "").strip()
+        if not text:
+            raise gr.Error("Paste a text message to classify.")
+        enc = tokenizer(text[:MAX_INPUT_CHARS], return_tensors="pt", truncation=True,
+                        max_length=model.config.max_position_embeddings)
+        with torch.no_grad():
+            probs = model(**enc).logits.softmax(-1)[0]
+        return {label: float(p) for label, p in zip(labels, probs)}
+
+    return classify
+
+
+def build_demo(chat_model: str | None = None, spam_model: str | None = None) -> gr.Blocks:
+    chat, chat_tok, chat_problem = load(AutoModelForCausalLM, chat_model)
+    spam, spam_tok, spam_problem = load(AutoModelForSequenceClassification, spam_model)
+    with gr.Blocks(title="hfgpt demo") as demo:
+        gr.Markdown(
+            "# hfgpt\nThe GPT of *Build a Large Language Model (From Scratch)*, fine-tuned to follow instructions "
+            "and to spot spam."
+        )
+        with gr.Tab("Chat"):
+            if chat is None:
+                gr.Markdown(f"**The chat model is not available** ({chat_problem}). Start the app with "
+                            "`--chat-model FOLDER_OR_HUB_ID` or set `HFGPT_CHAT_MODEL`.")
+            else:
+                gr.ChatInterface(
+                    make_chat_fn(chat, chat_tok),
+                    additional_inputs=[
+                        gr.Slider(1, 256, value=100, step=1, label="max new tokens"),
+                        gr.Slider(0.0, 2.0, value=0.7, step=0.05, label="temperature (0 = greedy)"),
+                        gr.Slider(1, 200, value=40, step=1, label="top-k"),
+                    ],
+                    examples=[["Rewrite the sentence using a simile: The car is very fast."],
+                              ["What is the capital of France?"]],
+                    cache_examples=False,
+                    api_name="chat",
+                    concurrency_limit=CHAT_CONCURRENCY,
+                )
+        with gr.Tab("Spam classifier"):
+            if spam is None:
+                gr.Markdown(f"**The spam classifier is not available** ({spam_problem}). Start the app with "
+                            "`--spam-model FOLDER_OR_HUB_ID` or set `HFGPT_SPAM_MODEL`.")
+            else:
+                text = gr.Textbox(label="Text message", lines=3, max_length=MAX_INPUT_CHARS,
+                                  placeholder="Paste an SMS here")
+                result = gr.Label(label="ham / spam", num_top_classes=2)
+                button = gr.Button("Classify", variant="primary")
+                button.click(make_classify_fn(spam, spam_tok), text, result, api_name="classify")
+                text.submit(make_classify_fn(spam, spam_tok), text, result, api_name=False)
+                gr.Examples(SPAM_EXAMPLES, inputs=text)
+    demo.queue(default_concurrency_limit=CHAT_CONCURRENCY, max_size=64)
+    return demo
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--chat-model", default=os.environ.get("HFGPT_CHAT_MODEL"), help="instruction-tuned model")
+    parser.add_argument("--spam-model", default=os.environ.get("HFGPT_SPAM_MODEL"), help="spam classifier")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    args = parser.parse_args(argv)
+    build_demo(args.chat_model, args.spam_model).launch(server_name=args.host, server_port=args.port)
+
+
+if __name__ == "__main__":
+    main()

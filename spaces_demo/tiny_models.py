@@ -1,0 +1,40 @@
+"""Make a tiny chat model and a tiny spam classifier (random weights) to run the demo without the recipes.
+
+    python spaces_demo/tiny_models.py /tmp/demo-models   # writes /tmp/demo-models/chat and /tmp/demo-models/spam
+
+Used by bench/demo_load.py and spaces_demo/screenshots.py; the tests build their own.
+"""
+
+import os
+import sys
+
+import torch
+
+from hfgpt import GPTScratchConfig, GPTScratchForCausalLM, GPTScratchForSequenceClassification
+from hfgpt.tokenization import special_token_ids, train_bpe_tokenizer
+
+# The shape of the book's Alpaca prompt; the instruction fine-tuning recipe saves the real template with its model.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'user' %}### Instruction:\n{{ m['content'] }}\n\n### Response:\n"
+    "{% else %}{{ m['content'] }}{{ eos_token }}\n\n{% endif %}{% endfor %}"
+)
+
+
+def make_tiny_models(root: str) -> tuple[str, str]:
+    from pydoc_data.topics import topics
+
+    tokenizer = train_bpe_tokenizer([topics[k] for k in sorted(topics)[:40]], vocab_size=400)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    sizes = dict(vocab_size=len(tokenizer), n_positions=256, drop_rate=0.0, **special_token_ids(tokenizer))
+    torch.manual_seed(0)
+    chat, spam = os.path.join(root, "chat"), os.path.join(root, "spam")
+    GPTScratchForCausalLM(GPTScratchConfig.from_preset("tiny", **sizes)).save_pretrained(chat)
+    labels = dict(num_labels=2, id2label={0: "ham", 1: "spam"}, label2id={"ham": 0, "spam": 1})
+    GPTScratchForSequenceClassification(GPTScratchConfig.from_preset("tiny", **sizes, **labels)).save_pretrained(spam)
+    for folder in (chat, spam):
+        tokenizer.save_pretrained(folder)
+    return chat, spam
+
+
+if __name__ == "__main__":
+    print(make_tiny_models(sys.argv[1] if len(sys.argv) > 1 else "runs/demo-tiny"))
