@@ -1,0 +1,316 @@
+"""Instruction data (the book's chapter 7): Alpaca-style records, the book's split, its prompt as a chat template,
+and its padding/masking collator.
+
+A record is ``{"instruction": str, "input": str, "output": str}`` (``input`` may be empty or absent), as in the
+book's ``instruction-data.json`` and the Hub's ``tatsu-lab/alpaca``.
+
+The prompt format is the book's ``format_input`` plus ``"\\n\\n### Response:\\n"``, and it is the tokenizer's
+``chat_template`` (:data:`ALPACA_CHAT_TEMPLATE`), so ``tokenizer.apply_chat_template(messages)`` and
+``pipeline("text-generation")`` given chat messages produce exactly what the model was trained on.
+How messages map onto it:
+
+* a ``user`` message holds the instruction in ``content`` and the optional input in an extra ``input`` field:
+  ``{"role": "user", "content": "Rewrite in passive voice.", "input": "The cat ate the fish."}``;
+* an ``assistant`` message holds the response; the template closes it with ``<|endoftext|>`` (the eos token);
+* an optional leading ``system`` message replaces the book's preamble ("Below is an instruction ...");
+* ``add_generation_prompt=True`` ends the text with ``"\\n\\n### Response:\\n"``, where generation starts.
+
+Training example = prompt tokens (the template with ``add_generation_prompt=True``) + response tokens + eos, tokenized
+separately so the prompt a user sends at generation time tokenizes to exactly the training prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+logger = logging.getLogger("hfgpt.instructions")
+
+INSTRUCTION_FIELDS = ("instruction", "input", "output")
+PREAMBLE = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request."
+)
+RESPONSE_HEADER = "\n\n### Response:\n"
+IGNORE_INDEX = -100
+
+# Jinja: rendered by transformers' apply_chat_template (eos_token comes from the tokenizer's special tokens).
+ALPACA_CHAT_TEMPLATE = (
+    "{%- if messages and messages[0]['role'] == 'system' -%}"
+    "{{- messages[0]['content'] -}}{%- set turns = messages[1:] -%}"
+    "{%- else -%}"
+    "{{- '" + PREAMBLE + "' -}}{%- set turns = messages -%}"
+    "{%- endif -%}"
+    "{%- for message in turns -%}"
+    "{%- if message['role'] == 'user' -%}"
+    "{{- '\\n\\n### Instruction:\\n' + message['content'] -}}"
+    "{%- if message.get('input') -%}{{- '\\n\\n### Input:\\n' + message['input'] -}}{%- endif -%}"
+    "{%- elif message['role'] == 'assistant' -%}"
+    "{{- '\\n\\n### Response:\\n' -}}{% generation %}{{- message['content'] + eos_token -}}{% endgeneration %}"
+    "{%- else -%}"
+    "{{- raise_exception('The Alpaca template takes system, user and assistant messages, not ' + message['role']) -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '\\n\\n### Response:\\n' -}}{%- endif -%}"
+)
+
+
+# ------------------------------------------------------------------------------------------------ prompt format
+def format_input(entry: Mapping) -> str:
+    """The book's ``format_input``: preamble, ``### Instruction:`` and, when the input is not empty, ``### Input:``."""
+    instruction_text = f"{PREAMBLE}\n\n### Instruction:\n{entry['instruction']}"
+    input_text = f"\n\n### Input:\n{entry['input']}" if entry.get("input") else ""
+    return instruction_text + input_text
+
+
+def format_prompt(entry: Mapping) -> str:
+    """What the model sees before it answers: ``format_input(entry)`` + ``"\\n\\n### Response:\\n"``."""
+    return format_input(entry) + RESPONSE_HEADER
+
+
+def entry_to_messages(entry: Mapping, with_response: bool = True) -> list[dict]:
+    """A record as chat messages: the user turn (instruction + ``input`` field), then the assistant's output."""
+    user = {"role": "user", "content": entry["instruction"]}
+    if entry.get("input"):
+        user["input"] = entry["input"]
+    messages = [user]
+    if with_response:
+        messages.append({"role": "assistant", "content": entry["output"]})
+    return messages
+
+
+def add_chat_template(tokenizer):
+    """Make the book's Alpaca prompt the tokenizer's chat template (in place; returned for chaining).
+
+    The tokenizer needs an eos token (``<|endoftext|>``): it closes every response."""
+    if tokenizer.eos_token is None:
+        raise ValueError("The tokenizer has no eos token; the instruction format ends each response with one.")
+    tokenizer.chat_template = ALPACA_CHAT_TEMPLATE
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+# ------------------------------------------------------------------------------------------------------ records
+@dataclass
+class RecordReport:
+    """What :func:`clean_records` and :func:`tokenize_records` dropped, to be reported to the user."""
+
+    total: int = 0
+    kept: int = 0
+    empty_instruction: int = 0
+    empty_output: int = 0
+    too_long: dict = field(default_factory=dict)  # split name -> count
+
+    def as_dict(self) -> dict:
+        return {"records_total": self.total, "records_kept": self.kept,
+                "skipped_empty_instruction": self.empty_instruction, "skipped_empty_output": self.empty_output,
+                **{f"skipped_too_long_{split}": n for split, n in self.too_long.items()}}
+
+
+def _read_local(path: str) -> list:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No instruction data file at {path!r}.")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    stripped = text.lstrip()
+    if not stripped:
+        raise ValueError(f"{path!r} is empty.")
+    if stripped[0] == "[":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path!r} is not valid JSON: {err}.") from None
+        return data
+    records = []  # JSON Lines
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path!r} line {number} is not valid JSON: {err}.") from None
+    return records
+
+
+def load_instruction_records(data_file: str | None = None, dataset_name: str | None = None,
+                             dataset_config_name: str | None = None, split: str = "train") -> list[dict]:
+    """Instruction records, in file order, from a local JSON array / JSON Lines file or a Hub dataset id.
+
+    Records are validated by :func:`clean_records` (not here), so a caller sees every problem in one place."""
+    if (data_file is None) == (dataset_name is None):
+        raise ValueError("Give exactly one of --data_file (a local JSON/JSONL file) or --dataset_name (a Hub id).")
+    if data_file is not None:
+        return _read_local(os.path.expanduser(data_file))
+    from datasets import load_dataset
+
+    dataset = load_dataset(dataset_name, dataset_config_name, split=split)
+    missing = [name for name in ("instruction", "output") if name not in dataset.column_names]
+    if missing:
+        raise ValueError(f"The dataset {dataset_name!r} lacks the column(s) {missing}; it has {dataset.column_names}.")
+    columns = [name for name in INSTRUCTION_FIELDS if name in dataset.column_names]
+    return dataset.select_columns(columns).to_list()
+
+
+def clean_records(records: Sequence, report: RecordReport | None = None) -> tuple[list[dict], RecordReport]:
+    """Check every record; returns ``(records, report)``.
+
+    A record that is not an object, lacks ``instruction`` or ``output``, or holds a non-string is an error
+    (``ValueError`` naming the record's index). A missing or null ``input`` is ``""``. Records whose instruction or
+    output is empty (only whitespace) are skipped and counted in the report."""
+    report = report or RecordReport()
+    if not isinstance(records, Sequence) or isinstance(records, (str, bytes)):
+        raise ValueError(f"Instruction data must be a list of records, got {type(records).__name__}.")
+    report.total = len(records)
+    kept = []
+    for index, record in enumerate(records):
+        if not isinstance(record, Mapping):
+            raise ValueError(f"Record {index} is a {type(record).__name__}, not an object with "
+                             f"'instruction', 'input' and 'output'.")
+        for name in ("instruction", "output"):
+            if name not in record or record[name] is None:
+                raise ValueError(f"Record {index} has no {name!r} field (its fields: {sorted(record)}).")
+        entry = {"instruction": record["instruction"], "input": record.get("input") or "", "output": record["output"]}
+        for name, value in entry.items():
+            if not isinstance(value, str):
+                raise ValueError(f"Record {index}: {name!r} must be a string, got {type(value).__name__}.")
+        if not entry["instruction"].strip():
+            report.empty_instruction += 1
+        elif not entry["output"].strip():
+            report.empty_output += 1
+        else:
+            kept.append(entry)
+    report.kept = len(kept)
+    if report.empty_instruction or report.empty_output:
+        logger.warning("Skipped %d record(s) with an empty instruction and %d with an empty output (of %d).",
+                       report.empty_instruction, report.empty_output, report.total)
+    if not kept:
+        raise ValueError(f"None of the {report.total} instruction records is usable (empty data or empty fields).")
+    return kept, report
+
+
+def split_records(records: Sequence, train_fraction: float = 0.85, test_fraction: float = 0.10,
+                  seed: int | None = None) -> dict[str, list]:
+    """The book's split: the first 85% train, the next 10% test, the remaining 5% validation, in file order
+    (``int()`` of each portion, as the book computes them). With ``seed``, records are shuffled first."""
+    if not (0 < train_fraction < 1 and 0 <= test_fraction < 1 and train_fraction + test_fraction < 1):
+        raise ValueError(f"Fractions must satisfy 0 < train ({train_fraction}), 0 <= test ({test_fraction}) and "
+                         "train + test < 1 (validation gets the rest).")
+    records = list(records)
+    if seed is not None:
+        random.Random(seed).shuffle(records)
+    train_portion = int(len(records) * train_fraction)
+    test_portion = int(len(records) * test_fraction)
+    splits = {
+        "train": records[:train_portion],
+        "test": records[train_portion:train_portion + test_portion],
+        "validation": records[train_portion + test_portion:],
+    }
+    if not splits["train"] or not splits["validation"]:
+        raise ValueError(f"{len(records)} records give {len(splits['train'])} training and "
+                         f"{len(splits['validation'])} validation examples; at least one of each is needed.")
+    return splits
+
+
+# --------------------------------------------------------------------------------------------------- tokenizing
+def tokenize_records(records: Sequence[Mapping], tokenizer, max_length: int | None = None,
+                     report: RecordReport | None = None, split: str = "train") -> list[dict]:
+    """``[{"input_ids": prompt + response + [eos], "prompt_length": n}, ...]`` through the chat template.
+
+    Examples longer than ``max_length`` tokens are skipped (not truncated: a cut response would teach the model to
+    stop mid-sentence without its end-of-text) and counted in ``report.too_long[split]``."""
+    if tokenizer.chat_template is None:
+        add_chat_template(tokenizer)
+    prompts = [tokenizer.apply_chat_template(entry_to_messages(entry, with_response=False), tokenize=False,
+                                             add_generation_prompt=True) for entry in records]
+    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"] if prompts else []
+    response_ids = tokenizer([entry["output"] for entry in records], add_special_tokens=False)["input_ids"] \
+        if prompts else []
+    items, too_long = [], 0
+    for prompt, response in zip(prompt_ids, response_ids):
+        ids = prompt + response + [tokenizer.eos_token_id]
+        if max_length is not None and len(ids) > max_length:
+            too_long += 1
+            continue
+        items.append({"input_ids": ids, "prompt_length": len(prompt)})
+    if report is not None:
+        report.too_long[split] = too_long
+    if too_long:
+        logger.warning("Skipped %d of %d %s example(s) longer than %d tokens.", too_long, len(records), split,
+                       max_length)
+    return items
+
+
+class InstructionDataset(torch.utils.data.Dataset):
+    """The book's ``InstructionDataset``: pre-tokenized examples. ``mask_prompt`` (when not None) overrides the
+    collator's setting for these examples, e.g. ``True`` for a validation set whose loss counts responses only."""
+
+    def __init__(self, items: list[dict], mask_prompt: bool | None = None):
+        self.items = items if mask_prompt is None else [{**item, "mask_prompt": mask_prompt} for item in items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.items[index]
+
+
+# ---------------------------------------------------------------------------------------------------- collating
+@dataclass
+class InstructionCollator:
+    """The book's ``custom_collate_fn`` for a Hugging Face model (which shifts labels itself).
+
+    * each batch is right-padded to its longest example (not to a fixed length), capped at ``allowed_max_length``;
+    * ``labels`` equal ``input_ids`` except ``-100`` on padding. Each example already ends with its own
+      ``<|endoftext|>``, which stays a label: that is the book's rule of keeping the first end-of-text padding
+      token in the loss (so the model learns to stop) and masking the rest;
+    * ``mask_prompt=True`` also sets the prompt (preamble, instruction, input, ``### Response:`` header) to
+      ``-100``, so only the response and its end-of-text count (the book's exercise 7.2). Default ``False``: the
+      book's main chapter-7 recipe trains on the whole text. An example's own ``mask_prompt`` key overrides it.
+    """
+
+    pad_token_id: int
+    allowed_max_length: int | None = None
+    mask_prompt: bool = False
+    ignore_index: int = IGNORE_INDEX
+
+    def __call__(self, batch: list[dict]) -> dict[str, torch.Tensor]:
+        longest = max(len(item["input_ids"]) for item in batch)
+        if self.allowed_max_length is not None:
+            longest = min(longest, self.allowed_max_length)
+        input_ids = torch.full((len(batch), longest), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), longest), dtype=torch.long)
+        labels = torch.full((len(batch), longest), self.ignore_index, dtype=torch.long)
+        for row, item in enumerate(batch):
+            ids = torch.tensor(item["input_ids"][:longest], dtype=torch.long)
+            n = len(ids)
+            input_ids[row, :n] = ids
+            attention_mask[row, :n] = 1
+            labels[row, :n] = ids
+            if item.get("mask_prompt", self.mask_prompt):
+                labels[row, :min(item["prompt_length"], n)] = self.ignore_index
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+__all__ = [
+    "ALPACA_CHAT_TEMPLATE",
+    "IGNORE_INDEX",
+    "INSTRUCTION_FIELDS",
+    "PREAMBLE",
+    "RESPONSE_HEADER",
+    "InstructionCollator",
+    "InstructionDataset",
+    "RecordReport",
+    "add_chat_template",
+    "clean_records",
+    "entry_to_messages",
+    "format_input",
+    "format_prompt",
+    "load_instruction_records",
+    "split_records",
+    "tokenize_records",
+]

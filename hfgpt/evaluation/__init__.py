@@ -1,0 +1,21 @@
+"""Evaluation of generated responses: the book's LLM-as-judge scoring (chapter 7.8), see :mod:`hfgpt.evaluation.judge`."""
+
+from .judge import (
+    GRADING_PROMPT,
+    LocalModelJudge,
+    OpenAIChatJudge,
+    grading_prompt,
+    load_judge,
+    parse_score,
+    score_responses,
+)
+
+__all__ = [
+    "GRADING_PROMPT",
+    "LocalModelJudge",
+    "OpenAIChatJudge",
+    "grading_prompt",
+    "load_judge",
+    "parse_score",
+    "score_responses",
+]

@@ -1,0 +1,182 @@
+"""LLM-as-judge (the book's chapter 7.8): another model scores each response from 0 to 100.
+
+The book asks Llama 3 (served by Ollama) with this grading prompt and averages the integer replies. Here the judge is
+pluggable; both kinds are callables ``judge(prompt) -> reply text``:
+
+* :class:`LocalModelJudge`: any transformers causal LM, by folder or Hub id (its chat template is used when it has
+  one), greedy decoding;
+* :class:`OpenAIChatJudge`: any OpenAI-compatible chat-completions endpoint through the standard library's urllib,
+  e.g. a local Ollama (``http://localhost:11434/v1``, model ``llama3``), vLLM or llama.cpp's server.
+
+:func:`score_responses` parses each reply robustly (:func:`parse_score`): replies with no score in 0..100 are counted
+as unparsed, not fatal, and the mean is over the parsed scores.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+
+from ..data.instructions import format_input
+
+logger = logging.getLogger("hfgpt.judge")
+
+GRADING_PROMPT = (
+    "Given the input `{input}` and correct output `{output}`, score the model response `{response}`"
+    " on a scale from 0 to 100, where 100 is the best score. Respond with the integer number only."
+)
+_NUMBER = re.compile(r"(?<![-\d.])(\d{1,3})(?:\.\d+)?(?![\d.]*\d)")
+
+
+def grading_prompt(entry: Mapping, response_key: str = "model_response") -> str:
+    """The book's grading prompt for one record carrying a model response."""
+    return GRADING_PROMPT.format(input=format_input(entry), output=entry["output"], response=entry[response_key])
+
+
+def parse_score(reply: str | None) -> int | None:
+    """The first number in 0..100 in a judge's reply (``"85"``, ``"Score: 85/100"``, ``"85.0"`` -> 85), else None.
+
+    ``"85/100"`` gives 85: the first number found wins."""
+    if not reply:
+        return None
+    for match in _NUMBER.finditer(reply):
+        value = int(match.group(1))
+        if 0 <= value <= 100:
+            return value
+    return None
+
+
+class LocalModelJudge:
+    """A transformers causal LM as judge. ``model`` is a folder, a Hub id or a loaded model (then pass
+    ``tokenizer``). Greedy decoding of ``max_new_tokens``; a prompt longer than the model's context keeps its end."""
+
+    def __init__(self, model, tokenizer=None, max_new_tokens: int = 8, device: str | None = None):
+        from transformers import AutoModelForCausalLM
+
+        from ..tokenization import load_tokenizer
+
+        if isinstance(model, (str, os.PathLike)):
+            tokenizer = tokenizer or load_tokenizer(model)
+            model = AutoModelForCausalLM.from_pretrained(model)
+        if tokenizer is None:
+            raise ValueError("LocalModelJudge needs the tokenizer when given a loaded model.")
+        self.model = model.eval() if device is None else model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.max_new_tokens = max_new_tokens
+        self.name = getattr(model.config, "_name_or_path", None) or type(model).__name__
+
+    def __call__(self, prompt: str) -> str:
+        import torch
+
+        if self.tokenizer.chat_template is not None:
+            text = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                      add_generation_prompt=True)
+            ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
+        else:
+            ids = self.tokenizer(prompt, return_tensors="pt").input_ids
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        if context is not None and ids.shape[1] + self.max_new_tokens > context:
+            keep = max(1, context - self.max_new_tokens)
+            logger.warning("Judge prompt of %d tokens cut to its last %d (context %d).", ids.shape[1], keep, context)
+            ids = ids[:, -keep:]
+        ids = ids.to(self.model.device)
+        with torch.no_grad():
+            out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                      max_new_tokens=self.max_new_tokens,
+                                      pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
+        return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+
+
+class OpenAIChatJudge:
+    """An OpenAI-compatible chat-completions endpoint as judge (standard library only).
+
+    ``url``: the API base (``http://localhost:11434/v1`` for Ollama, ``https://api.openai.com/v1``) or the full
+    ``.../chat/completions`` address. Deterministic like the book: temperature 0 and seed 123."""
+
+    def __init__(self, url: str, model: str, api_key: str | None = None, timeout: float = 120.0,
+                 temperature: float = 0.0, seed: int | None = 123, max_tokens: int | None = None):
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"--judge_url must start with http:// or https://, got {url!r}.")
+        if not model:
+            raise ValueError("An OpenAI-compatible judge needs a model name (--judge_model_name, e.g. llama3).")
+        url = url.rstrip("/")
+        self.url = url if url.endswith("/chat/completions") else url + "/chat/completions"
+        self.model = model
+        self.api_key = api_key
+        self.timeout = timeout
+        self.options = {"temperature": temperature}
+        if seed is not None:
+            self.options["seed"] = seed
+        if max_tokens is not None:
+            self.options["max_tokens"] = max_tokens
+        self.name = f"{model} @ {self.url}"
+
+    def __call__(self, prompt: str) -> str:
+        body = {"model": self.model, "messages": [{"role": "user", "content": prompt}], **self.options}
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                payload = json.loads(response.read().decode("utf-8"))
+        except urllib.error.HTTPError as err:
+            detail = err.read().decode("utf-8", "replace")[:300]
+            raise ConnectionError(f"The judge at {self.url} answered HTTP {err.code}: {detail}") from None
+        except urllib.error.URLError as err:
+            raise ConnectionError(f"Cannot reach the judge at {self.url}: {err.reason}") from None
+        try:
+            return payload["choices"][0]["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError):
+            raise ConnectionError(f"The judge at {self.url} sent no choices[0].message.content: {str(payload)[:300]}")
+
+
+def load_judge(judge_model: str | None = None, judge_url: str | None = None, judge_model_name: str | None = None,
+               api_key: str | None = None, max_new_tokens: int = 8) -> Callable[[str], str] | None:
+    """The judge the arguments name: ``judge_url`` (+ ``judge_model_name``) -> :class:`OpenAIChatJudge`,
+    ``judge_model`` -> :class:`LocalModelJudge`, neither -> None."""
+    if judge_url and judge_model:
+        raise ValueError("Give --judge_model (a local transformers model) or --judge_url (an API), not both.")
+    if judge_url:
+        return OpenAIChatJudge(judge_url, judge_model_name, api_key=api_key)
+    if judge_model:
+        return LocalModelJudge(judge_model, max_new_tokens=max_new_tokens)
+    if judge_model_name:
+        raise ValueError("--judge_model_name names the model behind --judge_url; give --judge_url too.")
+    return None
+
+
+def score_responses(entries: Sequence[Mapping], judge: Callable[[str], str], response_key: str = "model_response",
+                    progress: bool = False) -> dict:
+    """Ask ``judge`` to grade every entry; returns the mean of the parsed scores and the counts.
+
+    ``{"mean_score", "scores" (int or None per entry), "replies", "n_scored", "n_unparsed", "n_total"}``;
+    ``mean_score`` is None when no reply held a score."""
+    scores, replies = [], []
+    for index, entry in enumerate(entries):
+        reply = judge(grading_prompt(entry, response_key))
+        score = parse_score(reply)
+        if score is None:
+            logger.warning("Judge reply %d holds no score in 0..100: %r", index, reply[:80])
+        scores.append(score)
+        replies.append(reply)
+        if progress and (index + 1) % 10 == 0:
+            logger.info("Judged %d/%d", index + 1, len(entries))
+    parsed = [s for s in scores if s is not None]
+    return {
+        "mean_score": sum(parsed) / len(parsed) if parsed else None,
+        "scores": scores,
+        "replies": replies,
+        "n_scored": len(parsed),
+        "n_unparsed": len(scores) - len(parsed),
+        "n_total": len(scores),
+    }
+
+
+__all__ = ["GRADING_PROMPT", "LocalModelJudge", "OpenAIChatJudge", "grading_prompt", "load_judge", "parse_score",
+           "score_responses"]

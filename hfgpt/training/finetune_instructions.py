@@ -1,0 +1,336 @@
+"""Instruction fine-tuning (the book's chapter 7) with the Hugging Face ``Trainer``.
+
+``recipes/finetune_instructions.py`` parses four dataclasses with ``HfArgumentParser`` and calls
+:func:`finetune_instructions`, which:
+
+1. reads Alpaca-style records (local JSON/JSONL or a Hub dataset), checks them (missing fields: error; empty
+   instruction/output: skipped and counted) and splits them the book's way (85% train, 10% test, 5% validation in
+   file order) or after a seeded shuffle;
+2. loads the model (an hfgpt folder, or a GPT-2 converted on the fly) and its tokenizer, whose chat template becomes
+   the book's Alpaca prompt (:mod:`hfgpt.data.instructions`);
+3. tokenizes through that template (examples longer than ``--max_length`` skipped and counted), measures the
+   validation loss on the responses before training, trains (full, or LoRA with peft) with the book's collator,
+   and measures it again;
+4. generates a response for every test record (batched, left-padded, KV cache, greedy, stop at end-of-text) into
+   ``instruction-data-with-response.json``, like the book;
+5. optionally scores those responses 0-100 with a judge model (:mod:`hfgpt.evaluation.judge`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from ..data.instructions import (
+    InstructionCollator,
+    InstructionDataset,
+    RecordReport,
+    add_chat_template,
+    clean_records,
+    entry_to_messages,
+    load_instruction_records,
+    split_records,
+    tokenize_records,
+)
+
+logger = logging.getLogger("hfgpt.finetune_instructions")
+
+RESPONSES_FILE = "instruction-data-with-response.json"
+
+
+@dataclass
+class InstructionModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "An hfgpt folder (e.g. runs/pretrain), or a GPT-2 folder / Hub id (converted)."}
+    )
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer folder or Hub id; default: the model's."})
+    drop_rate: float | None = field(default=0.0, metadata={"help": "Dropout while fine-tuning (the book: 0.0)."})
+    attn_implementation: str = field(default="sdpa", metadata={"help": "eager (the book's), sdpa, flash_attention_2."})
+    use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (peft) instead of all weights."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (scale = alpha / r)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA path."})
+    lora_target_modules: str = field(
+        default="qkv,out_proj,fc_in,fc_out", metadata={"help": "Comma-separated Linear layers that get adapters."}
+    )
+
+
+@dataclass
+class InstructionDataArguments:
+    data_file: str | None = field(default=None, metadata={"help": "A local JSON array or JSON Lines file of records."})
+    dataset_name: str | None = field(default=None, metadata={"help": "A Hub dataset id, e.g. tatsu-lab/alpaca."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration."})
+    dataset_split: str = field(default="train", metadata={"help": "The Hub dataset's split to read."})
+    split_seed: int | None = field(default=None, metadata={"help": "Shuffle with this seed before splitting; default: file order (the book)."})
+    train_fraction: float = field(default=0.85, metadata={"help": "Training share (the book: 0.85)."})
+    test_fraction: float = field(default=0.10, metadata={"help": "Test share (0.10); validation gets the rest (0.05)."})
+    max_length: int | None = field(default=None, metadata={"help": "allowed_max_length: longer examples are skipped; default the model's context."})
+    mask_prompt: bool = field(default=False, metadata={"help": "Leave the prompt out of the training loss (the book's exercise 7.2)."})
+    max_test_samples: int | None = field(default=None, metadata={"help": "Generate responses for only the first N test records."})
+    max_new_tokens: int = field(default=256, metadata={"help": "Response length limit when generating (the book: 256)."})
+    generation_batch_size: int = field(default=8, metadata={"help": "Prompts per generate() call (left-padded)."})
+
+
+@dataclass
+class JudgeArguments:
+    judge_model: str | None = field(default=None, metadata={"help": "A local transformers causal LM (folder or Hub id) as judge."})
+    judge_url: str | None = field(default=None, metadata={"help": "An OpenAI-compatible API base, e.g. http://localhost:11434/v1 (Ollama)."})
+    judge_model_name: str | None = field(default=None, metadata={"help": "The model behind --judge_url, e.g. llama3."})
+    judge_api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the API key, if any."})
+    judge_max_new_tokens: int = field(default=8, metadata={"help": "Reply length of a local judge."})
+
+
+@dataclass
+class InstructionTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` with the book's chapter-7 defaults (AdamW 5e-5, weight decay 0.1, 2 epochs, batch 8)."""
+
+    output_dir: str | None = field(default="runs/instructions", metadata={"help": "Where the model and results go."})
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "Batch size per device."})
+    per_device_eval_batch_size: int = field(default=8, metadata={"help": "Eval batch size per device."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak AdamW learning rate."})
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay."})
+    num_train_epochs: float = field(default=2.0, metadata={"help": "Passes over the training examples."})
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: steps, epoch or no."})
+    logging_steps: float = field(default=5, metadata={"help": "Log the training loss every N steps."})
+    save_strategy: str = field(default="no", metadata={"help": "Checkpoints during training (the final model is always saved)."})
+    report_to: None | str | list[str] = field(default="none", metadata={"help": "tensorboard, wandb, ... or none."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep prompt_length for the collator."})
+
+
+# ------------------------------------------------------------------------------------------------------ loading
+def check_arguments(model_args, data_args, judge_args) -> None:
+    """Cheap checks before any model or data is loaded."""
+    if not model_args.model_name_or_path:
+        raise ValueError("--model_name_or_path is required: an hfgpt folder (e.g. runs/pretrain) or a GPT-2.")
+    path = os.path.expanduser(model_args.model_name_or_path)
+    if (path.startswith((".", "/", "~")) or os.path.exists(path)) and not os.path.isdir(path):
+        raise FileNotFoundError(f"No model folder at {model_args.model_name_or_path!r}.")
+    if (data_args.data_file is None) == (data_args.dataset_name is None):
+        raise ValueError("Give exactly one of --data_file (a local JSON/JSONL file) or --dataset_name (a Hub id).")
+    if data_args.data_file is not None and not os.path.isfile(os.path.expanduser(data_args.data_file)):
+        raise FileNotFoundError(f"No instruction data file at {data_args.data_file!r}.")
+    if data_args.max_length is not None and data_args.max_length < 2:
+        raise ValueError(f"--max_length must be at least 2 tokens, got {data_args.max_length}.")
+    if data_args.max_new_tokens < 1 or data_args.generation_batch_size < 1:
+        raise ValueError("--max_new_tokens and --generation_batch_size must be positive.")
+    if judge_args.judge_url and judge_args.judge_model:
+        raise ValueError("Give --judge_model (a local transformers model) or --judge_url (an API), not both.")
+    if judge_args.judge_url and not judge_args.judge_model_name:
+        raise ValueError("--judge_url needs --judge_model_name (the served model, e.g. llama3).")
+    if judge_args.judge_model_name and not judge_args.judge_url:
+        raise ValueError("--judge_model_name names the model behind --judge_url; give --judge_url too.")
+
+
+def load_model_and_tokenizer(model_args):
+    """The model (hfgpt, or GPT-2 converted) and its tokenizer with the Alpaca chat template."""
+    from transformers import AutoConfig
+
+    from ..modeling_gpt_scratch import GPTScratchForCausalLM
+    from ..tokenization import load_tokenizer
+
+    path = model_args.model_name_or_path
+    overrides = {} if model_args.drop_rate is None else {"drop_rate": model_args.drop_rate}
+    config = AutoConfig.from_pretrained(path)
+    model_type = config.model_type
+    if model_type == "gpt2":
+        from ..convert import from_hf_gpt2
+
+        model = from_hf_gpt2(path, **overrides)
+        model.config._attn_implementation = model_args.attn_implementation
+    elif model_type == "gpt_scratch":
+        if model_args.drop_rate is not None:  # the book's one drop_rate sets the three dropouts
+            config.embd_pdrop = config.attn_pdrop = config.resid_pdrop = model_args.drop_rate
+        model = GPTScratchForCausalLM.from_pretrained(path, config=config,
+                                                      attn_implementation=model_args.attn_implementation)
+    else:
+        raise ValueError(f"--model_name_or_path must be an hfgpt or GPT-2 checkpoint, got model_type={model_type!r}.")
+    tokenizer = load_tokenizer(model_args.tokenizer_name or path)
+    if len(tokenizer) > model.config.vocab_size:
+        raise ValueError(f"The tokenizer has {len(tokenizer)} tokens but the model only {model.config.vocab_size}.")
+    add_chat_template(tokenizer)
+    tokenizer.model_max_length = model.config.n_positions
+    return model, tokenizer
+
+
+def apply_lora(model, model_args):
+    from peft import LoraConfig, get_peft_model  # lazily: peft costs seconds to import
+
+    targets = [name.strip() for name in model_args.lora_target_modules.split(",") if name.strip()]
+    config = LoraConfig(r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
+                        target_modules=targets, task_type="CAUSAL_LM")
+    try:
+        model = get_peft_model(model, config)
+    except ValueError as err:
+        raise ValueError(f"--lora_target_modules {model_args.lora_target_modules!r}: {err}") from None
+    trainable, total = model.get_nb_trainable_parameters()
+    logger.info("LoRA: %d of %d parameters trainable (%.2f%%)", trainable, total, 100 * trainable / total)
+    return model
+
+
+def prepare_data(data_args, tokenizer, max_length: int) -> tuple[dict, dict, RecordReport]:
+    """Records -> book split -> tokenized train/validation examples; returns (splits, tokenized, report)."""
+    records = load_instruction_records(data_args.data_file, data_args.dataset_name, data_args.dataset_config_name,
+                                       data_args.dataset_split)
+    records, report = clean_records(records)
+    splits = split_records(records, data_args.train_fraction, data_args.test_fraction, data_args.split_seed)
+    tokenized = {name: tokenize_records(splits[name], tokenizer, max_length, report, split=name)
+                 for name in ("train", "validation")}
+    for name, items in tokenized.items():
+        if not items:
+            raise ValueError(f"Every {name} example is longer than {max_length} tokens; raise --max_length "
+                             f"(at most the model's context) or shorten the data.")
+    return splits, tokenized, report
+
+
+# --------------------------------------------------------------------------------------------------- evaluation
+def evaluate_losses(trainer, items: list[dict], prefix: str) -> dict:
+    """Validation loss and perplexity on the responses only, and on the whole text (the book's ``calc_loss``)."""
+    from .callbacks import perplexity
+
+    metrics = {}
+    for name, mask in (("response", True), ("full", False)):
+        result = trainer.evaluate(InstructionDataset(items, mask_prompt=mask), metric_key_prefix="eval")
+        metrics[f"{prefix}_{name}_loss"] = result["eval_loss"]
+        metrics[f"{prefix}_{name}_perplexity"] = perplexity(result["eval_loss"])
+    return metrics
+
+
+def generate_responses(model, tokenizer, entries: list[dict], max_new_tokens: int = 256, batch_size: int = 8,
+                       response_key: str = "model_response", **generate_kwargs) -> tuple[list[dict], int]:
+    """The book's response generation, batched: prompts through the chat template, left-padded, ``generate()``
+    with the KV cache, greedy unless ``generate_kwargs`` say otherwise, stopping at end-of-text.
+
+    Returns ``(records with response_key added, n_skipped)``; prompts that leave no room in the context are skipped."""
+    import torch
+
+    config = model.config
+    context = getattr(config, "n_positions", None) or config.max_position_embeddings
+    prompts = [tokenizer.apply_chat_template(entry_to_messages(e, with_response=False), tokenize=False,
+                                             add_generation_prompt=True) for e in entries]
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]] if prompts else []
+    keep = [i for i, n in enumerate(lengths) if n < context]
+    skipped = len(entries) - len(keep)
+    if skipped:
+        logger.warning("Skipped %d test prompt(s) of %d tokens or more (the model's context).", skipped, context)
+    was_training, padding_side = model.training, tokenizer.padding_side
+    model.eval()
+    tokenizer.padding_side = "left"
+    results = []
+    settings = dict(do_sample=False, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    settings.update(generate_kwargs)
+    try:
+        for start in range(0, len(keep), batch_size):
+            batch = keep[start:start + batch_size]
+            inputs = tokenizer([prompts[i] for i in batch], add_special_tokens=False, padding=True,
+                               return_tensors="pt").to(model.device)
+            width = inputs["input_ids"].shape[1]
+            with torch.no_grad():
+                out = model.generate(**inputs, max_new_tokens=min(max_new_tokens, context - width), **settings)
+            texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+            for i, text in zip(batch, texts):
+                results.append({**entries[i], response_key: text.replace("### Response:", "").strip()})
+            logger.info("Generated %d/%d responses", len(results), len(keep))
+    finally:
+        tokenizer.padding_side = padding_side
+        model.train(was_training)
+    return results, skipped
+
+
+def write_json(records, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(records, f, indent=4, ensure_ascii=False)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------- the recipe
+def finetune_instructions(model_args: InstructionModelArguments, data_args: InstructionDataArguments,
+                          judge_args: JudgeArguments, training_args: InstructionTrainingArguments,
+                          judge=None) -> dict:
+    """Run the whole recipe; returns the metrics (also saved as ``all_results.json`` in ``output_dir``).
+
+    ``judge``: a callable ``prompt -> reply`` to use instead of the one the judge arguments name."""
+    from transformers import Trainer, set_seed
+
+    from ..evaluation.judge import load_judge, score_responses
+    from .pretrain import share_cpu_cores
+
+    started = time.time()
+    check_arguments(model_args, data_args, judge_args)
+    share_cpu_cores()
+    set_seed(training_args.seed)
+    model, tokenizer = load_model_and_tokenizer(model_args)
+    context = model.config.n_positions
+    max_length = data_args.max_length or context
+    if max_length > context:
+        raise ValueError(f"--max_length {max_length} is longer than the model's context (n_positions={context}).")
+    splits, tokenized, report = prepare_data(data_args, tokenizer, max_length)
+    logger.info("Examples: %d train, %d validation, %d test", len(tokenized["train"]), len(tokenized["validation"]),
+                len(splits["test"]))
+    if judge is None:
+        judge = load_judge(judge_args.judge_model, judge_args.judge_url, judge_args.judge_model_name,
+                           api_key=os.environ.get(judge_args.judge_api_key_env),
+                           max_new_tokens=judge_args.judge_max_new_tokens)
+    if model_args.use_lora:
+        model = apply_lora(model, model_args)
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=InstructionDataset(tokenized["train"]),
+        eval_dataset=InstructionDataset(tokenized["validation"], mask_prompt=True),  # eval_loss = response loss
+        processing_class=tokenizer,
+        data_collator=InstructionCollator(tokenizer.pad_token_id, max_length, mask_prompt=data_args.mask_prompt),
+    )
+    metrics = {**report.as_dict(), "train_examples": len(tokenized["train"]),
+               "validation_examples": len(tokenized["validation"]), "test_examples": len(splits["test"]),
+               "mask_prompt": data_args.mask_prompt, "use_lora": model_args.use_lora}
+    metrics.update(evaluate_losses(trainer, tokenized["validation"], "before"))
+    train_started = time.time()
+    train_result = trainer.train()
+    metrics["train_seconds"] = time.time() - train_started
+    metrics.update({f"train_{k}" if not k.startswith("train") else k: v for k, v in train_result.metrics.items()})
+    trainer.save_model()  # full: model + tokenizer (with the chat template) + code; LoRA: the adapter + tokenizer
+    metrics.update(evaluate_losses(trainer, tokenized["validation"], "after"))
+    logger.info("Validation response loss: %.3f before -> %.3f after fine-tuning", metrics["before_response_loss"],
+                metrics["after_response_loss"])
+
+    test = splits["test"][: data_args.max_test_samples] if data_args.max_test_samples is not None else splits["test"]
+    generation_started = time.time()
+    responses, metrics["skipped_too_long_test"] = generate_responses(
+        model, tokenizer, test, data_args.max_new_tokens, data_args.generation_batch_size)
+    metrics["generation_seconds"] = time.time() - generation_started
+    metrics["responses_file"] = write_json(responses, os.path.join(training_args.output_dir, RESPONSES_FILE))
+    if judge is not None and responses:
+        judged = score_responses(responses, judge, progress=True)
+        for entry, score in zip(responses, judged["scores"]):
+            entry["score"] = score
+        write_json(responses, metrics["responses_file"])
+        metrics.update({"judge": getattr(judge, "name", type(judge).__name__), "judge_mean_score": judged["mean_score"],
+                        "judge_scored": judged["n_scored"], "judge_unparsed": judged["n_unparsed"]})
+        logger.info("Judge %s: mean score %s over %d responses (%d replies without a score)", metrics["judge"],
+                    judged["mean_score"], judged["n_scored"], judged["n_unparsed"])
+    metrics["total_seconds"] = time.time() - started
+    if trainer.is_world_process_zero():
+        trainer.log_metrics("all", {k: v for k, v in metrics.items() if not isinstance(v, str)})
+        trainer.save_metrics("all", metrics, combined=False)
+    return metrics
+
+
+__all__ = [
+    "InstructionDataArguments",
+    "InstructionModelArguments",
+    "InstructionTrainingArguments",
+    "JudgeArguments",
+    "RESPONSES_FILE",
+    "evaluate_losses",
+    "finetune_instructions",
+    "generate_responses",
+    "load_model_and_tokenizer",
+    "prepare_data",
+]
