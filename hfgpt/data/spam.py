@@ -1,0 +1,254 @@
+"""The SMS Spam Collection for the book's chapter 6 (spam classification), as a ``datasets`` pipeline.
+
+The book downloads the UCI zip, reads ``ham|spam<TAB>text`` lines with pandas, undersamples "ham" to the number of
+"spam" messages, shuffles with ``random_state=123`` and cuts 70% / 10% / 20%. Here:
+
+* :func:`load_spam_dataset` reads the raw file line by line (no CSV quoting: pandas' default quoting merges messages
+  that start with a quote, and the book's ``quoting=3`` is easy to forget), a table file (csv/tsv/json/jsonl/parquet
+  with ``text`` and ``label`` columns), a Hub dataset (``ucirvine/sms_spam``) or, with nothing given, the UCI zip.
+  Unknown labels and missing columns are errors; empty messages are dropped and counted.
+* :func:`balance` undersamples the majority class (the book's ``create_balanced_dataset``) and :func:`split_dataset`
+  makes a *stratified* seeded train/validation/test split, so both classes keep their share in every split.
+* :func:`tokenize_dataset` truncates to ``max_length`` (and counts the messages that were cut); batches are padded
+  per batch with transformers' ``DataCollatorWithPadding`` instead of the book's pad-everything-to-the-longest.
+* :func:`write_pretraining_text` writes the messages that are *not* in the validation or test split, one per line, so
+  a model can be pretrained on SMS text without ever seeing an evaluation message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zipfile
+from dataclasses import dataclass, field
+
+logger = logging.getLogger("hfgpt.data.spam")
+
+SMS_SPAM_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
+SMS_SPAM_HUB_ID = "ucirvine/sms_spam"
+LABELS = ("ham", "spam")
+ID2LABEL = dict(enumerate(LABELS))
+LABEL2ID = {name: i for i, name in ID2LABEL.items()}
+TABLE_EXTENSIONS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+@dataclass
+class SpamReport:
+    """What loading and tokenizing did to the data: every dropped or changed message is counted here."""
+
+    read: int = 0
+    empty_skipped: int = 0
+    truncated: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        out = {"messages_read": self.read, "empty_skipped": self.empty_skipped}
+        out.update({f"truncated_{split}": n for split, n in self.truncated.items()})
+        return out
+
+
+# ------------------------------------------------------------------------------------------------------ reading
+def read_sms_file(path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """The raw collection: one ``label<TAB>text`` message per line, no header, no quoting.
+
+    Returns ``(texts, labels)`` with the label strings as written. A line without a tab is an error naming the line."""
+    texts, labels = [], []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            label, tab, text = line.partition("\t")
+            if not tab:
+                raise ValueError(f"{path}:{number}: expected 'ham<TAB>text' or 'spam<TAB>text', got {line[:60]!r}.")
+            labels.append(label.strip())
+            texts.append(text)
+    if not texts:
+        raise ValueError(f"{path} holds no messages.")
+    return texts, labels
+
+
+def download_sms_spam(cache_dir: str | None = None) -> str:
+    """Download and unzip the UCI SMS Spam Collection (once); returns the path of ``SMSSpamCollection``."""
+    from huggingface_hub.constants import HF_HOME
+
+    cache_dir = cache_dir or os.path.join(HF_HOME, "hfgpt", "sms_spam")
+    target = os.path.join(cache_dir, "SMSSpamCollection")
+    if os.path.isfile(target):
+        return target
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        raise ConnectionError(f"Offline (HF_HUB_OFFLINE is set) and no copy in {cache_dir}: pass --data_file with a "
+                              f"local SMSSpamCollection file, or download {SMS_SPAM_URL} first.")
+    import urllib.request
+
+    from tqdm.auto import tqdm
+
+    os.makedirs(cache_dir, exist_ok=True)
+    zip_path = target + ".zip"
+    try:
+        with urllib.request.urlopen(SMS_SPAM_URL, timeout=60) as response, open(zip_path + ".part", "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc="SMS Spam Collection") as bar:
+                while chunk := response.read(1 << 16):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+    except OSError as err:
+        raise ConnectionError(f"Could not download {SMS_SPAM_URL}: {err}. Pass --data_file with a local copy.") from None
+    os.replace(zip_path + ".part", zip_path)
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extract("SMSSpamCollection", cache_dir)
+    os.remove(zip_path)
+    return target
+
+
+def _normalise_labels(values, names: list[str] | None, source: str) -> list[int]:
+    """Label strings (``ham``/``spam``, any case) or ids (0/1, or a ClassLabel's ids via ``names``) -> 0/1."""
+    out, unknown = [], set()
+    for value in values:
+        if isinstance(value, bool):
+            value = int(value)
+        if isinstance(value, int) and names is not None and 0 <= value < len(names):
+            value = names[value]
+        if isinstance(value, int):
+            if value in ID2LABEL:
+                out.append(value)
+                continue
+        elif isinstance(value, str) and value.strip().lower() in LABEL2ID:
+            out.append(LABEL2ID[value.strip().lower()])
+            continue
+        unknown.add(value)
+    if unknown:
+        shown = ", ".join(repr(u) for u in sorted(unknown, key=str)[:5])
+        raise ValueError(f"{source}: unknown label(s) {shown}; expected 'ham'/'spam' (or 0/1).")
+    return out
+
+
+def _as_dataset(texts: list[str], labels: list[int], report: SpamReport):
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    report.read += len(texts)
+    keep = [i for i, text in enumerate(texts) if text is not None and str(text).strip()]
+    report.empty_skipped += len(texts) - len(keep)
+    if report.empty_skipped:
+        logger.warning("Skipped %d empty message(s)", report.empty_skipped)
+    features = Features({"text": Value("string"), "label": ClassLabel(names=list(LABELS))})
+    return Dataset.from_dict({"text": [str(texts[i]) for i in keep], "label": [labels[i] for i in keep]},
+                             features=features)
+
+
+def load_spam_dataset(data_file: str | None = None, dataset_name: str | None = None,
+                      dataset_config_name: str | None = None, dataset_split: str = "train",
+                      text_column: str | None = None, label_column: str = "label",
+                      report: SpamReport | None = None):
+    """All messages as a ``Dataset`` with ``text`` and a ``label`` ClassLabel (0 = ham, 1 = spam).
+
+    ``data_file``: the raw collection (any other extension than csv/json/jsonl/parquet), or a table with a text
+    column (``text``, ``sms`` or ``message`` unless ``text_column`` says) and ``label_column``. ``dataset_name``: a Hub
+    dataset (``ucirvine/sms_spam``). Neither: the UCI zip, downloaded once into the HF cache."""
+    report = report if report is not None else SpamReport()
+    if data_file is not None and dataset_name is not None:
+        raise ValueError("Give --data_file or --dataset_name, not both.")
+    if dataset_name is None:
+        path = os.path.expanduser(data_file) if data_file is not None else download_sms_spam()
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No SMS data file at {data_file!r}.")
+        builder = TABLE_EXTENSIONS.get(os.path.splitext(path)[1].lower())
+        if builder is None:
+            texts, labels = read_sms_file(path)
+            return _as_dataset(texts, _normalise_labels(labels, None, path), report)
+        from datasets import load_dataset
+
+        table = load_dataset(builder, data_files=path, split="train")
+        source = path
+    else:
+        from datasets import load_dataset
+
+        table = load_dataset(dataset_name, dataset_config_name, split=dataset_split)
+        source = dataset_name
+    candidates = [text_column] if text_column else ["text", "sms", "message"]
+    column = next((c for c in candidates if c in table.column_names), None)
+    if column is None or label_column not in table.column_names:
+        missing = [c for c in (candidates[0] if column is None else None, label_column)
+                   if c is not None and c not in table.column_names]
+        raise ValueError(f"{source}: missing column(s) {missing}; it has {table.column_names}. "
+                         f"Use --text_column / --label_column.")
+    feature = table.features[label_column]
+    names = list(feature.names) if hasattr(feature, "names") else None
+    return _as_dataset(table[column], _normalise_labels(table[label_column], names, source), report)
+
+
+# ------------------------------------------------------------------------------------------ balancing, splitting
+def balance(dataset, seed: int = 123):
+    """The book's ``create_balanced_dataset``: keep every message of the smaller class and as many randomly chosen
+    messages of the larger one."""
+    import numpy as np
+
+    labels = np.asarray(dataset["label"])
+    counts = np.bincount(labels, minlength=len(LABELS))
+    if counts.min() == 0:
+        raise ValueError(f"Cannot balance: class counts are {dict(zip(LABELS, counts.tolist()))}.")
+    rng = np.random.default_rng(seed)
+    keep = np.concatenate([rng.choice(np.flatnonzero(labels == c), counts.min(), replace=False)
+                           for c in range(len(LABELS))])
+    return dataset.select(np.sort(keep))
+
+
+def split_dataset(dataset, train_fraction: float = 0.7, validation_fraction: float = 0.1, seed: int = 123):
+    """A stratified, seeded train / validation / test split (the book's 70 / 10 / 20 by default) as a
+    ``DatasetDict``, with the book's sizes: ``int(n * train)``, ``int(n * validation)``, the rest for test."""
+    from datasets import DatasetDict
+
+    test_fraction = 1.0 - train_fraction - validation_fraction
+    if not (0 < train_fraction < 1 and 0 < validation_fraction < 1 and test_fraction > 1e-9):
+        raise ValueError(f"Split fractions must be positive and leave room for a test split; got train "
+                         f"{train_fraction}, validation {validation_fraction}.")
+    if len(dataset) < 10:
+        raise ValueError(f"Only {len(dataset)} messages: too few to split into train, validation and test.")
+    n_train, n_validation = int(len(dataset) * train_fraction), int(len(dataset) * validation_fraction)  # the book's
+    first = dataset.train_test_split(test_size=len(dataset) - n_train - n_validation, seed=seed,
+                                     stratify_by_column="label")
+    second = first["train"].train_test_split(test_size=n_validation, seed=seed, stratify_by_column="label")
+    return DatasetDict(train=second["train"], validation=second["test"], test=first["test"])
+
+
+def write_pretraining_text(dataset, splits, path: str) -> int:
+    """Write every message of ``dataset`` (the whole collection, before balancing) whose text is not in the
+    validation or test split, one per line; returns how many. Labels are not written."""
+    held_out = set(splits["validation"]["text"]) | set(splits["test"]["text"])
+    lines = [" ".join(text.split()) for text in dataset["text"] if text not in held_out]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    return len(lines)
+
+
+# --------------------------------------------------------------------------------------------------- tokenizing
+def tokenize_dataset(dataset, tokenizer, max_length: int, report: SpamReport | None = None, split: str = "train"):
+    """Token ids for each message, cut to ``max_length`` (the book's ``encoded_text[:max_length]``); the number of
+    messages that were cut is logged and kept in ``report.truncated[split]``. Padding happens per batch later."""
+    encoded = dataset.map(lambda batch: tokenizer(batch["text"], add_special_tokens=False), batched=True,
+                          remove_columns=["text"], desc=f"Tokenizing {split}")
+    too_long = sum(len(ids) > max_length for ids in encoded["input_ids"])
+    if too_long:
+        logger.warning("%d %s message(s) are longer than %d tokens and were truncated", too_long, split, max_length)
+        encoded = encoded.map(lambda row: {k: row[k][:max_length] for k in ("input_ids", "attention_mask")},
+                              desc=f"Truncating {split}")
+    if report is not None:
+        report.truncated[split] = too_long
+    return encoded
+
+
+__all__ = [
+    "ID2LABEL",
+    "LABEL2ID",
+    "LABELS",
+    "SMS_SPAM_HUB_ID",
+    "SMS_SPAM_URL",
+    "SpamReport",
+    "balance",
+    "download_sms_spam",
+    "load_spam_dataset",
+    "read_sms_file",
+    "split_dataset",
+    "tokenize_dataset",
+    "write_pretraining_text",
+]

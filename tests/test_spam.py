@@ -1,0 +1,296 @@
+"""Spam classification (chapter 6, appendix E): the SMS data pipeline, the three training modes through the real
+Trainer, the saved folders through AutoModelForSequenceClassification / pipeline() / PeftModel, the merged LoRA
+export, and bad input."""
+
+import importlib.util
+import json
+import os
+import random
+
+import pytest
+import torch
+from conftest import REPO_ROOT
+
+from hfgpt import GPTScratchConfig, GPTScratchForCausalLM
+from hfgpt.data.spam import (
+    SpamReport,
+    balance,
+    load_spam_dataset,
+    read_sms_file,
+    split_dataset,
+    tokenize_dataset,
+    write_pretraining_text,
+)
+from hfgpt.tokenization import train_bpe_tokenizer
+
+HAM = ["Are we still meeting for lunch today?", "Ok see you at home later", "Can you pick up milk on the way",
+       "Sorry I'll call you back in a bit", "Happy birthday! Have a great day", "I'm running late, start without me",
+       "Did you finish the report for Monday?", "Thanks for dinner last night", "What time does the film start?",
+       "Going to bed now, good night"]
+SPAM = ["WINNER!! You have won a 1000 cash prize. Call 09061701461 now to claim",
+        "FREE entry in 2 a weekly comp to win FA Cup final tkts. Text FA to 87121",
+        "URGENT! Your mobile number has been awarded a 2000 bonus. Call 09066362231",
+        "Congratulations ur awarded 500 of CD vouchers or 125gift guaranteed. Call 09061790126",
+        "You have been selected to receive a FREE holiday. Txt WIN to 80086 now"]
+
+
+def _messages(n_ham=60, n_spam=30, seed=0):
+    rng = random.Random(seed)
+    rows = [("ham", f"{rng.choice(HAM)} {i}") for i in range(n_ham)]
+    rows += [("spam", f"{rng.choice(SPAM)} ref{i}") for i in range(n_spam)]
+    rng.shuffle(rows)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def sms_file(tmp_path_factory):
+    """A file in the SMS Spam Collection's own format: ``label<TAB>text``, no header, no quoting."""
+    path = tmp_path_factory.mktemp("sms") / "SMSSpamCollection"
+    path.write_text("\n".join(f"{label}\t{text}" for label, text in _messages()) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    """A tiny causal-LM checkpoint (2 layers, 64 wide) with its BPE tokenizer, as recipes/pretrain.py saves one."""
+    folder = tmp_path_factory.mktemp("tiny-base")
+    tokenizer = train_bpe_tokenizer([t for _, t in _messages()] * 3, vocab_size=400, model_max_length=64)
+    torch.manual_seed(0)
+    config = GPTScratchConfig.from_preset("tiny", vocab_size=len(tokenizer), n_positions=64, drop_rate=0.0,
+                                          bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                          pad_token_id=tokenizer.eos_token_id)
+    GPTScratchForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def _args(base, sms, out, *extra):
+    from transformers import HfArgumentParser
+
+    from hfgpt.training.finetune_spam import SpamDataArguments, SpamModelArguments, SpamTrainingArguments
+
+    parser = HfArgumentParser((SpamModelArguments, SpamDataArguments, SpamTrainingArguments))
+    return parser.parse_args_into_dataclasses(args=[
+        "--model_name_or_path", base, "--data_file", sms, "--output_dir", str(out), "--max_steps", "4",
+        "--learning_rate", "3e-3", "--eval_strategy", "no", "--logging_steps", "2", *extra])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, base_dir, sms_file):
+    """Each mode trained once for 4 steps: {mode: (output folder, metrics)}."""
+    from hfgpt.training.finetune_spam import finetune_spam
+
+    runs = {}
+    for mode in ("full", "last-block", "lora"):
+        out = tmp_path_factory.mktemp(f"spam-{mode}")
+        runs[mode] = (str(out), finetune_spam(*_args(base_dir, sms_file, out, "--mode", mode, "--lora_r", "4")))
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------------------- data
+def test_read_raw_file_keeps_quotes_tabs_and_every_line(tmp_path):
+    path = tmp_path / "SMSSpamCollection"
+    path.write_text('ham\t"Hi there\nspam\tFREE\tprize "now"\nham\tplain line\n\n')
+    texts, labels = read_sms_file(path)
+    assert labels == ["ham", "spam", "ham"]
+    assert texts == ['"Hi there', 'FREE\tprize "now"', "plain line"]  # pandas' default quoting would merge lines
+    path.write_text("ham\tok\nno tab on this line\n")
+    with pytest.raises(ValueError, match=r"SMSSpamCollection:2: expected 'ham<TAB>text'"):
+        read_sms_file(path)
+
+
+def test_load_raw_csv_json_and_labels(tmp_path, sms_file):
+    report = SpamReport()
+    data = load_spam_dataset(sms_file, report=report)
+    assert len(data) == 90 and report.read == 90 and data.features["label"].names == ["ham", "spam"]
+    assert sum(data["label"]) == 30
+    csv = tmp_path / "sms.csv"
+    csv.write_text('sms,label\n"Call now, FREE prize",spam\nsee you soon,HAM\n"",ham\n')
+    report = SpamReport()
+    data = load_spam_dataset(str(csv), report=report)
+    assert data["text"] == ["Call now, FREE prize", "see you soon"] and data["label"] == [1, 0]
+    assert report.empty_skipped == 1
+    jsonl = tmp_path / "sms.jsonl"
+    jsonl.write_text('{"message": "hello", "label": 0}\n{"message": "WIN", "label": 1}\n')
+    assert load_spam_dataset(str(jsonl))["label"] == [0, 1]
+    jsonl.write_text('{"message": "hello", "label": "maybe"}\n')
+    with pytest.raises(ValueError, match="unknown label"):
+        load_spam_dataset(str(jsonl))
+    jsonl.write_text('{"body": "hello", "label": 0}\n')
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['text'\]"):
+        load_spam_dataset(str(jsonl))
+
+
+def test_balance_and_stratified_split(sms_file):
+    data = load_spam_dataset(sms_file)
+    balanced = balance(data, seed=123)
+    assert len(balanced) == 60 and sum(balanced["label"]) == 30
+    assert balance(data, seed=123)["text"] == balanced["text"]  # seeded
+    splits = split_dataset(balanced)
+    assert {k: len(v) for k, v in splits.items()} == {"train": 42, "validation": 6, "test": 12}
+    assert {k: sum(v["label"]) for k, v in splits.items()} == {"train": 21, "validation": 3, "test": 6}
+    texts = [set(splits[k]["text"]) for k in ("train", "validation", "test")]
+    assert not (texts[0] & texts[1]) and not (texts[0] & texts[2]) and not (texts[1] & texts[2])
+    with pytest.raises(ValueError, match="leave room for a test split"):
+        split_dataset(balanced, 0.8, 0.2)
+
+
+def test_pretraining_text_never_holds_evaluation_messages(tmp_path, sms_file):
+    data = load_spam_dataset(sms_file)
+    splits = split_dataset(balance(data))
+    path = tmp_path / "pretrain.txt"
+    written = write_pretraining_text(data, splits, str(path))
+    lines = path.read_text().splitlines()
+    assert written == len(lines) == 90 - 6 - 12
+    assert not set(lines) & (set(splits["validation"]["text"]) | set(splits["test"]["text"]))
+    assert not any(line.startswith(("ham", "spam")) for line in lines)
+
+
+def test_truncation_is_counted(base_dir, sms_file):
+    from hfgpt.tokenization import load_tokenizer
+
+    tokenizer = load_tokenizer(base_dir)
+    data = load_spam_dataset(sms_file)
+    report = SpamReport()
+    tokenized = tokenize_dataset(data, tokenizer, 8, report, "train")
+    longer = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) > 8 for t in data["text"])
+    assert report.truncated["train"] == longer > 0
+    assert max(len(ids) for ids in tokenized["input_ids"]) == 8
+
+
+# ------------------------------------------------------------------------------------------------------ training
+def test_every_mode_trains_and_reports(trained):
+    for mode, (out, metrics) in trained.items():
+        assert metrics["mode"] == mode and metrics["train_global_step"] == 4 if "train_global_step" in metrics else True
+        assert (metrics["train_messages"], metrics["validation_messages"], metrics["test_messages"]) == (42, 6, 12)
+        for key in ("test_accuracy", "test_precision", "test_recall", "test_f1", "train_accuracy",
+                    "validation_accuracy", "before_accuracy"):
+            assert 0.0 <= metrics[key] <= 1.0, (mode, key)
+        saved = json.loads(open(os.path.join(out, "test_results.json")).read())
+        assert saved["test_accuracy"] == metrics["test_accuracy"]
+        with open(os.path.join(out, "confusion_matrix.png"), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_last_block_mode_freezes_the_rest(trained, base_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    base = GPTScratchForCausalLM.from_pretrained(base_dir)
+    tuned = AutoModelForSequenceClassification.from_pretrained(trained["last-block"][0])
+    torch.testing.assert_close(tuned.model.embeddings.tok_emb.weight, base.model.embeddings.tok_emb.weight)
+    torch.testing.assert_close(tuned.model.trf_blocks[0].att.qkv.weight, base.model.trf_blocks[0].att.qkv.weight)
+    assert not torch.allclose(tuned.model.trf_blocks[-1].ff.fc_in.weight, base.model.trf_blocks[-1].ff.fc_in.weight)
+    full = AutoModelForSequenceClassification.from_pretrained(trained["full"][0])
+    assert not torch.allclose(full.model.embeddings.tok_emb.weight, base.model.embeddings.tok_emb.weight)
+
+
+def test_saved_classifier_through_auto_class_and_pipeline(trained, sms_file):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    from hfgpt.data.spam import balance, split_dataset
+    from hfgpt.training.finetune_spam import load_spam_classifier
+
+    out, metrics = trained["full"]
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert type(model).__name__ == "GPTScratchForSequenceClassification"
+    assert model.config.id2label == {0: "ham", 1: "spam"}
+    classifier = pipeline("text-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(out))
+    test = split_dataset(balance(load_spam_dataset(sms_file)))["test"]
+    predicted = [r["label"] for r in classifier(list(test["text"]))]
+    assert set(predicted) <= {"ham", "spam"}
+    accuracy = sum(p == ["ham", "spam"][y] for p, y in zip(predicted, test["label"])) / len(test)
+    assert accuracy == pytest.approx(metrics["test_accuracy"])  # the saved model is the one that was scored
+    assert type(load_spam_classifier(out)).__name__ == "GPTScratchForSequenceClassification"
+
+
+def test_lora_adapter_loads_with_peft_and_merged_export_agrees(trained, base_dir):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    from hfgpt.training.finetune_spam import load_classifier_from_causal_lm, load_spam_classifier
+
+    out, metrics = trained["lora"]
+    assert os.path.isfile(os.path.join(out, "adapter_config.json"))
+    assert not os.path.isfile(os.path.join(out, "model.safetensors"))
+    adapter = PeftModel.from_pretrained(load_classifier_from_causal_lm(base_dir), out).eval()
+    merged = AutoModelForSequenceClassification.from_pretrained(metrics["merged_dir"]).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    batch = tokenizer([HAM[0], SPAM[0], SPAM[3] + " and more text"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        adapter_logits, merged_logits = adapter(**batch).logits, merged(**batch).logits
+    torch.testing.assert_close(adapter_logits, merged_logits, atol=1e-5, rtol=1e-5)
+    base = load_classifier_from_causal_lm(base_dir).eval()
+    with torch.no_grad():  # the adapter (and the fully trained head) changed something
+        assert not torch.allclose(base(**batch).logits, adapter_logits)
+    with torch.no_grad():
+        torch.testing.assert_close(load_spam_classifier(out).eval()(**batch).logits, adapter_logits)
+    labels = [r["label"] for r in pipeline("text-classification", model=merged, tokenizer=tokenizer)([HAM[1], SPAM[1]])]
+    assert set(labels) <= {"ham", "spam"}
+
+
+def test_from_a_gpt2_checkpoint(tmp_path, sms_file, base_dir):
+    from transformers import AutoModelForSequenceClassification, GPT2Config, GPT2LMHeadModel
+
+    from hfgpt.tokenization import load_tokenizer
+    from hfgpt.training.finetune_spam import finetune_spam
+
+    tokenizer = load_tokenizer(base_dir)
+    gpt2 = tmp_path / "gpt2"
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=2)).save_pretrained(gpt2)
+    tokenizer.save_pretrained(gpt2)
+    metrics = finetune_spam(*_args(str(gpt2), sms_file, tmp_path / "out", "--max_steps", "2"))
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
+    assert model.config.n_embd == 32 and 0.0 <= metrics["test_accuracy"] <= 1.0
+
+
+def test_truncated_messages_are_reported_by_the_recipe(tmp_path, base_dir, sms_file):
+    from hfgpt.training.finetune_spam import finetune_spam
+
+    metrics = finetune_spam(*_args(base_dir, sms_file, tmp_path / "out", "--max_length", "6", "--max_steps", "1"))
+    assert metrics["truncated_train"] > 0 and metrics["truncated_test"] > 0
+
+
+# ---------------------------------------------------------------------------------------------------- bad input
+def _recipe():
+    spec = importlib.util.spec_from_file_location("spam_recipe", os.path.join(REPO_ROOT, "recipes", "finetune_spam.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recipe_bad_input_is_one_line_and_exit_2(tmp_path, base_dir, sms_file, trained, capsys):
+    recipe = _recipe()
+    unknown = tmp_path / "unknown"
+    unknown.write_text("ham\thello\nphishing\tclick here\n")
+    empty = tmp_path / "empty"
+    empty.write_text("\n\n")
+    columns = tmp_path / "columns.csv"
+    columns.write_text("body,label\nhello,ham\n")
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    (bert / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertForMaskedLM"]}))
+    classifier = trained["full"][0]
+    cases = [
+        (["--model_name_or_path", base_dir, "--data_file", str(unknown)], "unknown label(s) 'phishing'"),
+        (["--model_name_or_path", base_dir, "--data_file", str(empty)], "holds no messages"),
+        (["--model_name_or_path", base_dir, "--data_file", str(columns)], "missing column(s) ['text']"),
+        (["--model_name_or_path", str(bert), "--data_file", sms_file], "BertForMaskedLM, not a causal language model"),
+        (["--model_name_or_path", classifier, "--data_file", sms_file],
+         "GPTScratchForSequenceClassification, not a causal language model"),
+        (["--model_name_or_path", base_dir, "--data_file", sms_file, "--mode", "head-only"], "--mode must be one of"),
+        (["--model_name_or_path", str(tmp_path / "nomodel"), "--data_file", sms_file], "No model folder"),
+        (["--model_name_or_path", base_dir, "--data_file", str(tmp_path / "none")], "No SMS data file"),
+        (["--model_name_or_path", base_dir, "--data_file", sms_file, "--max_length", "1000"], "longer than the model's context"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            recipe.main([*argv, "--output_dir", str(tmp_path / "out")])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("finetune_spam.py: error: ") and message in err[-1], err
+
+
+def test_recipe_exports_pretraining_text(tmp_path, sms_file):
+    out = tmp_path / "sms.txt"
+    _recipe().main(["--data_file", sms_file, "--export_pretraining_text", str(out), "--output_dir", str(tmp_path / "o")])
+    assert len(out.read_text().splitlines()) == 90 - 6 - 12
