@@ -228,3 +228,21 @@ def push_to_hub(folder: str, repo_id: str, out_dir: str | None = None, private: 
 
 
 __all__ = ["build_upload_folder", "push_to_hub", "model_card", "adapter_card"]
+
+
+def defer_trainer_push(training_args) -> bool:
+    """Switch off the ``Trainer``'s own Hub upload and say whether the user asked for one (``--push_to_hub``).
+
+    The Trainer would create the repo when it starts and upload the bare output folder at every save; the recipes
+    instead upload once at the end through :func:`push_run`, with the code, metrics, loss curve and model card."""
+    wanted = bool(training_args.push_to_hub)
+    training_args.push_to_hub = False
+    return wanted
+
+
+def push_run(folder: str, training_args, datasets: list[str] | None = None, dry_run: bool = False,
+             out_dir: str | None = None) -> list[str]:
+    """Upload a recipe's result folder to ``--hub_model_id`` (default: the output folder's name)."""
+    repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir))
+    return push_to_hub(folder, repo_id, out_dir=out_dir, private=bool(training_args.hub_private_repo),
+                       token=training_args.hub_token, dry_run=dry_run, datasets=datasets)

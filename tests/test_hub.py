@@ -90,3 +90,21 @@ def test_bad_folders(tmp_path, capsys):
         build_upload_folder(str(tmp_path), "a/b", str(tmp_path / "out"))
     assert cli(["push", str(tmp_path / "missing"), "a/b", "--dry-run"]) == 2
     assert "model folder not found" in capsys.readouterr().err
+
+
+def test_recipes_take_the_push_from_the_trainer(run_folder, tmp_path):
+    """--push_to_hub: the Trainer must not create a repo or upload the bare folder at each save; the recipe pushes once
+    at the end through hfgpt.hub (dry run here: no network)."""
+    from transformers import Trainer, TrainingArguments
+
+    from hfgpt.hub import defer_trainer_push, push_run
+
+    folder, model = run_folder
+    args = TrainingArguments(output_dir=str(tmp_path / "my-run"), push_to_hub=True, report_to="none")
+    assert defer_trainer_push(args) is True and args.push_to_hub is False
+    Trainer(model=model, args=args)  # with push_to_hub still set this would try to create a Hub repo (offline: error)
+    files = push_run(str(folder), args, dry_run=True, out_dir=str(tmp_path / "up"))
+    assert "README.md" in files and "model.safetensors" in files
+    assert "someone" not in (tmp_path / "up" / "README.md").read_text()
+    assert 'from_pretrained("my-run", trust_remote_code=True)' in (tmp_path / "up" / "README.md").read_text()
+    assert defer_trainer_push(TrainingArguments(output_dir=str(tmp_path / "x"), report_to="none")) is False

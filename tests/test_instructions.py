@@ -263,7 +263,15 @@ def test_finetune_a_few_steps_and_write_responses(tmp_path, model_dir, data_file
     assert all(set(r) == {"instruction", "input", "output", "model_response"} for r in responses)
     assert json.loads((out / "all_results.json").read_text())["after_response_loss"] == metrics["after_response_loss"]
     if mode == "lora":
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
         assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").is_file()
+        adapter = PeftModel.from_pretrained(GPTScratchForCausalLM.from_pretrained(model_dir), out).eval()
+        merged = AutoModelForCausalLM.from_pretrained(metrics["merged_dir"]).eval()
+        ids = torch.tensor([[5, 17, 42, 99, 3]])
+        with torch.no_grad():
+            torch.testing.assert_close(merged(ids).logits, adapter(ids).logits, atol=1e-5, rtol=1e-5)
     else:
         from transformers import AutoTokenizer
 

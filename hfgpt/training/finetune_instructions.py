@@ -37,10 +37,12 @@ from ..data.instructions import (
     split_records,
     tokenize_records,
 )
+from .lora import DEFAULT_TARGETS, apply_lora, save_merged
 
 logger = logging.getLogger("hfgpt.finetune_instructions")
 
 RESPONSES_FILE = "instruction-data-with-response.json"
+MERGED_DIR = "merged"
 
 
 @dataclass
@@ -56,7 +58,7 @@ class InstructionModelArguments:
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (scale = alpha / r)."})
     lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA path."})
     lora_target_modules: str = field(
-        default="qkv,out_proj,fc_in,fc_out", metadata={"help": "Comma-separated Linear layers that get adapters."}
+        default=DEFAULT_TARGETS, metadata={"help": "Comma-separated Linear layers that get adapters."}
     )
 
 
@@ -157,21 +159,6 @@ def load_model_and_tokenizer(model_args):
     return model, tokenizer
 
 
-def apply_lora(model, model_args):
-    from peft import LoraConfig, get_peft_model  # lazily: peft costs seconds to import
-
-    targets = [name.strip() for name in model_args.lora_target_modules.split(",") if name.strip()]
-    config = LoraConfig(r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
-                        target_modules=targets, task_type="CAUSAL_LM")
-    try:
-        model = get_peft_model(model, config)
-    except ValueError as err:
-        raise ValueError(f"--lora_target_modules {model_args.lora_target_modules!r}: {err}") from None
-    trainable, total = model.get_nb_trainable_parameters()
-    logger.info("LoRA: %d of %d parameters trainable (%.2f%%)", trainable, total, 100 * trainable / total)
-    return model
-
-
 def prepare_data(data_args, tokenizer, max_length: int) -> tuple[dict, dict, RecordReport]:
     """Records -> book split -> tokenized train/validation examples; returns (splits, tokenized, report)."""
     records = load_instruction_records(data_args.data_file, data_args.dataset_name, data_args.dataset_config_name,
@@ -258,11 +245,13 @@ def finetune_instructions(model_args: InstructionModelArguments, data_args: Inst
     from transformers import Trainer, set_seed
 
     from ..evaluation.judge import load_judge, score_responses
+    from ..hub import defer_trainer_push, push_run
     from .pretrain import share_cpu_cores
 
     started = time.time()
     check_arguments(model_args, data_args, judge_args)
     share_cpu_cores()
+    push = defer_trainer_push(training_args)
     set_seed(training_args.seed)
     model, tokenizer = load_model_and_tokenizer(model_args)
     context = model.config.n_positions
@@ -277,7 +266,8 @@ def finetune_instructions(model_args: InstructionModelArguments, data_args: Inst
                            api_key=os.environ.get(judge_args.judge_api_key_env),
                            max_new_tokens=judge_args.judge_max_new_tokens)
     if model_args.use_lora:
-        model = apply_lora(model, model_args)
+        model = apply_lora(model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout,
+                           model_args.lora_target_modules, task_type="CAUSAL_LM")
 
     trainer = Trainer(
         model=model,
@@ -315,10 +305,15 @@ def finetune_instructions(model_args: InstructionModelArguments, data_args: Inst
                         "judge_scored": judged["n_scored"], "judge_unparsed": judged["n_unparsed"]})
         logger.info("Judge %s: mean score %s over %d responses (%d replies without a score)", metrics["judge"],
                     judged["mean_score"], judged["n_scored"], judged["n_unparsed"])
+    if model_args.use_lora and trainer.is_world_process_zero():  # also a plain checkpoint that needs no peft
+        metrics["merged_dir"] = save_merged(model, tokenizer, os.path.join(training_args.output_dir, MERGED_DIR))
     metrics["total_seconds"] = time.time() - started
     if trainer.is_world_process_zero():
         trainer.log_metrics("all", {k: v for k, v in metrics.items() if not isinstance(v, str)})
         trainer.save_metrics("all", metrics, combined=False)
+        if push:
+            push_run(training_args.output_dir, training_args,
+                     [data_args.dataset_name] if data_args.dataset_name else None)
     return metrics
 
 

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from ..data.spam import ID2LABEL, LABEL2ID, LABELS, SpamReport, balance, load_spam_dataset, split_dataset
+from ..data.spam import ID2LABEL, LABEL2ID, LABELS, SMS_SPAM_HUB_ID, SpamReport, balance, load_spam_dataset, split_dataset
 from ..data.spam import tokenize_dataset, write_pretraining_text
+from .lora import DEFAULT_TARGETS
 
 logger = logging.getLogger("hfgpt.finetune_spam")
 
@@ -46,7 +47,7 @@ class SpamModelArguments:
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (scale = alpha / r)."})
     lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA path."})
     lora_target_modules: str = field(
-        default="qkv,out_proj,fc_in,fc_out", metadata={"help": "Comma-separated Linear layers that get adapters."}
+        default=DEFAULT_TARGETS, metadata={"help": "Comma-separated Linear layers that get adapters."}
     )
 
 
@@ -150,18 +151,12 @@ def set_trainable(model, mode: str, model_args: SpamModelArguments | None = None
         model.requires_grad_(False)
         for module in (model.model.trf_blocks[-1], model.model.final_norm, model.score):
             module.requires_grad_(True)
-    elif mode == "lora":  # the book's appendix E, with peft
-        from peft import LoraConfig, get_peft_model  # lazily: peft costs seconds to import
+    elif mode == "lora":  # the book's appendix E, with peft; the new head trains fully
+        from .lora import apply_lora
 
-        model_args = model_args or SpamModelArguments()
-        targets = [name.strip() for name in model_args.lora_target_modules.split(",") if name.strip()]
-        config = LoraConfig(r=model_args.lora_r, lora_alpha=model_args.lora_alpha,
-                            lora_dropout=model_args.lora_dropout, target_modules=targets,
-                            modules_to_save=["score"], task_type="SEQ_CLS")
-        try:
-            model = get_peft_model(model, config)
-        except ValueError as err:
-            raise ValueError(f"--lora_target_modules {model_args.lora_target_modules!r}: {err}") from None
+        args = model_args or SpamModelArguments()
+        return apply_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, args.lora_target_modules,
+                          task_type="SEQ_CLS", modules_to_save=["score"])
     else:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}.")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -232,6 +227,7 @@ def finetune_spam(model_args: SpamModelArguments, data_args: SpamDataArguments,
     """Run the whole recipe; returns the metrics (also saved as ``all_results.json`` in ``output_dir``)."""
     from transformers import DataCollatorWithPadding, Trainer, set_seed
 
+    from ..hub import defer_trainer_push, push_run
     from ..tokenization import load_tokenizer
     from .pretrain import share_cpu_cores
 
@@ -248,6 +244,7 @@ def finetune_spam(model_args: SpamModelArguments, data_args: SpamDataArguments,
                 "pretraining_text": data_args.export_pretraining_text}
 
     share_cpu_cores()
+    push = defer_trainer_push(training_args)
     set_seed(training_args.seed)
     model = load_classifier_from_causal_lm(model_args.model_name_or_path, model_args.drop_rate,
                                            model_args.attn_implementation)
@@ -296,10 +293,9 @@ def finetune_spam(model_args: SpamModelArguments, data_args: SpamDataArguments,
     metrics.update(test_metrics)
 
     if model_args.mode == "lora" and trainer.is_world_process_zero():
-        merged_dir = os.path.join(training_args.output_dir, MERGED_DIR)
-        merged = trainer.model.merge_and_unload()  # a plain classifier: LoRA folded into the weights
-        merged.save_pretrained(merged_dir)
-        tokenizer.save_pretrained(merged_dir)
+        from .lora import save_merged
+
+        merged_dir = save_merged(trainer.model, tokenizer, os.path.join(training_args.output_dir, MERGED_DIR))
         metrics["merged_dir"] = merged_dir
     metrics["total_seconds"] = time.time() - started
     if trainer.is_world_process_zero():
@@ -307,6 +303,8 @@ def finetune_spam(model_args: SpamModelArguments, data_args: SpamDataArguments,
         trainer.save_metrics("all", metrics, combined=False)
         with open(os.path.join(training_args.output_dir, "data_report.json"), "w") as f:
             json.dump(report.as_dict(), f, indent=2)
+        if push:  # the classifier, or the adapter with its card (the merged export stays local)
+            push_run(training_args.output_dir, training_args, [data_args.dataset_name or SMS_SPAM_HUB_ID])
     return metrics
 
 

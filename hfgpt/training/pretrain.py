@@ -288,11 +288,13 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     from transformers import Trainer, default_data_collator, set_seed
 
     from ..data.sampling import load_text_datasets, tokenize_and_window
+    from ..hub import defer_trainer_push, push_run
     from .baselines import unigram_loss
     from .callbacks import LossCurveCallback, SampleGenerationCallback, perplexity
 
     check_arguments(model_args, data_args, training_args)
     share_cpu_cores()
+    push = defer_trainer_push(training_args)
     resume = resolve_resume(training_args)
     if resume is not None and model_args.tokenizer_name is None:
         model_args.tokenizer_name = resume  # the checkpoint's own tokenizer, not a freshly trained one
@@ -369,10 +371,6 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
         eval_metrics["eval_unigram_perplexity"] = perplexity(baseline)
     trainer.log_metrics("eval", eval_metrics)
     trainer.save_metrics("eval", eval_metrics)
-    if training_args.push_to_hub and trainer.is_world_process_zero():
-        from ..hub import push_to_hub  # model + tokenizer + code + metrics + model card
-
-        repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir))
-        push_to_hub(training_args.output_dir, repo_id, private=bool(training_args.hub_private_repo),
-                    token=training_args.hub_token, datasets=[data_args.dataset_name] if data_args.dataset_name else None)
+    if push and trainer.is_world_process_zero():  # model + tokenizer + code + metrics + model card
+        push_run(training_args.output_dir, training_args, [data_args.dataset_name] if data_args.dataset_name else None)
     return {**metrics, **eval_metrics}
