@@ -67,6 +67,13 @@ class GPTScratchConfig(PretrainedConfig):
         initializer_range: standard deviation of the GPT-2 weight initialisation.
         tie_word_embeddings: share the token embedding with the output head (GPT-2 does; the book's
             ``GPTModel`` keeps a separate ``out_head``).
+        pad_vocab_size_multiple: round the number of rows of the token embedding and of the output head up to a
+            multiple of this (nanoGPT's 50,257 -> 50,304 with 64), for faster matrix multiplies on GPUs; ``None``
+            (the default) pads nothing. ``vocab_size`` stays the tokenizer's real size: the padded rows belong to
+            no token, the model returns logits for the ``vocab_size`` real tokens only (so nothing can sample a
+            padded id and the loss is unchanged), and the converters to GPT-2 and to the book's ``GPTModel`` drop
+            them. :attr:`padded_vocab_size` is the resulting number of rows. With the pretraining recipe:
+            ``--config_overrides pad_vocab_size_multiple=64``.
     """
 
     model_type = "gpt_scratch"
@@ -99,6 +106,7 @@ class GPTScratchConfig(PretrainedConfig):
         eos_token_id: int | None = None,
         pad_token_id: int | None = None,
         drop_rate: float | None = None,
+        pad_vocab_size_multiple: int | None = None,
         **kwargs,
     ):
         # The book's single drop_rate fills the three dropouts that are not set one by one (default 0.1, the book's).
@@ -119,6 +127,7 @@ class GPTScratchConfig(PretrainedConfig):
         self.layer_norm_epsilon = layer_norm_epsilon
         self.initializer_range = initializer_range
         self.tie_word_embeddings = tie_word_embeddings
+        self.pad_vocab_size_multiple = pad_vocab_size_multiple
         # Generation settings passed through **kwargs are dropped by PretrainedConfig in v5: keep use_cache here.
         self.use_cache = use_cache
         # GPT-2's <|endoftext|> (50256) is bos, eos and pad when the vocabulary is GPT-2's; a trained tokenizer
@@ -140,6 +149,11 @@ class GPTScratchConfig(PretrainedConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"GPTScratchConfig.{name} must be a positive integer, got {value!r}.")
+        multiple = self.pad_vocab_size_multiple
+        if multiple is not None and (isinstance(multiple, bool) or not isinstance(multiple, int) or multiple <= 0):
+            raise ValueError(
+                f"GPTScratchConfig.pad_vocab_size_multiple must be None or a positive integer, got {multiple!r}."
+            )
         if self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"GPTScratchConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): each head "
@@ -199,6 +213,15 @@ class GPTScratchConfig(PretrainedConfig):
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def padded_vocab_size(self) -> int:
+        """Rows of the token embedding and of the output head: ``vocab_size`` rounded up to a multiple of
+        ``pad_vocab_size_multiple`` (``vocab_size`` itself when that is ``None``)."""
+        multiple = getattr(self, "pad_vocab_size_multiple", None)
+        if not multiple:
+            return self.vocab_size
+        return -(-self.vocab_size // multiple) * multiple
 
 
 __all__ = ["GPTScratchConfig", "PRESETS"]

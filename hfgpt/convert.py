@@ -95,8 +95,10 @@ GPT2_HEADS_BY_WIDTH = {768: 12, 1024: 16, 1280: 20, 1600: 25}
 CONFIG_FIELDS = (
     "vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner", "embd_pdrop", "attn_pdrop",
     "resid_pdrop", "qkv_bias", "layer_norm_epsilon", "initializer_range", "bos_token_id", "eos_token_id",
-    "pad_token_id",
+    "pad_token_id", "pad_vocab_size_multiple",
 )  # fmt: skip
+# The tensors with one row per token: padded to config.padded_vocab_size in hfgpt, real vocab_size rows elsewhere.
+VOCAB_ROWS_KEYS = ("model.embeddings.tok_emb.weight", "lm_head.weight")
 
 
 # ------------------------------------------------------------------------------------------------------- helpers
@@ -119,6 +121,26 @@ def _listing(keys, limit: int = 8) -> str:
     return ", ".join(keys[:limit]) + more
 
 
+def _pad_vocab_rows(config: GPTScratchConfig, state_dict: dict) -> dict:
+    """Append zero rows to the vocabulary tensors up to ``config.padded_vocab_size`` (``pad_vocab_size_multiple``).
+    Zeros: no token id reads those embedding rows and the model slices their logits off, so any value would do;
+    zeros keep the padding visibly empty and change nothing under weight decay."""
+    extra = config.padded_vocab_size - config.vocab_size
+    if extra == 0:
+        return state_dict
+    state_dict = dict(state_dict)
+    for key in VOCAB_ROWS_KEYS:
+        tensor = state_dict[key]
+        if tensor.shape[0] == config.vocab_size:
+            state_dict[key] = torch.cat([tensor, tensor.new_zeros(extra, *tensor.shape[1:])])
+    return state_dict
+
+
+def _real_vocab_rows(config: GPTScratchConfig, state_dict: dict) -> dict:
+    """The reverse of :func:`_pad_vocab_rows`: the vocabulary tensors cut to ``config.vocab_size`` rows."""
+    return {key: t[: config.vocab_size] if key in VOCAB_ROWS_KEYS else t for key, t in state_dict.items()}
+
+
 def _drop_rate_overrides(values: dict, overrides: Mapping) -> dict:
     """Apply overrides; a ``drop_rate`` override replaces the three dropouts that are not overridden one by one."""
     values = dict(values)
@@ -138,6 +160,7 @@ def _build(config: GPTScratchConfig, state_dict: dict, source_names: Mapping | N
     with torch.device("meta"):
         model = GPTScratchForCausalLM(config)
     expected = model.state_dict()
+    state_dict = _pad_vocab_rows(config, state_dict)
     missing, unexpected = set(expected) - set(state_dict), set(state_dict) - set(expected)
     if missing or unexpected:  # the tables above and the modeling file disagree: a bug here, not in the input
         raise ValueError(f"Internal key mismatch: missing {_listing(missing)}; unexpected {_listing(unexpected)}.")
@@ -209,8 +232,9 @@ def from_hf_gpt2(model_or_path, **config_overrides) -> GPTScratchForCausalLM:
     Args:
         model_or_path: a ``GPT2LMHeadModel`` instance, a local folder written by ``save_pretrained``, or a Hub id
             such as ``"openai-community/gpt2"`` (loaded with ``GPT2LMHeadModel.from_pretrained``).
-        **config_overrides: ``GPTScratchConfig`` fields to change, e.g. ``drop_rate=0.0`` for fine-tuning. Fields
-            that change tensor shapes (``n_embd``, ...) are refused by the shape check.
+        **config_overrides: ``GPTScratchConfig`` fields to change, e.g. ``drop_rate=0.0`` for fine-tuning, or
+            ``pad_vocab_size_multiple=64`` to pad the vocabulary rows (50,257 -> 50,304, zero rows; same logits).
+            Fields that change tensor shapes (``n_embd``, ...) are refused by the shape check.
 
     The result has ``qkv_bias=True`` (GPT-2 has query/key/value biases), GPT-2's layer-norm epsilon, dropouts,
     special token ids and tying, and the source's dtype. Raises ``ValueError`` for GPT-2 variants GPTScratch cannot
@@ -282,13 +306,14 @@ def to_hf_gpt2(model):
     GPT-2 always has a ``c_attn`` bias: a model with ``qkv_bias=False`` (the book's training setting) gets zeros
     there. An untied ``lm_head`` (the book's separate ``out_head``) becomes a GPT-2 with
     ``tie_word_embeddings=False`` that keeps its own ``lm_head.weight`` through ``save_pretrained`` /
-    ``from_pretrained``.
+    ``from_pretrained``. The rows of a padded vocabulary (``pad_vocab_size_multiple``) are dropped: the GPT-2 has
+    ``vocab_size`` rows.
     """
     from transformers import GPT2Config, GPT2LMHeadModel
 
     model = _load_ours(model)
     c = model.config
-    ours = model.state_dict()
+    ours = _real_vocab_rows(c, model.state_dict())
     tok_emb, lm_head = ours["model.embeddings.tok_emb.weight"], ours["lm_head.weight"]
     # Tie only when the weights really are one matrix; otherwise GPT-2 keeps a separate lm_head.
     tied = bool(c.tie_word_embeddings) and torch.equal(tok_emb, lm_head)
@@ -468,10 +493,11 @@ def from_book_checkpoint(path_or_state_dict, config=None) -> GPTScratchForCausal
 def to_book_state_dict(model) -> dict:
     """The reverse of :func:`from_book_checkpoint`: a state dict that the book's ``GPTModel`` (built with the same
     ``emb_dim``, ``n_heads``, ... and ``qkv_bias``) loads with ``load_state_dict(strict=True)``, ``att.mask``
-    buffers included. A tied ``lm_head`` is written out as a copy into ``out_head.weight``."""
+    buffers included. A tied ``lm_head`` is written out as a copy into ``out_head.weight``; the rows of a padded
+    vocabulary are dropped."""
     model = _load_ours(model)
     c = model.config
-    ours = model.state_dict()
+    ours = _real_vocab_rows(c, model.state_dict())
     table = _key_table(BOOK_TOP_KEYS, BOOK_BLOCK_KEYS, BOOK_BLOCK, c.n_layer, c.qkv_bias)
     book = {}
     for our_key, theirs in table.items():

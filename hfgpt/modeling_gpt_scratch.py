@@ -6,8 +6,9 @@ Read top to bottom, this file follows the book:
 2. causal multi-head self-attention (chapter 3)           -> ``eager_attention_forward``, ``GPTScratchCausalSelfAttention``
 3. GELU feed-forward network (chapter 4)                  -> ``GPTScratchFeedForward``
 4. pre-LayerNorm transformer block with shortcuts (ch. 4) -> ``GPTScratchTransformerBlock``
-5. the GPT model: blocks, final norm, output head (ch. 4) -> ``GPTScratchModel``, ``GPTScratchForCausalLM``
-6. classification head on the last token (chapter 6)      -> ``GPTScratchForSequenceClassification``
+5. the next-token loss (chapter 5's calc_loss_batch)      -> ``chunked_causal_lm_loss`` (CPU) or transformers' loss
+6. the GPT model: blocks, final norm, output head (ch. 4) -> ``GPTScratchModel``, ``GPTScratchForCausalLM``
+7. classification head on the last token (chapter 6)      -> ``GPTScratchForSequenceClassification``
 
 What differs from the book, and why:
 
@@ -21,6 +22,8 @@ What differs from the book, and why:
   left-padded batches generate the same tokens as unpadded prompts.
 * The book's ``LayerNorm`` (scale/shift, biased variance, eps 1e-5) is ``nn.LayerNorm`` (weight/bias), the same
   function with a fused kernel.
+* Optionally (``pad_vocab_size_multiple``, as nanoGPT) the embedding and output head get a few unused rows, for
+  GPU-friendly matrix sizes; the logits returned are still the ``vocab_size`` real tokens'.
 
 This file imports only torch, transformers and its sibling configuration file, so the copy that
 ``save_pretrained`` writes next to the weights works with ``trust_remote_code=True`` where hfgpt is not installed.
@@ -28,6 +31,7 @@ This file imports only torch, transformers and its sibling configuration file, s
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 
@@ -52,6 +56,10 @@ from .configuration_gpt_scratch import GPTScratchConfig
 
 logger = logging.get_logger(__name__)
 
+# transformers 5.24 renamed the KV cache argument of `create_causal_mask` and field of the model outputs from
+# `past_key_values` to `cache`. Use the installed version's name, so this file also runs on earlier 5.x releases.
+CACHE_NAME = "cache" if "cache" in inspect.signature(create_causal_mask).parameters else "past_key_values"
+
 AUTO_MAP = {
     "AutoConfig": "configuration_gpt_scratch.GPTScratchConfig",
     "AutoModel": "modeling_gpt_scratch.GPTScratchModel",
@@ -65,11 +73,14 @@ AUTO_MAP = {
 # ----------------------------------------------------------------------------------------------------------------
 class GPTScratchEmbeddings(nn.Module):
     """The book's ``tok_emb`` + ``pos_emb`` + ``drop_emb``: each token id becomes a learned vector, and the
-    learned vector of its position (0 ... n_positions-1) is added to it."""
+    learned vector of its position (0 ... n_positions-1) is added to it.
+
+    ``tok_emb`` has ``config.padded_vocab_size`` rows: ``vocab_size``, or more with ``pad_vocab_size_multiple``
+    (rows that no token id reaches)."""
 
     def __init__(self, config: GPTScratchConfig):
         super().__init__()
-        self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
+        self.tok_emb = nn.Embedding(config.padded_vocab_size, config.n_embd)
         self.pos_emb = nn.Embedding(config.n_positions, config.n_embd)
         self.drop_emb = nn.Dropout(config.embd_pdrop)
 
@@ -217,7 +228,78 @@ class GPTScratchTransformerBlock(GradientCheckpointingLayer):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# 5. The GPT model (chapter 4) and its language-modeling head
+# 5. The next-token loss (chapter 5's calc_loss_batch), without logits-sized temporaries on CPU
+# ----------------------------------------------------------------------------------------------------------------
+class ChunkedCrossEntropy(torch.autograd.Function):
+    """``cross_entropy(logits, targets)`` summed over the rows whose target is not ``ignore_index`` and divided by
+    ``divisor``: the same value and gradient as ``nn.functional.cross_entropy``, computed a block of rows at a time.
+
+    Why: on CPU, ``cross_entropy`` allocates three more tensors as large as the logits (the log-probabilities, the
+    zero-filled gradient of ``nll_loss`` and the gradient of ``log_softmax``). The allocator hands blocks over 32 MB
+    straight back to the operating system, so for GPT-sized logits each of them pays page faults again at every step
+    (~30 ms each for 2048 x 8192 logits on our 2-core CPU). Here the forward keeps one log-sum-exp per row, and the
+    backward writes ``softmax - one_hot`` block by block into the single gradient tensor autograd needs anyway.
+
+    ``num_classes`` < ``logits.shape[1]`` (a padded vocabulary): only the first ``num_classes`` columns take part,
+    the others get a zero gradient, so the padded logits need not be sliced off (and copied back) first.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, targets, divisor, ignore_index: int = -100, block_rows: int = 256, num_classes=None):
+        num_classes = logits.shape[1] if num_classes is None else num_classes
+        classes = logits[:, :num_classes]
+        valid = targets != ignore_index
+        targets = targets.masked_fill(~valid, 0)
+        log_sum_exp = torch.cat([torch.logsumexp(block, dim=-1) for block in classes.split(block_rows)])
+        target_logits = classes.gather(1, targets.unsqueeze(1)).squeeze(1)
+        ctx.save_for_backward(logits, targets, valid, log_sum_exp, torch.as_tensor(divisor))
+        ctx.block_rows, ctx.num_classes = block_rows, num_classes
+        return ((log_sum_exp - target_logits) * valid).sum() / divisor
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        logits, targets, valid, log_sum_exp, divisor = ctx.saved_tensors
+        num_classes = ctx.num_classes
+        grad_logits = torch.empty_like(logits, memory_format=torch.contiguous_format)
+        grad_logits[:, num_classes:] = 0.0  # padded columns (none without a padded vocabulary)
+        row_scale = (valid * (grad_loss / divisor)).to(logits.dtype).unsqueeze(1)
+        for start in range(0, logits.shape[0], ctx.block_rows):
+            rows = slice(start, start + ctx.block_rows)
+            block = grad_logits[rows, :num_classes]
+            torch.sub(logits[rows, :num_classes], log_sum_exp[rows].unsqueeze(1), out=block)
+            block.exp_()  # softmax
+            block[torch.arange(block.shape[0]), targets[rows]] -= 1.0  # - one_hot(target)
+            block.mul_(row_scale[rows])  # ignored rows get 0
+        return grad_logits, None, None, None, None, None
+
+
+def chunked_causal_lm_loss(
+    logits: torch.Tensor,
+    labels: torch.LongTensor,
+    num_items_in_batch: torch.Tensor | int | None = None,
+    ignore_index: int = -100,
+    shift_labels: torch.LongTensor | None = None,
+    vocab_size: int | None = None,
+    **kwargs,
+) -> torch.Tensor:
+    """transformers' ``ForCausalLMLoss`` (the book's ``calc_loss_batch``: each position predicts the next token)
+    through :class:`ChunkedCrossEntropy`: the mean over labelled positions, or the sum divided by
+    ``num_items_in_batch`` when the Trainer passes it (gradient accumulation). ``vocab_size``: the real tokens,
+    when ``logits`` has padded columns after them."""
+    if shift_labels is None:  # pad-then-slice shifts the labels without copying the logits
+        shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
+    logits = logits.reshape(-1, logits.shape[-1])
+    shift_labels = shift_labels.reshape(-1).to(logits.device)
+    if num_items_in_batch is None:
+        divisor = (shift_labels != ignore_index).sum()
+    else:
+        divisor = torch.as_tensor(num_items_in_batch, device=logits.device)
+    block_rows = max(1, 2**21 // logits.shape[-1])  # blocks of ~8 MB: reused by the allocator, warm in cache
+    return ChunkedCrossEntropy.apply(logits, shift_labels, divisor, ignore_index, block_rows, vocab_size)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 6. The GPT model (chapter 4) and its language-modeling head
 # ----------------------------------------------------------------------------------------------------------------
 class GPTScratchPreTrainedModel(PreTrainedModel):
     """What transformers reads about the model: config class, capabilities, GPT-2 weight initialisation."""
@@ -243,6 +325,29 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
         # trust_remote_code.
         self.config.auto_map = {**AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
         return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def resize_token_embeddings(
+        self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
+    ) -> nn.Embedding:
+        """transformers' ``resize_token_embeddings``, keeping ``config.vocab_size`` the number of real tokens.
+
+        ``new_num_tokens`` is the tokenizer's new size (e.g. ``len(tokenizer)`` after adding tokens). The embedding
+        and the output head get ``config.padded_vocab_size`` rows; ``pad_to_multiple_of`` sets
+        ``config.pad_vocab_size_multiple``. (transformers' own version would store the padded row count in
+        ``config.vocab_size``, and the padded ids would then be sampled.) Real tokens beyond the old vocabulary get
+        transformers' initialisation, also where they reuse rows that were padding."""
+        if new_num_tokens is None and pad_to_multiple_of is None:
+            return self.get_input_embeddings()
+        if pad_to_multiple_of is not None:
+            self.config.pad_vocab_size_multiple = pad_to_multiple_of
+        num_tokens = self.config.vocab_size if new_num_tokens is None else new_num_tokens
+        # First exactly the real tokens (drops the old padding rows, initialises new tokens), then the new padding.
+        super().resize_token_embeddings(num_tokens, mean_resizing=mean_resizing)
+        self.config.vocab_size = num_tokens
+        if self.config.padded_vocab_size != num_tokens:
+            super().resize_token_embeddings(self.config.padded_vocab_size, mean_resizing=False)
+        self.config.vocab_size = self.vocab_size = num_tokens
+        return self.get_input_embeddings()
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -327,25 +432,33 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
             config=self.config,
             inputs_embeds=hidden_states,
             attention_mask=attention_mask,
-            cache=cache,
             position_ids=position_ids,
+            **{CACHE_NAME: cache},
         )
         for block in self.trf_blocks:
             hidden_states = block(hidden_states, attention_mask=causal_mask, cache=cache, **kwargs)
         hidden_states = self.final_norm(hidden_states)
-        return BaseModelOutputWithPast(last_hidden_state=hidden_states, cache=cache if use_cache else None)
+        return BaseModelOutputWithPast(last_hidden_state=hidden_states, **{CACHE_NAME: cache if use_cache else None})
 
 
 class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
     """``GPTScratchModel`` + the output head (the book's ``out_head``; here ``lm_head``, tied to the token embedding
-    when ``config.tie_word_embeddings``), with the next-token loss and ``generate()``."""
+    when ``config.tie_word_embeddings``), with the next-token loss and ``generate()``.
+
+    With ``config.pad_vocab_size_multiple`` (nanoGPT's vocabulary padding), ``lm_head`` has
+    ``config.padded_vocab_size`` outputs, so its matrix multiply runs on tensor-core friendly sizes, and the forward
+    returns ``logits[..., :vocab_size]``: the real tokens only. Slicing rather than setting the padded logits to
+    ``-inf``: the slice is a free view, and it gives every consumer (``generate()``, the loss, metrics, comparisons
+    with GPT-2) exactly ``vocab_size`` columns, with nothing that can be sampled or that turns an entropy into NaN.
+    Its one cost, a padded-size gradient in the backward, is fused into the loss kernels by ``torch.compile`` and
+    avoided by the CPU loss (it reads the padded logits directly)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embeddings.tok_emb.weight"}
 
     def __init__(self, config: GPTScratchConfig):
         super().__init__(config)
         self.model = GPTScratchModel(config)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
         self.post_init()
 
     def get_output_embeddings(self) -> nn.Linear:
@@ -353,6 +466,17 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
 
     def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
         self.lm_head = new_embeddings
+
+    def _chunked_loss_applies(self, logits: torch.Tensor) -> bool:
+        """The page-fault-free loss is for fp32 logits on CPU in eager mode. CUDA's caching allocator has no such
+        cost, and compiled graphs fuse the loss themselves: there, and for a custom ``loss_type``, transformers'
+        ``loss_function``."""
+        return (
+            logits.device.type == "cpu"
+            and logits.dtype == torch.float32
+            and getattr(self.config, "loss_type", None) in (None, "ForCausalLM")
+            and not torch.compiler.is_compiling()
+        )
 
     @can_return_tuple
     def forward(
@@ -386,19 +510,24 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         logits = self.lm_head(hidden_states)
 
         loss = None
-        if labels is not None:
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        vocab_size = self.config.vocab_size
+        if labels is not None and self._chunked_loss_applies(logits):
+            loss = chunked_causal_lm_loss(logits, labels, vocab_size=vocab_size, **kwargs)
+        if logits.shape[-1] != vocab_size:  # padded vocabulary: the real tokens' logits only
+            logits = logits[..., :vocab_size]
+        if labels is not None and loss is None:
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=vocab_size, **kwargs)
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            cache=outputs.cache,
+            **{CACHE_NAME: getattr(outputs, CACHE_NAME)},
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# 6. Classification head on the last token (chapter 6)
+# 7. Classification head on the last token (chapter 6)
 # ----------------------------------------------------------------------------------------------------------------
 class GPTScratchForSequenceClassification(GPTScratchPreTrainedModel):
     """The book's spam classifier: the output head is replaced by a small ``score`` layer (``n_embd -> num_labels``)
@@ -460,7 +589,7 @@ class GPTScratchForSequenceClassification(GPTScratchPreTrainedModel):
         return SequenceClassifierOutputWithPast(
             loss=loss,
             logits=logits,
-            cache=outputs.cache,
+            **{CACHE_NAME: getattr(outputs, CACHE_NAME)},
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
