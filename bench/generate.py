@@ -1,0 +1,236 @@
+"""Benchmark: greedy ``generate()`` tokens/s of hfgpt's GPTScratchForCausalLM with its KV cache.
+
+The book's protocol (chapter 4/5 ``generate_text_simple``): the prompt "Hello, I am" (GPT-2 BPE ids
+[15496, 11, 314, 716]), greedy decoding, 200 new tokens, batch 1; also batch 8 (the prompt repeated). Every variant
+produces exactly ``--max-new-tokens`` tokens (``min_new_tokens = max_new_tokens``: the end-of-text token cannot stop
+a row early). Three variants, all with the same random (seeded) weights, fp32, eval mode:
+
+* ``hfgpt-cached``: GPTScratchForCausalLM, ``use_cache=True`` (a transformers ``DynamicCache``);
+* ``gpt2-cached``: transformers' ``GPT2LMHeadModel`` with the same weights (``hfgpt.convert.to_hf_gpt2``), cached;
+* ``hfgpt-uncached``: GPTScratchForCausalLM with ``use_cache=False``: every step re-reads the whole sequence, as the
+  book's ``generate_text_simple`` does.
+
+Tokens/s = new tokens x batch / wall seconds of one ``generate()`` call (prefill included). The cached variants run
+``--rounds`` interleaved rounds (a, b, a, b, ...), the uncached one only in the first ``--uncached-rounds`` rounds
+(it is ~6x slower at batch 1 and far slower at batch 8); the median per variant and batch size is reported. The
+generated token ids must be identical across the three variants (greedy decoding of one model); if they are not, an
+ERROR line names the first differing position and the top-2 logit margin there (a tiny margin means a float tie,
+a large one a real bug), and the exit code is 1.
+
+    python bench/generate.py                                # 124M, 200 new tokens, batch 1 and 8 (~9 min, 2 cores)
+    python bench/generate.py --batch-sizes 1 --uncached-rounds 3 --json results.json
+    python bench/generate.py --uncached-batch-sizes 1      # skip the slowest part (uncached at batch 8)
+    python bench/generate.py --quick                        # smoke test: tiny preset, 8 new tokens, 1 round
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+for _key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
+    os.environ.setdefault(_key, "1")
+
+PROMPT = [15496, 11, 314, 716]  # "Hello, I am" in GPT-2 BPE
+VARIANTS = ("hfgpt-cached", "gpt2-cached", "hfgpt-uncached")
+
+
+def build_models(args) -> dict:
+    """hfgpt (seeded random init) and GPT2LMHeadModel converted from it; one model object serves both hfgpt
+    variants (``use_cache`` is a generate() argument)."""
+    import torch
+
+    import hfgpt
+    from hfgpt.convert import to_hf_gpt2
+
+    torch.manual_seed(args.seed)
+    config = hfgpt.GPTScratchConfig.from_preset(args.preset, drop_rate=0.0)
+    ours = hfgpt.GPTScratchForCausalLM(config).eval()
+    ours.set_attn_implementation(args.attn)
+    theirs = to_hf_gpt2(ours).eval()
+    theirs.set_attn_implementation(args.attn)
+    return {"hfgpt": ours, "gpt2": theirs}
+
+
+def generation_config(model, new_tokens: int, use_cache: bool):
+    from transformers import GenerationConfig
+
+    c = model.config
+    return GenerationConfig(
+        do_sample=False, num_beams=1, max_new_tokens=new_tokens, min_new_tokens=new_tokens, use_cache=use_cache,
+        eos_token_id=c.eos_token_id, pad_token_id=c.pad_token_id if c.pad_token_id is not None else c.eos_token_id,
+        bos_token_id=c.bos_token_id,
+    )  # fmt: skip
+
+
+def run_generate(model, input_ids, gen_config):
+    """One greedy generate() call: (seconds, output ids)."""
+    import torch
+
+    attention_mask = torch.ones_like(input_ids)
+    with torch.inference_mode():
+        start = time.perf_counter()
+        out = model.generate(input_ids, attention_mask=attention_mask, generation_config=gen_config)
+        seconds = time.perf_counter() - start
+    return seconds, out
+
+
+def first_difference(model, a, b, prompt_len: int) -> str:
+    """Where two outputs first differ, and the reference model's top-2 logit margin at that step (uncached)."""
+    import torch
+
+    diff = (a != b).nonzero()
+    row, col = (int(v) for v in diff[0])
+    with torch.inference_mode():
+        logits = model(a[row : row + 1, :col], use_cache=False).logits[0, -1]
+    top = torch.topk(logits.float(), 2)
+    return (f"row {row}, new token {col - prompt_len} ({int(a[row, col])} vs {int(b[row, col])}), "
+            f"top-2 logit margin there {float(top.values[0] - top.values[1]):.3g}")  # fmt: skip
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="124M", help="hfgpt size preset (default 124M: the book's GPT-2 small)")
+    parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the cached variants (median)")
+    parser.add_argument("--uncached-rounds", type=int, default=1,
+                        help="rounds that also run hfgpt with use_cache=False (0: skip it)")  # fmt: skip
+    parser.add_argument("--uncached-batch-sizes", type=int, nargs="+",
+                        help="batch sizes of the uncached variant (default: all of --batch-sizes; at 124M batch 8 "
+                             "it is the longest part of the run, ~4 min on 2 cores)")  # fmt: skip
+    parser.add_argument("--warmup-tokens", type=int, default=8, help="one untimed generate() of this length each")
+    parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"], help="attention of both models")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--quick", action="store_true", help="smoke test: tiny preset, 8 new tokens, 1 round")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.preset, args.max_new_tokens, args.rounds, args.warmup_tokens = "tiny", 8, 1, 2
+    args.uncached_rounds = min(args.uncached_rounds, args.rounds)
+    if args.uncached_batch_sizes is None:
+        args.uncached_batch_sizes = list(args.batch_sizes)
+
+    import torch
+    import transformers
+
+    warnings.filterwarnings("ignore")
+    transformers.logging.set_verbosity_error()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    models = build_models(args)
+    n_params = sum(p.numel() for p in models["hfgpt"].parameters())
+    variants = [v for v in VARIANTS if v != "hfgpt-uncached" or args.uncached_rounds > 0]
+
+    def runs(variant, batch) -> bool:
+        return variant != "hfgpt-uncached" or batch in args.uncached_batch_sizes
+
+    def setup(variant, batch, new_tokens):
+        family, mode = variant.split("-")
+        model = models[family]
+        return model, generation_config(model, new_tokens, use_cache=(mode == "cached"))
+
+    prompts = {b: torch.tensor([PROMPT] * b) for b in args.batch_sizes}
+    for batch in args.batch_sizes:  # warm-up: first-call costs (allocations, thread pools) stay out of the timings
+        for variant in (v for v in variants if runs(v, batch)):
+            model, gen_config = setup(variant, batch, args.warmup_tokens)
+            run_generate(model, prompts[batch], gen_config)
+
+    seconds = {(v, b): [] for v in variants for b in args.batch_sizes if runs(v, b)}
+    outputs = {}
+    started = time.perf_counter()
+    for round_index in range(args.rounds):
+        for batch in args.batch_sizes:
+            for variant in (v for v in variants if runs(v, batch)):
+                if variant == "hfgpt-uncached" and round_index >= args.uncached_rounds:
+                    continue
+                model, gen_config = setup(variant, batch, args.max_new_tokens)
+                elapsed, out = run_generate(model, prompts[batch], gen_config)
+                seconds[(variant, batch)].append(elapsed)
+                outputs.setdefault((variant, batch), out)
+    total = time.perf_counter() - started
+
+    tokens_per_s = {key: args.max_new_tokens * key[1] / statistics.median(s) for key, s in seconds.items()}
+
+    print(f"date {datetime.datetime.now().isoformat(timespec='seconds')}, {platform.node()}, "
+          f"Python {platform.python_version()}")
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads, "
+          f"{os.cpu_count()} CPUs, fp32")
+    print(f"model: hfgpt preset {args.preset} ({n_params:,} parameters, random init seed {args.seed}), "
+          f"attention {args.attn}; GPT2LMHeadModel with the same weights")
+    print(f"greedy, prompt {PROMPT}, {args.max_new_tokens} new tokens (min_new_tokens = max_new_tokens); "
+          f"rounds: cached {args.rounds}, uncached {args.uncached_rounds}, interleaved, median; "
+          f"timed part {total:.0f} s")
+    print()
+    header = f"{'variant':16}" + "".join(f"{f'batch {b} tok/s':>16}" for b in args.batch_sizes)
+    print(header)
+    for variant in variants:
+        print(f"{variant:16}" + "".join(f"{tokens_per_s[(variant, b)]:16,.1f}" if runs(variant, b) else f"{'-':>16}"
+                                        for b in args.batch_sizes))
+    print()
+
+    ratios = {}
+    for batch in args.batch_sizes:
+        ours = tokens_per_s[("hfgpt-cached", batch)]
+        vs_gpt2 = ours / tokens_per_s[("gpt2-cached", batch)]
+        line = f"ratio batch {batch}: hfgpt-cached / gpt2-cached = {vs_gpt2:.2f}x (target >= 1.0x)"
+        ratios[batch] = {"hfgpt_cached_over_gpt2_cached": vs_gpt2}
+        if ("hfgpt-uncached", batch) in tokens_per_s:
+            vs_uncached = ours / tokens_per_s[("hfgpt-uncached", batch)]
+            line += f", hfgpt-cached / hfgpt-uncached = {vs_uncached:.2f}x (target >= 5x)"
+            ratios[batch]["hfgpt_cached_over_hfgpt_uncached"] = vs_uncached
+        print(line)
+
+    ok = True
+    for batch in args.batch_sizes:
+        reference = outputs[("hfgpt-cached", batch)]
+        expected_shape = (batch, len(PROMPT) + args.max_new_tokens)
+        for variant in (v for v in variants if runs(v, batch)):
+            out = outputs[(variant, batch)]
+            if tuple(out.shape) != expected_shape:
+                ok = False
+                print(f"ERROR: {variant} batch {batch} returned shape {tuple(out.shape)}, expected {expected_shape}")
+            elif not torch.equal(out, reference):
+                ok = False
+                where = first_difference(models["hfgpt"], reference, out, len(PROMPT))
+                print(f"ERROR: {variant} batch {batch} generated different tokens than hfgpt-cached: {where}")
+    if ok:
+        print(f"tokens identical across {', '.join(variants)} at batch sizes "
+              f"{', '.join(map(str, args.batch_sizes))}"
+              + (f" (uncached at {', '.join(map(str, args.uncached_batch_sizes))})" if args.uncached_rounds else "")
+              + f"; first new tokens (batch {args.batch_sizes[0]} row 0): "
+              f"{outputs[('hfgpt-cached', args.batch_sizes[0])][0, len(PROMPT) : len(PROMPT) + 12].tolist()}")
+
+    if args.json:
+        result = {
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "torch": torch.__version__, "transformers": transformers.__version__,
+            "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+            "preset": args.preset, "parameters": n_params, "attn": args.attn, "prompt": PROMPT,
+            "max_new_tokens": args.max_new_tokens, "rounds": args.rounds, "uncached_rounds": args.uncached_rounds,
+            "tokens_per_s": {v: {str(b): tokens_per_s[(v, b)] for b in args.batch_sizes if runs(v, b)}
+                             for v in variants},
+            "seconds": {v: {str(b): seconds[(v, b)] for b in args.batch_sizes if runs(v, b)} for v in variants},
+            "ratios": {str(b): r for b, r in ratios.items()},
+            "tokens_identical": ok,
+        }  # fmt: skip
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"wrote {args.json}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Benchmark: training-step throughput of hfgpt's GPTScratchForCausalLM against transformers' GPT2LMHeadModel.
+
+One training step is forward + loss + backward + AdamW step + zero_grad, in fp32, on the same random token batch.
+Both models have the same sizes (GPT-2's architecture: qkv bias, tied embeddings, GELU tanh, pre-LayerNorm) and
+start from the same weights (ours is converted from the GPT-2 model with ``hfgpt.convert.from_hf_gpt2``); each is
+built with ``attn_implementation="eager"`` and ``"sdpa"``, every model from its own config. The four variants and a
+large square fp32 ``torch.mm`` (the matmul ceiling of this machine) are timed in interleaved rounds (a, b, c, d, mm,
+a, b, ...); the median over rounds is reported. The headline ratio is hfgpt's best variant against GPT-2's best.
+
+Achieved FLOP/s use nanoGPT's ``estimate_mfu`` count (PaLM appendix B): ``6 N + 12 L H Q T`` flops per token, N =
+parameters without the position embeddings (the token embedding counts: it is also the output layer).
+
+Peak memory: each variant runs a few steps again in a fresh subprocess that reports ``ru_maxrss`` (peak resident
+set) before the first step (imports + model + data) and after; the difference is what training adds (activations,
+gradients, AdamW state, the allocator's slack).
+
+    python bench/train_throughput.py                       # 4 layers, 256 wide, 4 heads, vocab 8192, ctx 256, batch 8
+    python bench/train_throughput.py --n-layer 6 --n-embd 384 --n-head 6 --dropout 0.1
+    python bench/train_throughput.py --profile             # also a torch.profiler table of hfgpt's best variant
+    python bench/train_throughput.py --quick               # smoke test: tiny sizes, 2 rounds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+for _key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
+    os.environ.setdefault(_key, "1")
+
+VARIANTS = ("hfgpt-sdpa", "hfgpt-eager", "gpt2-sdpa", "gpt2-eager")
+
+
+def build_models(args, variants=VARIANTS) -> dict:
+    """The requested variants, all with the same weights (GPT-2 built first, seeded; hfgpt converted from it)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from hfgpt.convert import from_hf_gpt2
+
+    def gpt2_config():
+        return GPT2Config(
+            vocab_size=args.vocab_size, n_positions=args.context, n_embd=args.n_embd, n_layer=args.n_layer,
+            n_head=args.n_head, resid_pdrop=args.dropout, embd_pdrop=args.dropout, attn_pdrop=args.dropout,
+            bos_token_id=0, eos_token_id=0, pad_token_id=0,
+        )  # fmt: skip
+
+    torch.manual_seed(0)
+    reference = GPT2LMHeadModel(gpt2_config())
+    models = {}
+    for name in variants:
+        family, impl = name.split("-")
+        if family == "gpt2":
+            model = GPT2LMHeadModel(gpt2_config())
+            model.load_state_dict(reference.state_dict())
+            model.set_attn_implementation(impl)
+        else:
+            model = from_hf_gpt2(reference)  # a fresh config per model: the attention choice is per config
+            model.set_attn_implementation(impl)
+        models[name] = model.train()
+    return models
+
+
+def make_batch(args):
+    import torch
+
+    generator = torch.Generator().manual_seed(1234)
+    return torch.randint(0, args.vocab_size, (args.batch_size, args.context), generator=generator)
+
+
+def make_step(model, batch, args):
+    import torch
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=args.fused_adamw)
+
+    def step() -> float:
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.item()
+
+    return step
+
+
+def flops_per_token(model, args) -> float:
+    """nanoGPT's estimate_mfu: 6 N + 12 L H Q T (N without the position embeddings)."""
+    n_params = sum(p.numel() for p in model.parameters()) - args.context * args.n_embd
+    head_dim = args.n_embd // args.n_head
+    return 6 * n_params + 12 * args.n_layer * args.n_head * head_dim * args.context
+
+
+def matmul_flops(size: int, repeats: int = 5) -> float:
+    """FLOP/s of one large square fp32 ``torch.mm`` (best of ``repeats``): this machine's practical ceiling."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    out = torch.empty(size, size)
+    torch.mm(a, b, out=out)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(a, b, out=out)
+        best = min(best, time.perf_counter() - t)
+    return 2 * size**3 / best
+
+
+def memory_child(args) -> None:
+    """Run in a fresh process: build one variant, train ``--memory-steps`` steps, print the peak RSS figures."""
+    import torch
+
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    model = build_models(args, [args.memory_child])[args.memory_child]
+    batch = make_batch(args)
+    step = make_step(model, batch, args)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    for _ in range(args.memory_steps):
+        step()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"before_mib": before / 1024, "peak_mib": after / 1024}))
+
+
+def measure_memory(args, variant: str) -> dict:
+    command = [sys.executable, os.path.abspath(__file__), "--memory-child", variant, *args.forward_argv]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"memory subprocess for {variant} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def profile(model, batch, args, rows: int = 25) -> None:
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    step = make_step(model, batch, args)
+    step()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(3):
+            step()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n-layer", type=int, default=4)
+    parser.add_argument("--n-embd", type=int, default=256)
+    parser.add_argument("--n-head", type=int, default=4)
+    parser.add_argument("--vocab-size", type=int, default=8192)
+    parser.add_argument("--context", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--dropout", type=float, default=0.0, help="all three dropouts, both models (default 0.0)")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the median is reported")
+    parser.add_argument("--steps", type=int, default=3, help="training steps per variant per round")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per variant before the rounds")
+    parser.add_argument("--matmul-size", type=int, default=2048)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--no-fused-adamw", dest="fused_adamw", action="store_false",
+                        help="use AdamW's for-loop implementation (both models) instead of the fused CPU kernel")
+    parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory subprocesses")
+    parser.add_argument("--memory-steps", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of hfgpt's best variant")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 2 layers, 64 wide, 2 rounds of 1 step")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.n_layer, args.n_embd, args.n_head, args.vocab_size = 2, 64, 2, 512
+        args.context, args.batch_size = min(args.context, 64), min(args.batch_size, 4)
+        args.rounds, args.steps, args.warmup, args.matmul_size, args.memory_steps = 2, 1, 1, 512, 1
+    # what the memory subprocesses get: the sizes, not the --quick switch (already applied above)
+    args.forward_argv = [
+        f"--n-layer={args.n_layer}", f"--n-embd={args.n_embd}", f"--n-head={args.n_head}",
+        f"--vocab-size={args.vocab_size}", f"--context={args.context}", f"--batch-size={args.batch_size}",
+        f"--dropout={args.dropout}", f"--threads={args.threads}", f"--memory-steps={args.memory_steps}",
+    ] + ([] if args.fused_adamw else ["--no-fused-adamw"])  # fmt: skip
+    if args.memory_child:
+        memory_child(args)
+        return 0
+
+    import torch
+    import transformers
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    models = build_models(args)
+    batch = make_batch(args)
+    steps = {name: make_step(model, batch, args) for name, model in models.items()}
+    tokens_per_step = args.batch_size * args.context
+
+    first_losses = {name: step() for name, step in steps.items()}  # same weights, same data: same loss
+    for _ in range(args.warmup - 1):
+        for step in steps.values():
+            step()
+    seconds = {name: [] for name in models}
+    ceiling = []
+    for _ in range(args.rounds):
+        for name, step in steps.items():
+            t = time.perf_counter()
+            for _ in range(args.steps):
+                step()
+            seconds[name].append((time.perf_counter() - t) / args.steps)
+        ceiling.append(matmul_flops(args.matmul_size))
+
+    med = statistics.median
+    tokens_per_s = {name: tokens_per_step / med(s) for name, s in seconds.items()}
+    peak = med(ceiling)
+    fpt = flops_per_token(models["hfgpt-sdpa"], args)
+    memory = {name: measure_memory(args, name) for name in models} if args.memory else {}
+
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads, "
+          f"{os.cpu_count()} CPUs, fp32")
+    print(f"model: {args.n_layer} layers, {args.n_embd} wide, {args.n_head} heads, vocab {args.vocab_size}, "
+          f"context {args.context}, batch {args.batch_size}, dropout {args.dropout}; "
+          f"{sum(p.numel() for p in models['hfgpt-sdpa'].parameters()):,} parameters; "
+          f"AdamW {'fused' if args.fused_adamw else 'for-loop'}")
+    print(f"rounds: {args.rounds} x {args.steps} steps per variant, interleaved, median; "
+          f"{fpt / 1e6:.1f} MFLOP per token (6N + 12LHQT)")
+    print(f"matmul ceiling: {args.matmul_size}x{args.matmul_size} fp32 torch.mm, {peak / 1e9:.1f} GFLOP/s (median)")
+    print(f"first-step losses (same weights and data): "
+          + ", ".join(f"{name} {loss:.5f}" for name, loss in first_losses.items()))
+    print(f"\n{'variant':14}{'tokens/s':>10}{'ms/step':>10}{'GFLOP/s':>10}{'% of mm':>9}{'peak MiB':>10}{'+train MiB':>11}")
+    for name in models:
+        flops = tokens_per_s[name] * fpt
+        mem = memory.get(name)
+        mem_cols = f"{mem['peak_mib']:10.0f}{mem['peak_mib'] - mem['before_mib']:11.0f}" if mem else ""
+        print(f"{name:14}{tokens_per_s[name]:10,.0f}{1000 * med(seconds[name]):10.1f}{flops / 1e9:10.1f}"
+              f"{100 * flops / peak:8.1f}%{mem_cols}")
+
+    ours = max(("hfgpt-sdpa", "hfgpt-eager"), key=tokens_per_s.get)
+    theirs = max(("gpt2-sdpa", "gpt2-eager"), key=tokens_per_s.get)
+    ratio = tokens_per_s[ours] / tokens_per_s[theirs]
+    fraction = tokens_per_s[ours] * fpt / peak
+    print(f"\nratio: hfgpt {ours} / GPT2LMHeadModel {theirs} = {ratio:.2f}x tokens/s (target >= 1.10x)")
+    print(f"ratio same attention: sdpa {tokens_per_s['hfgpt-sdpa'] / tokens_per_s['gpt2-sdpa']:.2f}x, "
+          f"eager {tokens_per_s['hfgpt-eager'] / tokens_per_s['gpt2-eager']:.2f}x")
+    print(f"matmul ceiling fraction: hfgpt {100 * fraction:.1f}% (target >= 70%), "
+          f"GPT2LMHeadModel {100 * tokens_per_s[theirs] * fpt / peak:.1f}%")
+    if args.profile:
+        profile(models[ours], batch, args)
+    losses_agree = max(first_losses.values()) - min(first_losses.values()) < 1e-3
+    if not losses_agree:
+        print("ERROR: the variants' first-step losses differ: they do not compute the same model")
+    return 0 if losses_agree else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

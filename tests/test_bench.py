@@ -1,0 +1,90 @@
+"""Smoke tests of the benchmark scripts: each runs in a subprocess with ``--quick`` and must exit 0 and print its
+key lines. They check that the scripts work, not the figures (the test machines are shared and noisy).
+
+All scripts are started at once, when the first test of this file runs, and each test waits for its own: the
+runs are single-threaded (``OMP_NUM_THREADS=1``: on a 2-core machine shared with other jobs, OpenMP's spinning
+threads make tiny ops hundreds of times slower) and together take ~30-40 s on 2 cores instead of ~70 s in a row.
+``bench/demo_load.py --quick`` is covered by tests/test_demo.py.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO_ROOT
+
+BENCH = os.path.join(REPO_ROOT, "bench")
+TIMEOUT_S = 300
+
+# script -> (arguments, lines its output must contain); "{out}" is this run's temporary folder
+SCRIPTS = {
+    "train_throughput": (["--quick"], ["ratio: hfgpt", "first-step losses", "+train MiB"]),
+    "generate": (
+        ["--quick", "--json", "{out}/generate.json"],
+        ["ratio batch 1: hfgpt-cached / gpt2-cached", "hfgpt-cached / hfgpt-uncached", "ratio batch 8",
+         "tokens identical across hfgpt-cached, gpt2-cached, hfgpt-uncached", "transformers"],
+    ),  # fmt: skip
+    "scaling": (
+        ["--quick", "--out-dir", "{out}/scaling"],
+        ["| size | params | context | attention |", "sdpa/eager tokens/s", "activations grow as context^",
+         "wrote"],
+    ),  # fmt: skip
+    "data_pipeline": (["--quick"], ["speed-up, whole step", "speed-up, windowing stage"]),
+    # written by another change; skipped while it does not exist. --no-compile: inductor on CPU needs a compiler.
+    "gpu_train": (["--device", "cpu", "--quick", "--no-compile"], ["ratio: hfgpt / GPT2LMHeadModel", "(OK)"]),
+}
+
+
+@pytest.fixture(scope="module")
+def bench_runs(tmp_path_factory):
+    """Start every existing bench script (in parallel); {name: (process, stdout path, stderr path, out folder)}."""
+    out = tmp_path_factory.mktemp("bench")
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.update(TOKENIZERS_PARALLELISM="false", MPLBACKEND="Agg", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+               HF_HUB_DISABLE_TELEMETRY="1", PYTHONPATH=os.pathsep.join(filter(None, [REPO_ROOT, env.get("PYTHONPATH")])))  # fmt: skip
+    runs = {}
+    for name, (arguments, _) in SCRIPTS.items():
+        script = os.path.join(BENCH, f"{name}.py")
+        if not os.path.exists(script):
+            continue
+        stdout, stderr = out / f"{name}.out", out / f"{name}.err"
+        with open(stdout, "w") as o, open(stderr, "w") as e:
+            command = [sys.executable, script, *(a.format(out=out) for a in arguments)]
+            runs[name] = (subprocess.Popen(command, stdout=o, stderr=e, env=env, cwd=REPO_ROOT), stdout, stderr, out)
+    yield runs
+    for process, *_ in runs.values():
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.parametrize("name", list(SCRIPTS))
+def test_bench_quick(bench_runs, name):
+    if name not in bench_runs:
+        pytest.skip(f"bench/{name}.py does not exist")
+    process, stdout_path, stderr_path, out = bench_runs[name]
+    try:
+        returncode = process.wait(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        pytest.fail(f"bench/{name}.py --quick ran over {TIMEOUT_S} s")
+    stdout, stderr = stdout_path.read_text(), stderr_path.read_text()
+    assert returncode == 0, f"exit {returncode}\n{stdout[-3000:]}\n{stderr[-3000:]}"
+    assert "ERROR" not in stdout, stdout[-3000:]
+    for line in SCRIPTS[name][1]:
+        assert line in stdout, f"{line!r} missing from the output of bench/{name}.py:\n{stdout[-3000:]}"
+
+    if name == "generate":
+        import json
+
+        result = json.loads((out / "generate.json").read_text())
+        assert result["tokens_identical"] is True and result["max_new_tokens"] == 8
+        assert set(result["tokens_per_s"]) == {"hfgpt-cached", "gpt2-cached", "hfgpt-uncached"}
+    if name == "scaling":
+        markdown = (out / "scaling" / "scaling.md").read_text()
+        rows = [line for line in markdown.splitlines() if line.startswith("| tiny |")]
+        assert len(rows) == 4 and sum("| eager |" in r for r in rows) == 2 and sum("| sdpa |" in r for r in rows) == 2
+        assert (out / "scaling" / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
