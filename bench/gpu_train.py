@@ -107,6 +107,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="torch CPU threads (default: torch's choice; 1 with --quick on a CPU)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="PATH", help="also write the settings and results as JSON")
+    parser.add_argument("--profile", type=int, nargs="?", const=3, default=0, metavar="STEPS",
+                        help="after the rounds, profile STEPS (default 3) steps of each model with torch.profiler and "
+                             "print where the device time goes (matmuls, attention, fused elementwise, optimizer)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: 2 layers, 64 wide, vocab 1000 (hfgpt: 1024 rows), context 64, batch 4, "
                              "2 rounds of 2 steps")  # fmt: skip
@@ -326,6 +329,11 @@ def main(argv=None) -> int:
     failed = [r.name for r in runners.values() if not r.ok]
     if failed:
         say(f"failed: {', '.join(failed)} (see above)")
+    if args.profile:
+        for runner in live:
+            if runner.ok:
+                runner.result["profile"] = profile_breakdown(runner, steps[runner.name], args, device,
+                                                             tokens_per_step, 6 * n_params)
     total = time.perf_counter() - started
     say(f"total time: {total:.0f} s")
 
@@ -338,6 +346,78 @@ def main(argv=None) -> int:
             json.dump(payload, f, indent=2)
         say(f"wrote {args.json}")
     return 1 if failed else 0
+
+
+# Kernel name pieces -> what the kernel does; first match wins (cuBLAS / CUTLASS GEMMs, flash / cuDNN / efficient
+# attention, the optimizer's fused kernels, Triton kernels that inductor generated for everything else).
+KERNEL_KINDS = (
+    ("matmul", ("gemm", "nvjet", "xmma", "cutlass", "cublas", "wgmma", "aten::mm", "aten::addmm", "aten::bmm")),
+    ("attention", ("flash", "fmha", "attention", "cudnn", "sdpa")),
+    ("optimizer", ("adam", "multi_tensor", "foreach")),
+    ("fused elementwise (norms, GELU, loss, ...)", ("triton",)),
+    ("copies / fills", ("memcpy", "memset", "copy", "fill")),
+)
+
+
+def kernel_kind(name: str) -> str:
+    lowered = name.lower()
+    for kind, pieces in KERNEL_KINDS:
+        if any(piece in lowered for piece in pieces):
+            return kind
+    return "other"
+
+
+def profile_breakdown(runner: Runner, step, args, device, tokens_per_step: int, matmul_flops_per_token: float) -> dict:
+    """Profile ``args.profile`` steps; print the device (CUDA kernel) time per step by kind of kernel, the top
+    kernels, how much of the step the device sat idle, and the TFLOP/s the matmuls alone reach (6 N flops per token
+    are matmul work). On a CPU the same table is made from the operators' self CPU time."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    synchronize(device)
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        for _ in range(args.profile):
+            step()
+        synchronize(device)
+        wall = (time.perf_counter() - start) / args.profile
+    by_kind: dict[str, float] = {}
+    kernels = []
+    for event in prof.key_averages():
+        if cuda:
+            if event.device_type != torch.autograd.DeviceType.CUDA:
+                continue
+            us = getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0)
+        else:
+            if event.key.startswith(("ProfilerStep", "Optimizer.step", "Torch-Compiled", "CompiledFunction")):
+                continue
+            us = event.self_cpu_time_total
+        if us <= 0:
+            continue
+        seconds = us / 1e6 / args.profile
+        kind = kernel_kind(event.key)
+        by_kind[kind] = by_kind.get(kind, 0.0) + seconds
+        kernels.append((seconds, event.key, kind))
+    busy = sum(by_kind.values())
+    what = "device (kernel) time" if cuda else "self CPU time"
+    say(f"\nprofile of {runner.label} ({args.profile} steps under torch.profiler, {1000 * wall:.1f} ms/step wall): "
+        f"{what} per step by kind")
+    for kind, seconds in sorted(by_kind.items(), key=lambda item: -item[1]):
+        say(f"  {kind:44}{1000 * seconds:9.2f} ms{100 * seconds / wall:7.1f}% of the step")
+    if cuda:
+        say(f"  {'device idle (launch gaps, host work)':44}{1000 * max(wall - busy, 0):9.2f} ms"
+            f"{100 * max(wall - busy, 0) / wall:7.1f}% of the step")
+    matmul = by_kind.get("matmul", 0.0)
+    matmul_tflops = matmul_flops_per_token * tokens_per_step / matmul / 1e12 if matmul else None
+    if matmul_tflops:
+        say(f"  matmuls alone: {matmul_tflops:.3g} TFLOP/s (6N flops per token over their kernel time)")
+    say("  top kernels:")
+    for seconds, name, kind in sorted(kernels, reverse=True)[:12]:
+        say(f"    {1000 * seconds:8.2f} ms  {kind[:9]:9}  {name[:110]}")
+    return {"wall_ms": 1000 * wall, "busy_ms": 1000 * busy, "by_kind_ms": {k: 1000 * v for k, v in by_kind.items()},
+            "matmul_tflops": matmul_tflops}
 
 
 def warm_up(runner: Runner, step, args, device) -> None:
