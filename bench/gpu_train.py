@@ -351,8 +351,8 @@ def main(argv=None) -> int:
 # Kernel name pieces -> what the kernel does; first match wins (cuBLAS / CUTLASS GEMMs, flash / cuDNN / efficient
 # attention, the optimizer's fused kernels, Triton kernels that inductor generated for everything else).
 KERNEL_KINDS = (
+    ("attention", ("flash", "fmha", "attention", "sdpa")),  # before matmul: cuDNN's flash kernels use wgmma too
     ("matmul", ("gemm", "nvjet", "xmma", "cutlass", "cublas", "wgmma", "aten::mm", "aten::addmm", "aten::bmm")),
-    ("attention", ("flash", "fmha", "attention", "cudnn", "sdpa")),
     ("optimizer", ("adam", "multi_tensor", "foreach")),
     ("fused elementwise (norms, GELU, loss, ...)", ("triton",)),
     ("copies / fills", ("memcpy", "memset", "copy", "fill")),
