@@ -40,14 +40,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import ctypes
 import datetime
-import gc
 import json
 import math
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -59,6 +56,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 for _key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
     os.environ.setdefault(_key, "1")
+
+from peak_memory import MALLOC_ENV, can_reset_peak, maxrss_mib, reset_peak, status_mib, trim  # noqa: E402 (bench/)
 
 ATTNS = ("eager", "sdpa")
 
@@ -117,41 +116,6 @@ def train_step_saved_bytes(model, batch) -> int:
 
 
 # ------------------------------------------------------------------------------------------------- memory children
-def _status_mib(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise KeyError(field)
-
-
-def _maxrss_mib() -> float:
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return maxrss / 2**20 if sys.platform == "darwin" else maxrss / 1024  # bytes on macOS, KiB on Linux
-
-
-def _reset_peak() -> bool:
-    """Reset the kernel's peak-RSS mark (VmHWM) of this process; False where that is not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _trim() -> None:
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)  # give freed heap pages back, so the baseline is live memory
-    except (OSError, AttributeError):
-        pass
-
-
-def can_reset_peak() -> bool:
-    return sys.platform.startswith("linux") and _reset_peak()
-
-
 def memory_child(args) -> None:
     """Fresh process: build one size x attention, then per context (increasing): baseline, one step (counting the
     bytes saved for its backward), peak. Prints one JSON line."""
@@ -167,17 +131,17 @@ def memory_child(args) -> None:
     results = []
     for context in args.contexts:
         batch = make_batch(args, context)
-        _trim()
+        trim()
         if args.reset_peak:
-            _reset_peak()
-            before = _status_mib("VmRSS")
+            reset_peak()
+            before = status_mib("VmRSS")
         else:  # one context per process: ru_maxrss (KiB on Linux) before and after
-            before = _maxrss_mib()
+            before = maxrss_mib()
         activations = train_step_saved_bytes(model, batch)
         if args.reset_peak:
-            peak = _status_mib("VmHWM")
+            peak = status_mib("VmHWM")
         else:
-            peak = _maxrss_mib()
+            peak = maxrss_mib()
         results.append({"context": context, "before_mib": before, "peak_mib": peak,
                         "step_mib": peak - before, "act_bytes": activations})  # fmt: skip
     print(json.dumps(results))
@@ -196,7 +160,7 @@ def measure_memory(args, size: str, attn: str, reset_peak: bool) -> dict:
                    "--contexts", *map(str, contexts)] + (["--reset-peak"] if reset_peak else [])  # fmt: skip
         # glibc's dynamic mmap threshold off: freed blocks go back to the OS at once, so the resident set follows the
         # live tensors (with glibc's default, the same point varied by ~50 MiB from run to run)
-        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="131072")
+        env = dict(os.environ, **MALLOC_ENV)
         done = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=env)
         if done.returncode != 0:
             raise RuntimeError(f"memory subprocess {size}:{attn} {contexts} failed:\n{done.stderr[-2000:]}")

@@ -10,9 +10,11 @@ a, b, ...); the median over rounds is reported. The headline ratio is hfgpt's be
 Achieved FLOP/s use nanoGPT's ``estimate_mfu`` count (PaLM appendix B): ``6 N + 12 L H Q T`` flops per token, N =
 parameters without the position embeddings (the token embedding counts: it is also the output layer).
 
-Peak memory: each variant runs a few steps again in a fresh subprocess that reports ``ru_maxrss`` (peak resident
-set) before the first step (imports + model + data) and after; the difference is what training adds (activations,
-gradients, AdamW state, the allocator's slack).
+Peak memory: each variant runs a few steps again in a fresh subprocess (glibc's dynamic mmap threshold off, see
+``bench/peak_memory.py``): after building its model it resets the kernel's peak-RSS mark, then trains; "peak MiB" is
+the process's peak resident set during training, "+train MiB" what training added over the resident set just before
+it (activations, gradients, AdamW state, the allocator's slack). Where the mark cannot be reset (not Linux), the
+columns are left out.
 
     python bench/train_throughput.py                       # 4 layers, 256 wide, 4 heads, vocab 8192, ctx 256, batch 8
     python bench/train_throughput.py --n-layer 6 --n-embd 384 --n-head 6 --dropout 0.1
@@ -25,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -118,20 +119,27 @@ def memory_child(args) -> None:
     """Run in a fresh process: build one variant, train ``--memory-steps`` steps, print the peak RSS figures."""
     import torch
 
+    from peak_memory import reset_peak, status_mib, trim
+
     torch.set_num_threads(args.threads or torch.get_num_threads())
     model = build_models(args, [args.memory_child])[args.memory_child]
     batch = make_batch(args)
     step = make_step(model, batch, args)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    trim()
+    if not reset_peak():
+        print(json.dumps(None))
+        return
+    before = status_mib("VmRSS")
     for _ in range(args.memory_steps):
         step()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"before_mib": before / 1024, "peak_mib": after / 1024}))
+    print(json.dumps({"before_mib": before, "peak_mib": status_mib("VmHWM")}))
 
 
 def measure_memory(args, variant: str) -> dict:
     command = [sys.executable, os.path.abspath(__file__), "--memory-child", variant, *args.forward_argv]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    from peak_memory import MALLOC_ENV
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=dict(os.environ, **MALLOC_ENV))
     if done.returncode != 0:
         raise RuntimeError(f"memory subprocess for {variant} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -213,6 +221,7 @@ def main(argv=None) -> int:
     peak = med(ceiling)
     fpt = flops_per_token(models["hfgpt-sdpa"], args)
     memory = {name: measure_memory(args, name) for name in models} if args.memory else {}
+    memory = {name: figures for name, figures in memory.items() if figures}  # None: peak mark not resettable
 
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs, fp32")
