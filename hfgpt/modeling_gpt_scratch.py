@@ -478,6 +478,34 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
             and not torch.compiler.is_compiling()
         )
 
+    # Decoding on CPU reads the whole output matrix for every new token. BLAS streams a contiguous [n_embd, vocab]
+    # copy ~1.4x faster for a few rows than the [vocab, n_embd] weight through `x @ W.T` (124M: ~7 vs ~10 ms per
+    # token on our 2-core CPU), so inference on CPU keeps such a copy (vocab x n_embd floats more memory; rebuilt
+    # whenever the weight changes). Set to False on a model to save that memory.
+    cpu_decode_head_copy: bool = True
+    _decode_head: torch.Tensor | None = None
+    _decode_head_key: tuple | None = None
+
+    def _output_projection(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """``lm_head(hidden_states)``; for a few rows on CPU without autograd, the same product against the copy."""
+        weight = self.lm_head.weight
+        use_copy = (
+            self.cpu_decode_head_copy
+            and type(self.lm_head) is nn.Linear  # not a LoRA / quantised layer
+            and weight.device.type == "cpu"
+            and not torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()
+            and hidden_states.shape[:-1].numel() <= 64
+        )
+        if not use_copy:
+            if self._decode_head is not None and weight.device.type != "cpu":
+                self._decode_head = self._decode_head_key = None  # moved off the CPU: drop the copy
+            return self.lm_head(hidden_states)
+        key = (weight.data_ptr(), weight._version, weight.dtype, tuple(weight.shape))
+        if self._decode_head_key != key:
+            self._decode_head, self._decode_head_key = weight.detach().t().contiguous(), key
+        return hidden_states.to(weight.dtype) @ self._decode_head
+
     @can_return_tuple
     def forward(
         self,
@@ -507,7 +535,7 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
             hidden_states = hidden_states[:, -logits_to_keep:, :]
         elif isinstance(logits_to_keep, torch.Tensor):
             hidden_states = hidden_states[:, logits_to_keep, :]
-        logits = self.lm_head(hidden_states)
+        logits = self._output_projection(hidden_states)
 
         loss = None
         vocab_size = self.config.vocab_size

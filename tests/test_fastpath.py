@@ -289,3 +289,27 @@ def test_trainer_with_fused_adamw_on_cpu(tmp_path):
     # The padded rows get no gradient and stay put (weight decay is 0 by default).
     padded_rows = before["model.embeddings.tok_emb.weight"][VOCAB:]  # tied: lm_head.weight is the same tensor
     assert torch.equal(model.lm_head.weight[VOCAB:], padded_rows)
+
+
+# ================================================================================================ CPU decoding head
+def test_cpu_decode_head_copy_matches_lm_head_and_follows_weight_changes():
+    model = make_lm(vocab_size=VOCAB, pad_vocab_size_multiple=64).eval()
+    ids = batch(VOCAB, shape=(2, 6))
+    with torch.no_grad():
+        reference = model.lm_head(model.model(ids).last_hidden_state)[..., :VOCAB]
+        logits = model(ids).logits  # 12 rows: through the [n_embd, vocab] copy
+        assert model._decode_head is not None and model._decode_head.shape == (64, 128)
+        assert torch.allclose(logits, reference, atol=1e-5, rtol=0)
+        model.lm_head.weight.mul_(2.0)  # tied: also the embedding; the copy must follow
+        doubled = model.lm_head(model.model(ids).last_hidden_state)[..., :VOCAB]
+        assert torch.allclose(model(ids).logits, doubled, atol=1e-5, rtol=0)
+    # training (autograd on) never uses the copy, so gradients reach lm_head as usual
+    model.train()
+    model._decode_head = model._decode_head_key = None
+    model(input_ids=ids, labels=ids).loss.backward()
+    assert model._decode_head is None and model.lm_head.weight.grad is not None
+    # switched off: no copy is made
+    model.eval().cpu_decode_head_copy = False
+    with torch.no_grad():
+        model(ids)
+    assert model._decode_head is None
