@@ -9,10 +9,6 @@ optional LLM-as-judge score.
 The logic lives in hfgpt.training.finetune_instructions; this file only parses arguments.
 """
 
-import sys
-
-from transformers import HfArgumentParser
-
 from hfgpt.training.finetune_instructions import (
     InstructionDataArguments,
     InstructionModelArguments,
@@ -20,21 +16,12 @@ from hfgpt.training.finetune_instructions import (
     JudgeArguments,
     finetune_instructions,
 )
+from hfgpt.training.recipe_cli import run_recipe
 
 
 def main(argv=None):
-    parser = HfArgumentParser((InstructionModelArguments, InstructionDataArguments, JudgeArguments,
-                               InstructionTrainingArguments))
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        model_args, data_args, judge_args, training_args = parser.parse_json_file(argv[0])
-    else:
-        model_args, data_args, judge_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    try:
-        finetune_instructions(model_args, data_args, judge_args, training_args)
-    except (ValueError, FileNotFoundError, ConnectionError) as err:  # bad input: one clear line, no stack trace
-        print(f"finetune_instructions.py: error: {err}", file=sys.stderr)
-        sys.exit(2)
+    types = (InstructionModelArguments, InstructionDataArguments, JudgeArguments, InstructionTrainingArguments)
+    return run_recipe(types, finetune_instructions, argv, prog=__file__)
 
 
 if __name__ == "__main__":

@@ -8,25 +8,12 @@
 The logic lives in hfgpt.training.finetune_spam; this file only parses arguments.
 """
 
-import sys
-
-from transformers import HfArgumentParser
-
 from hfgpt.training.finetune_spam import SpamDataArguments, SpamModelArguments, SpamTrainingArguments, finetune_spam
+from hfgpt.training.recipe_cli import run_recipe
 
 
 def main(argv=None):
-    parser = HfArgumentParser((SpamModelArguments, SpamDataArguments, SpamTrainingArguments))
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        model_args, data_args, training_args = parser.parse_json_file(argv[0])
-    else:
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    try:
-        finetune_spam(model_args, data_args, training_args)
-    except (ValueError, FileNotFoundError, ConnectionError) as err:  # bad input: one clear line, no stack trace
-        print(f"finetune_spam.py: error: {err}", file=sys.stderr)
-        sys.exit(2)
+    return run_recipe((SpamModelArguments, SpamDataArguments, SpamTrainingArguments), finetune_spam, argv, prog=__file__)
 
 
 if __name__ == "__main__":
