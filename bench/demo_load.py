@@ -10,10 +10,8 @@ local server this script starts.
 
 import argparse
 import os
-import socket
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -37,17 +35,9 @@ def main(argv=None):
     from gradio_client import Client
 
     import app
-    from tiny_models import make_tiny_models
+    from tiny_models import launch_local
 
-    if args.chat_model is None:
-        args.chat_model, default_spam = make_tiny_models(tempfile.mkdtemp(prefix="hfgpt-demo-"))
-        args.spam_model = args.spam_model or default_spam
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo = app.build_demo(args.chat_model, args.spam_model)
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    url = f"http://127.0.0.1:{port}/"
+    demo, url = launch_local(args.chat_model, args.spam_model)
 
     def one(i):
         client = Client(url, verbose=False)

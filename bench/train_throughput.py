@@ -232,7 +232,7 @@ def main(argv=None) -> int:
     print(f"rounds: {args.rounds} x {args.steps} steps per variant, interleaved, median; "
           f"{fpt / 1e6:.1f} MFLOP per token (6N + 12LHQT)")
     print(f"matmul ceiling: {args.matmul_size}x{args.matmul_size} fp32 torch.mm, {peak / 1e9:.1f} GFLOP/s (median)")
-    print(f"first-step losses (same weights and data): "
+    print("first-step losses (same weights and data): "
           + ", ".join(f"{name} {loss:.5f}" for name, loss in first_losses.items()))
     print(f"\n{'variant':14}{'tokens/s':>10}{'ms/step':>10}{'GFLOP/s':>10}{'% of mm':>9}{'peak MiB':>10}{'+train MiB':>11}")
     for name in models:

@@ -10,7 +10,6 @@ with the background-networking features off, so it talks only to the local serve
 
 import argparse
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -41,17 +40,9 @@ def main(argv=None):
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
-    import app
-    from tiny_models import make_tiny_models
+    from tiny_models import launch_local
 
-    if args.chat_model is None:
-        args.chat_model, default_spam = make_tiny_models(tempfile.mkdtemp(prefix="hfgpt-demo-"))
-        args.spam_model = args.spam_model or default_spam
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo = app.build_demo(args.chat_model, args.spam_model)
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo, url = launch_local(args.chat_model, args.spam_model)
     os.makedirs(args.out, exist_ok=True)
 
     options = webdriver.ChromeOptions()
@@ -62,7 +53,7 @@ def main(argv=None):
     driver = webdriver.Chrome(service=Service(args.chromedriver), options=options)
     wait = WebDriverWait(driver, 60)
     try:
-        driver.get(f"http://127.0.0.1:{port}/")
+        driver.get(url)
         box = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "textarea")))
         box.send_keys("Rewrite the sentence using a simile: The car is very fast.")
         box.send_keys(Keys.ENTER)

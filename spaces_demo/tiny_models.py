@@ -2,11 +2,13 @@
 
     python spaces_demo/tiny_models.py /tmp/demo-models   # writes /tmp/demo-models/chat and /tmp/demo-models/spam
 
-Used by bench/demo_load.py and spaces_demo/screenshots.py; the tests build their own.
+Used by bench/demo_load.py and spaces_demo/screenshots.py (through ``launch_local``); the tests build their own.
 """
 
 import os
+import socket
 import sys
+import tempfile
 
 import torch
 
@@ -18,6 +20,22 @@ CHAT_TEMPLATE = (
     "{% for m in messages %}{% if m['role'] == 'user' %}### Instruction:\n{{ m['content'] }}\n\n### Response:\n"
     "{% else %}{{ m['content'] }}{{ eos_token }}\n\n{% endif %}{% endfor %}"
 )
+
+
+def launch_local(chat_model: str | None = None, spam_model: str | None = None):
+    """Start the demo on 127.0.0.1 at a free port, in this process (tiny random models where none are given);
+    returns ``(demo, url)``. ``demo.close()`` stops it."""
+    import app
+
+    if chat_model is None:
+        chat_model, default_spam = make_tiny_models(tempfile.mkdtemp(prefix="hfgpt-demo-"))
+        spam_model = spam_model or default_spam
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo = app.build_demo(chat_model, spam_model)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    return demo, f"http://127.0.0.1:{port}/"
 
 
 def make_tiny_models(root: str) -> tuple[str, str]:
