@@ -389,6 +389,22 @@ def test_cli_gpt2_folder_without_tokenizer_writes_none(tmp_path, capsys):
     assert not {"tokenizer.json", "vocab.json", "tokenizer_config.json"} & set(os.listdir(tmp_path / "ours"))
 
 
+def test_cli_pads_the_vocabulary_and_converts_back_exactly(tmp_path):
+    gpt2 = tiny_gpt2()  # vocabulary 100 (see tiny_gpt2): padded to 128 rows
+    gpt2.save_pretrained(tmp_path / "gpt2")
+    dest = str(tmp_path / "ours")
+    assert main(["convert", "--from", "gpt2", "--pad-vocab-multiple", "64", str(tmp_path / "gpt2"), dest]) == 0
+    ours = AutoModelForCausalLM.from_pretrained(dest)
+    assert ours.config.vocab_size == gpt2.config.vocab_size and ours.lm_head.weight.shape[0] % 64 == 0
+    assert ours.lm_head.weight.shape[0] > gpt2.config.vocab_size
+    assert_close(logits(ours), logits(gpt2), 1e-4)
+    assert main(["convert", "--to", "gpt2", dest, str(tmp_path / "back")]) == 0
+    back = GPT2LMHeadModel.from_pretrained(tmp_path / "back")
+    assert back.config.vocab_size == gpt2.config.vocab_size
+    assert torch.equal(back.transformer.wte.weight, gpt2.transformer.wte.weight)
+    assert main(["convert", "--to", "gpt2", "--pad-vocab-multiple", "64", dest, str(tmp_path / "x")]) == 2
+
+
 def test_cli_convert_book_checkpoint(tmp_path):
     import hfgpt  # noqa: F401
 
