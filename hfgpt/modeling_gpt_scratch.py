@@ -24,6 +24,9 @@ What differs from the book, and why:
   function with a fused kernel.
 * Optionally (``pad_vocab_size_multiple``, as nanoGPT) the embedding and output head get a few unused rows, for
   GPU-friendly matrix sizes; the logits returned are still the ``vocab_size`` real tokens'.
+* Two CPU speed-ups that do not change the maths: the training loss is computed a block of rows at a time
+  (``ChunkedCrossEntropy``: no logits-sized temporaries), and decoding multiplies by a contiguous transposed copy of
+  the output head (``cpu_decode_head_copy``).
 
 This file imports only torch, transformers and its sibling configuration file, so the copy that
 ``save_pretrained`` writes next to the weights works with ``trust_remote_code=True`` where hfgpt is not installed.
