@@ -200,6 +200,7 @@ def main(argv=None) -> int:
     import transformers
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    from flops import flops_per_token
     from hfgpt.convert import from_hf_gpt2
 
     device = torch.device(args.device)
@@ -245,9 +246,8 @@ def main(argv=None) -> int:
     )  # fmt: skip
     reference = GPT2LMHeadModel(gpt2_config)
     n_params = sum(p.numel() for p in reference.parameters()) - reference.transformer.wpe.weight.numel()
-    head_dim = args.n_embd // args.n_head
-    flops_per_token = 6 * n_params + 12 * args.n_layer * args.n_head * head_dim * args.context
-    say(f"N = {n_params / 1e6:.2f}M parameters without position embeddings; {flops_per_token / 1e9:.3f} GFLOP/token "
+    token_flops = flops_per_token(n_params, args.n_layer, args.n_embd, args.context)
+    say(f"N = {n_params / 1e6:.2f}M parameters without position embeddings; {token_flops / 1e9:.3f} GFLOP/token "
         f"(6N + 12LHQT)")  # fmt: skip
 
     generator = torch.Generator().manual_seed(1234)
@@ -316,7 +316,7 @@ def main(argv=None) -> int:
     say(f"{'model':24}{'tokens/s':>12}{'ms/step':>10}{'TFLOP/s':>10}{'MFU':>8}{'peak GiB':>10}{'static GiB':>11}"
         f"{'1st step s':>11}{'first loss':>12}")  # fmt: skip
     for runner in runners.values():
-        summarise(runner, tokens_per_step, flops_per_token, peak)
+        summarise(runner, tokens_per_step, token_flops, peak)
     hf, ref = runners.get("hfgpt"), runners.get("gpt2")
     ratio = None
     if hf and ref and hf.result.get("median_tokens_per_s") and ref.result.get("median_tokens_per_s"):
@@ -340,7 +340,7 @@ def main(argv=None) -> int:
     if args.json:
         settings = {k: v for k, v in vars(args).items() if k != "json"}
         payload = {"env": env, "settings": settings, "tokens_per_step": tokens_per_step, "n_params": n_params,
-                   "flops_per_token": flops_per_token, "ratio_hfgpt_over_gpt2": ratio, "total_s": total,
+                   "flops_per_token": token_flops, "ratio_hfgpt_over_gpt2": ratio, "total_s": total,
                    "results": {name: r.result for name, r in runners.items()}}  # fmt: skip
         with open(args.json, "w") as f:
             json.dump(payload, f, indent=2)

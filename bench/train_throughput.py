@@ -93,13 +93,6 @@ def make_step(model, batch, args):
     return step
 
 
-def flops_per_token(model, args) -> float:
-    """nanoGPT's estimate_mfu: 6 N + 12 L H Q T (N without the position embeddings)."""
-    n_params = sum(p.numel() for p in model.parameters()) - args.context * args.n_embd
-    head_dim = args.n_embd // args.n_head
-    return 6 * n_params + 12 * args.n_layer * args.n_head * head_dim * args.context
-
-
 def matmul_flops(size: int, repeats: int = 5) -> float:
     """FLOP/s of one large square fp32 ``torch.mm`` (best of ``repeats``): this machine's practical ceiling."""
     import torch
@@ -219,7 +212,10 @@ def main(argv=None) -> int:
     med = statistics.median
     tokens_per_s = {name: tokens_per_step / med(s) for name, s in seconds.items()}
     peak = med(ceiling)
-    fpt = flops_per_token(models["hfgpt-sdpa"], args)
+    from flops import flops_per_token
+
+    n_params = sum(p.numel() for p in models["hfgpt-sdpa"].parameters()) - args.context * args.n_embd  # no pos_emb
+    fpt = flops_per_token(n_params, args.n_layer, args.n_embd, args.context)
     memory = {name: measure_memory(args, name) for name in models} if args.memory else {}
     memory = {name: figures for name, figures in memory.items() if figures}  # None: peak mark not resettable
 
