@@ -501,8 +501,8 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
             and hidden_states.shape[:-1].numel() <= 64
         )
         if not use_copy:
-            if self._decode_head is not None and weight.device.type != "cpu":
-                self._decode_head = self._decode_head_key = None  # moved off the CPU: drop the copy
+            if self._decode_head is not None and (not self.cpu_decode_head_copy or weight.device.type != "cpu"):
+                self._decode_head = self._decode_head_key = None  # switched off or moved off the CPU: free the copy
             return self.lm_head(hidden_states)
         key = (weight.data_ptr(), weight._version, weight.dtype, tuple(weight.shape))
         if self._decode_head_key != key:

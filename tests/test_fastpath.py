@@ -308,8 +308,11 @@ def test_cpu_decode_head_copy_matches_lm_head_and_follows_weight_changes():
     model._decode_head = model._decode_head_key = None
     model(input_ids=ids, labels=ids).loss.backward()
     assert model._decode_head is None and model.lm_head.weight.grad is not None
-    # switched off: no copy is made
-    model.eval().cpu_decode_head_copy = False
+    # switched off: the copy is freed and no new one is made
+    model.eval()
     with torch.no_grad():
+        model(ids)
+        assert model._decode_head is not None
+        model.cpu_decode_head_copy = False
         model(ids)
     assert model._decode_head is None
