@@ -13,7 +13,8 @@ from hfgpt.training.recipe_cli import run_recipe
 
 
 def main(argv=None):
-    return run_recipe((SpamModelArguments, SpamDataArguments, SpamTrainingArguments), finetune_spam, argv, prog=__file__)
+    types = (SpamModelArguments, SpamDataArguments, SpamTrainingArguments)
+    return run_recipe(types, finetune_spam, argv, prog=__file__)
 
 
 if __name__ == "__main__":
