@@ -211,6 +211,16 @@ class GPTScratchConfig(PretrainedConfig):
         return cls(**values)
 
     @property
+    def drop_rate(self) -> float | None:
+        """The book's single ``drop_rate``: the three dropouts' common value (``None`` when they differ)."""
+        rates = {self.embd_pdrop, self.attn_pdrop, self.resid_pdrop}
+        return rates.pop() if len(rates) == 1 else None
+
+    @drop_rate.setter
+    def drop_rate(self, rate: float) -> None:
+        self.embd_pdrop = self.attn_pdrop = self.resid_pdrop = rate
+
+    @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
 

@@ -1,0 +1,13 @@
+"""The one error hfgpt raises for bad input.
+
+Argument and input checks raise :class:`HfgptInputError` with a message that names the offending value and the fix.
+The recipes and the ``hfgpt`` command line print exactly this class as one line and exit with status 2; every other
+exception keeps its traceback, because it is a bug (ours or a library's), not a user mistake.
+"""
+
+
+class HfgptInputError(ValueError):
+    """Bad input from the user (a flag, a file, a value); a ``ValueError``, so ``except ValueError`` still works."""
+
+
+__all__ = ["HfgptInputError"]
