@@ -1,0 +1,130 @@
+"""Spam data (chapter 6): reading the raw SMS Spam Collection, csv/json files and their labels, balancing and the
+stratified split, the pretraining text, and counting truncation."""
+
+import random
+
+import pytest
+import torch
+
+from hfgpt import GPTScratchConfig, GPTScratchForCausalLM
+from hfgpt.data.spam import (
+    SpamReport,
+    balance,
+    load_spam_dataset,
+    read_sms_file,
+    split_dataset,
+    tokenize_dataset,
+    write_pretraining_text,
+)
+from hfgpt.tokenization import train_bpe_tokenizer
+
+HAM = ["Are we still meeting for lunch today?", "Ok see you at home later", "Can you pick up milk on the way",
+       "Sorry I'll call you back in a bit", "Happy birthday! Have a great day", "I'm running late, start without me",
+       "Did you finish the report for Monday?", "Thanks for dinner last night", "What time does the film start?",
+       "Going to bed now, good night"]
+SPAM = ["WINNER!! You have won a 1000 cash prize. Call 09061701461 now to claim",
+        "FREE entry in 2 a weekly comp to win FA Cup final tkts. Text FA to 87121",
+        "URGENT! Your mobile number has been awarded a 2000 bonus. Call 09066362231",
+        "Congratulations ur awarded 500 of CD vouchers or 125gift guaranteed. Call 09061790126",
+        "You have been selected to receive a FREE holiday. Txt WIN to 80086 now"]
+
+
+def _messages(n_ham=60, n_spam=30, seed=0):
+    rng = random.Random(seed)
+    rows = [("ham", f"{rng.choice(HAM)} {i}") for i in range(n_ham)]
+    rows += [("spam", f"{rng.choice(SPAM)} ref{i}") for i in range(n_spam)]
+    rng.shuffle(rows)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def sms_file(tmp_path_factory):
+    """A file in the SMS Spam Collection's own format: ``label<TAB>text``, no header, no quoting."""
+    path = tmp_path_factory.mktemp("sms") / "SMSSpamCollection"
+    path.write_text("\n".join(f"{label}\t{text}" for label, text in _messages()) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    """A tiny causal-LM checkpoint (2 layers, 64 wide) with its BPE tokenizer, as recipes/pretrain.py saves one."""
+    folder = tmp_path_factory.mktemp("tiny-base")
+    tokenizer = train_bpe_tokenizer([t for _, t in _messages()] * 3, vocab_size=400, model_max_length=64)
+    torch.manual_seed(0)
+    config = GPTScratchConfig.from_preset("tiny", vocab_size=len(tokenizer), n_positions=64, drop_rate=0.0,
+                                          bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                          pad_token_id=tokenizer.eos_token_id)
+    GPTScratchForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+# ---------------------------------------------------------------------------------------------------------- data
+def test_read_raw_file_keeps_quotes_tabs_and_every_line(tmp_path):
+    path = tmp_path / "SMSSpamCollection"
+    path.write_text('ham\t"Hi there\nspam\tFREE\tprize "now"\nham\tplain line\n\n')
+    texts, labels = read_sms_file(path)
+    assert labels == ["ham", "spam", "ham"]
+    assert texts == ['"Hi there', 'FREE\tprize "now"', "plain line"]  # pandas' default quoting would merge lines
+    path.write_text("ham\tok\nno tab on this line\n")
+    with pytest.raises(ValueError, match=r"SMSSpamCollection:2: expected 'ham<TAB>text'"):
+        read_sms_file(path)
+
+
+def test_load_raw_csv_json_and_labels(tmp_path, sms_file):
+    report = SpamReport()
+    data = load_spam_dataset(sms_file, report=report)
+    assert len(data) == 90 and report.read == 90 and data.features["label"].names == ["ham", "spam"]
+    assert sum(data["label"]) == 30
+    csv = tmp_path / "sms.csv"
+    csv.write_text('sms,label\n"Call now, FREE prize",spam\nsee you soon,HAM\n"",ham\n')
+    report = SpamReport()
+    data = load_spam_dataset(str(csv), report=report)
+    assert data["text"] == ["Call now, FREE prize", "see you soon"] and data["label"] == [1, 0]
+    assert report.empty_skipped == 1
+    jsonl = tmp_path / "sms.jsonl"
+    jsonl.write_text('{"message": "hello", "label": 0}\n{"message": "WIN", "label": 1}\n')
+    assert load_spam_dataset(str(jsonl))["label"] == [0, 1]
+    jsonl.write_text('{"message": "hello", "label": "maybe"}\n')
+    with pytest.raises(ValueError, match="unknown label"):
+        load_spam_dataset(str(jsonl))
+    jsonl.write_text('{"body": "hello", "label": 0}\n')
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['text'\]"):
+        load_spam_dataset(str(jsonl))
+
+
+def test_balance_and_stratified_split(sms_file):
+    data = load_spam_dataset(sms_file)
+    balanced = balance(data, seed=123)
+    assert len(balanced) == 60 and sum(balanced["label"]) == 30
+    assert balance(data, seed=123)["text"] == balanced["text"]  # seeded
+    splits = split_dataset(balanced)
+    assert {k: len(v) for k, v in splits.items()} == {"train": 42, "validation": 6, "test": 12}
+    assert {k: sum(v["label"]) for k, v in splits.items()} == {"train": 21, "validation": 3, "test": 6}
+    texts = [set(splits[k]["text"]) for k in ("train", "validation", "test")]
+    assert not (texts[0] & texts[1]) and not (texts[0] & texts[2]) and not (texts[1] & texts[2])
+    with pytest.raises(ValueError, match="leave room for a test split"):
+        split_dataset(balanced, 0.8, 0.2)
+
+
+def test_pretraining_text_never_holds_evaluation_messages(tmp_path, sms_file):
+    data = load_spam_dataset(sms_file)
+    splits = split_dataset(balance(data))
+    path = tmp_path / "pretrain.txt"
+    written = write_pretraining_text(data, splits, str(path))
+    lines = path.read_text().splitlines()
+    assert written == len(lines) == 90 - 6 - 12
+    assert not set(lines) & (set(splits["validation"]["text"]) | set(splits["test"]["text"]))
+    assert not any(line.startswith(("ham", "spam")) for line in lines)
+
+
+def test_truncation_is_counted(base_dir, sms_file):
+    from hfgpt.tokenization import load_tokenizer
+
+    tokenizer = load_tokenizer(base_dir)
+    data = load_spam_dataset(sms_file)
+    report = SpamReport()
+    tokenized = tokenize_dataset(data, tokenizer, 8, report, "train")
+    longer = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) > 8 for t in data["text"])
+    assert report.truncated["train"] == longer > 0
+    assert max(len(ids) for ids in tokenized["input_ids"]) == 8
