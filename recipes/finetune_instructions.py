@@ -3,25 +3,18 @@ optional LLM-as-judge score.
 
     python recipes/finetune_instructions.py --model_name_or_path runs/pretrain --data_file instruction-data.json
     python recipes/finetune_instructions.py --model_name_or_path openai-community/gpt2-medium \
-        --dataset_name tatsu-lab/alpaca --use_lora --judge_url http://localhost:11434/v1 --judge_model_name llama3
-    python recipes/finetune_instructions.py --help       # every model, data, judge and TrainingArguments flag
+        --dataset_name tatsu-lab/alpaca --mode lora --judge_url http://localhost:11434/v1 --judge_model_name llama3
+    python recipes/finetune_instructions.py --help       # every model, LoRA, data, judge and TrainingArguments flag
 
 The logic lives in hfgpt.training.finetune_instructions; this file only parses arguments.
 """
 
-from hfgpt.training.finetune_instructions import (
-    InstructionDataArguments,
-    InstructionModelArguments,
-    InstructionTrainingArguments,
-    JudgeArguments,
-    finetune_instructions,
-)
+from hfgpt.training.finetune_instructions import ARGUMENT_TYPES, finetune_instructions
 from hfgpt.training.recipe_cli import run_recipe
 
 
 def main(argv=None):
-    types = (InstructionModelArguments, InstructionDataArguments, JudgeArguments, InstructionTrainingArguments)
-    return run_recipe(types, finetune_instructions, argv, prog=__file__)
+    return run_recipe(ARGUMENT_TYPES, finetune_instructions, argv, prog=__file__)
 
 
 if __name__ == "__main__":

@@ -3,18 +3,17 @@
     python recipes/finetune_spam.py --model_name_or_path runs/pretrain --data_file SMSSpamCollection --mode lora
     python recipes/finetune_spam.py --model_name_or_path openai-community/gpt2 --mode last-block   # the book's setup
     python recipes/finetune_spam.py --data_file SMSSpamCollection --export_pretraining_text runs/sms.txt
-    python recipes/finetune_spam.py --help       # every model, data and TrainingArguments flag
+    python recipes/finetune_spam.py --help       # every model, LoRA, data and TrainingArguments flag
 
 The logic lives in hfgpt.training.finetune_spam; this file only parses arguments.
 """
 
-from hfgpt.training.finetune_spam import SpamDataArguments, SpamModelArguments, SpamTrainingArguments, finetune_spam
+from hfgpt.training.finetune_spam import ARGUMENT_TYPES, finetune_spam
 from hfgpt.training.recipe_cli import run_recipe
 
 
 def main(argv=None):
-    types = (SpamModelArguments, SpamDataArguments, SpamTrainingArguments)
-    return run_recipe(types, finetune_spam, argv, prog=__file__)
+    return run_recipe(ARGUMENT_TYPES, finetune_spam, argv, prog=__file__)
 
 
 if __name__ == "__main__":

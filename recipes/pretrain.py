@@ -7,12 +7,12 @@
 The logic lives in hfgpt.training.pretrain; this file only parses arguments.
 """
 
-from hfgpt.training.pretrain import DataArguments, ModelArguments, PretrainingArguments, pretrain
+from hfgpt.training.pretrain import ARGUMENT_TYPES, pretrain
 from hfgpt.training.recipe_cli import run_recipe
 
 
 def main(argv=None):
-    return run_recipe((ModelArguments, DataArguments, PretrainingArguments), pretrain, argv, prog=__file__)
+    return run_recipe(ARGUMENT_TYPES, pretrain, argv, prog=__file__)
 
 
 if __name__ == "__main__":

@@ -108,15 +108,9 @@ def test_batched_generation_matches_one_by_one(model_dir, tokenizer):
 def _args(tmp_path, model_dir, data_file, *extra):
     from transformers import HfArgumentParser
 
-    from hfgpt.training.finetune_instructions import (
-        InstructionDataArguments,
-        InstructionModelArguments,
-        InstructionTrainingArguments,
-        JudgeArguments,
-    )
+    from hfgpt.training.finetune_instructions import ARGUMENT_TYPES
 
-    parser = HfArgumentParser((InstructionModelArguments, InstructionDataArguments, JudgeArguments,
-                               InstructionTrainingArguments))
+    parser = HfArgumentParser(ARGUMENT_TYPES)
     return parser.parse_args_into_dataclasses(args=[
         "--model_name_or_path", model_dir, "--data_file", data_file, "--output_dir", str(tmp_path / "out"),
         "--max_steps", "4", "--learning_rate", "3e-3", "--per_device_train_batch_size", "4",
@@ -127,7 +121,7 @@ def _args(tmp_path, model_dir, data_file, *extra):
 def test_finetune_a_few_steps_and_write_responses(tmp_path, model_dir, data_file, mode):
     from hfgpt.training.finetune_instructions import RESPONSES_FILE, finetune_instructions
 
-    extra = ["--use_lora", "--lora_r", "4"] if mode == "lora" else ["--mask_prompt"]
+    extra = ["--mode", "lora", "--lora_r", "4"] if mode == "lora" else ["--mask_prompt"]
     metrics = finetune_instructions(*_args(tmp_path, model_dir, data_file, *extra))
     out = tmp_path / "out"
     assert (metrics["train_examples"], metrics["validation_examples"], metrics["test_examples"]) == (20, 2, 2)

@@ -141,11 +141,8 @@ def test_recipe_scores_test_responses_through_the_http_judge(tmp_path):
     from transformers import HfArgumentParser
 
     from hfgpt.training.finetune_instructions import (
+        ARGUMENT_TYPES,
         RESPONSES_FILE,
-        InstructionDataArguments,
-        InstructionModelArguments,
-        InstructionTrainingArguments,
-        JudgeArguments,
         finetune_instructions,
     )
 
@@ -157,8 +154,7 @@ def test_recipe_scores_test_responses_through_the_http_judge(tmp_path):
                                           eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
     GPTScratchForCausalLM(config).save_pretrained(tmp_path / "model")
     tokenizer.save_pretrained(tmp_path / "model")
-    parser = HfArgumentParser((InstructionModelArguments, InstructionDataArguments, JudgeArguments,
-                               InstructionTrainingArguments))
+    parser = HfArgumentParser(ARGUMENT_TYPES)
     with _Server(["70", "no idea"]) as server:
         args = parser.parse_args_into_dataclasses(args=[
             "--model_name_or_path", str(tmp_path / "model"), "--data_file", str(data),

@@ -59,9 +59,9 @@ def base_dir(tmp_path_factory):
 def _args(base, sms, out, *extra):
     from transformers import HfArgumentParser
 
-    from hfgpt.training.finetune_spam import SpamDataArguments, SpamModelArguments, SpamTrainingArguments
+    from hfgpt.training.finetune_spam import ARGUMENT_TYPES
 
-    parser = HfArgumentParser((SpamModelArguments, SpamDataArguments, SpamTrainingArguments))
+    parser = HfArgumentParser(ARGUMENT_TYPES)
     return parser.parse_args_into_dataclasses(args=[
         "--model_name_or_path", base, "--data_file", sms, "--output_dir", str(out), "--max_steps", "4",
         "--learning_rate", "3e-3", "--eval_strategy", "no", "--logging_steps", "2", *extra])

@@ -1,7 +1,6 @@
 """Instruction fine-tuning (the book's chapter 7) with the Hugging Face ``Trainer``.
 
-``recipes/finetune_instructions.py`` parses four dataclasses with ``HfArgumentParser`` and calls
-:func:`finetune_instructions`, which:
+``recipes/finetune_instructions.py`` parses five dataclasses and calls :func:`finetune_instructions`, which:
 
 1. reads Alpaca-style records (local JSON/JSONL or a Hub dataset), checks them (missing fields: error; empty
    instruction/output: skipped and counted) and splits them the book's way (85% train, 10% test, 5% validation in
@@ -9,8 +8,8 @@
 2. loads the model (an hfgpt folder, or a GPT-2 converted on the fly) and its tokenizer, whose chat template becomes
    the book's Alpaca prompt (:mod:`hfgpt.data.instructions`);
 3. tokenizes through that template (examples longer than ``--max_length`` skipped and counted), measures the
-   validation loss on the responses before training, trains (full, or LoRA with peft) with the book's collator,
-   and measures it again;
+   validation loss on the responses before training, trains what ``--mode`` says (``full``, ``last-block`` or
+   ``lora``) with the book's collator, and measures it again;
 4. generates a response for every test record (batched, left-padded, KV cache, greedy, stop at end-of-text) into
    ``instruction-data-with-response.json``, like the book;
 5. optionally scores those responses 0-100 with a judge model (:mod:`hfgpt.evaluation.judge`).
@@ -24,8 +23,6 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
-
 from ..data.instructions import (
     InstructionCollator,
     InstructionDataset,
@@ -37,29 +34,12 @@ from ..data.instructions import (
     split_records,
     tokenize_records,
 )
-from .lora import DEFAULT_TARGETS, apply_lora, save_merged
+from ..errors import HfgptInputError
+from .common import FinetuneArguments, LoraArguments, RecipeTrainingArguments
 
 logger = logging.getLogger("hfgpt.finetune_instructions")
 
 RESPONSES_FILE = "instruction-data-with-response.json"
-MERGED_DIR = "merged"
-
-
-@dataclass
-class InstructionModelArguments:
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "An hfgpt folder (e.g. runs/pretrain), or a GPT-2 folder / Hub id (converted)."}
-    )
-    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer folder or Hub id; default: the model's."})
-    drop_rate: float | None = field(default=0.0, metadata={"help": "Dropout while fine-tuning (the book: 0.0)."})
-    attn_implementation: str = field(default="sdpa", metadata={"help": "eager (the book's), sdpa, flash_attention_2."})
-    use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (peft) instead of all weights."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (scale = alpha / r)."})
-    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA path."})
-    lora_target_modules: str = field(
-        default=DEFAULT_TARGETS, metadata={"help": "Comma-separated Linear layers that get adapters."}
-    )
 
 
 @dataclass
@@ -88,72 +68,58 @@ class JudgeArguments:
 
 
 @dataclass
-class InstructionTrainingArguments(TrainingArguments):
+class InstructionTrainingArguments(RecipeTrainingArguments):
     """``TrainingArguments`` with the book's chapter-7 defaults (AdamW 5e-5, weight decay 0.1, 2 epochs, batch 8)."""
 
     output_dir: str | None = field(default="runs/instructions", metadata={"help": "Where the model and results go."})
     per_device_train_batch_size: int = field(default=8, metadata={"help": "Batch size per device."})
     per_device_eval_batch_size: int = field(default=8, metadata={"help": "Eval batch size per device."})
     learning_rate: float = field(default=5e-5, metadata={"help": "Peak AdamW learning rate."})
-    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay."})
     num_train_epochs: float = field(default=2.0, metadata={"help": "Passes over the training examples."})
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: steps, epoch or no."})
     logging_steps: float = field(default=5, metadata={"help": "Log the training loss every N steps."})
     save_strategy: str = field(default="no", metadata={"help": "Checkpoints during training (the final model is always saved)."})
-    report_to: None | str | list[str] = field(default="none", metadata={"help": "tensorboard, wandb, ... or none."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep prompt_length for the collator."})
 
 
+# What recipes/finetune_instructions.py parses, in the order finetune_instructions takes them.
+ARGUMENT_TYPES = (FinetuneArguments, LoraArguments, InstructionDataArguments, JudgeArguments,
+                  InstructionTrainingArguments)
+
+
 # ------------------------------------------------------------------------------------------------------ loading
-def check_arguments(model_args, data_args, judge_args) -> None:
+def check_arguments(model_args: FinetuneArguments, data_args, judge_args) -> None:
     """Cheap checks before any model or data is loaded."""
+    from .common import check_mode, check_path, checkpoint_config
+
+    check_mode(model_args.mode)
     if not model_args.model_name_or_path:
-        raise ValueError("--model_name_or_path is required: an hfgpt folder (e.g. runs/pretrain) or a GPT-2.")
-    path = os.path.expanduser(model_args.model_name_or_path)
-    if (path.startswith((".", "/", "~")) or os.path.exists(path)) and not os.path.isdir(path):
-        raise FileNotFoundError(f"No model folder at {model_args.model_name_or_path!r}.")
+        raise HfgptInputError("--model_name_or_path is required: an hfgpt folder (e.g. runs/pretrain) or a GPT-2.")
     if (data_args.data_file is None) == (data_args.dataset_name is None):
-        raise ValueError("Give exactly one of --data_file (a local JSON/JSONL file) or --dataset_name (a Hub id).")
-    if data_args.data_file is not None and not os.path.isfile(os.path.expanduser(data_args.data_file)):
-        raise FileNotFoundError(f"No instruction data file at {data_args.data_file!r}.")
+        raise HfgptInputError("Give exactly one of --data_file (a local JSON/JSONL file) or --dataset_name (a Hub id).")
+    check_path(data_args.data_file, "instruction data file (--data_file)")
     if data_args.max_length is not None and data_args.max_length < 2:
-        raise ValueError(f"--max_length must be at least 2 tokens, got {data_args.max_length}.")
+        raise HfgptInputError(f"--max_length must be at least 2 tokens, got {data_args.max_length}.")
     if data_args.max_new_tokens < 1 or data_args.generation_batch_size < 1:
-        raise ValueError("--max_new_tokens and --generation_batch_size must be positive.")
+        raise HfgptInputError("--max_new_tokens and --generation_batch_size must be positive.")
     if judge_args.judge_url and judge_args.judge_model:
-        raise ValueError("Give --judge_model (a local transformers model) or --judge_url (an API), not both.")
+        raise HfgptInputError("Give --judge_model (a local transformers model) or --judge_url (an API), not both.")
     if judge_args.judge_url and not judge_args.judge_model_name:
-        raise ValueError("--judge_url needs --judge_model_name (the served model, e.g. llama3).")
+        raise HfgptInputError("--judge_url needs --judge_model_name (the served model, e.g. llama3).")
     if judge_args.judge_model_name and not judge_args.judge_url:
-        raise ValueError("--judge_model_name names the model behind --judge_url; give --judge_url too.")
+        raise HfgptInputError("--judge_model_name names the model behind --judge_url; give --judge_url too.")
+    checkpoint_config(model_args.model_name_or_path)  # a causal-LM checkpoint, refused before any data is read
 
 
-def load_model_and_tokenizer(model_args):
+def load_model_and_tokenizer(model_args: FinetuneArguments):
     """The model (hfgpt, or GPT-2 converted) and its tokenizer with the Alpaca chat template."""
-    from transformers import AutoConfig
-
-    from ..modeling_gpt_scratch import GPTScratchForCausalLM
     from ..tokenization import load_tokenizer
+    from .common import check_vocabulary, load_base_model
 
-    path = model_args.model_name_or_path
-    overrides = {} if model_args.drop_rate is None else {"drop_rate": model_args.drop_rate}
-    config = AutoConfig.from_pretrained(path)
-    model_type = config.model_type
-    if model_type == "gpt2":
-        from ..convert import from_hf_gpt2
-
-        model = from_hf_gpt2(path, **overrides)
-        model.config._attn_implementation = model_args.attn_implementation
-    elif model_type == "gpt_scratch":
-        if model_args.drop_rate is not None:  # the book's one drop_rate sets the three dropouts
-            config.embd_pdrop = config.attn_pdrop = config.resid_pdrop = model_args.drop_rate
-        model = GPTScratchForCausalLM.from_pretrained(path, config=config,
-                                                      attn_implementation=model_args.attn_implementation)
-    else:
-        raise ValueError(f"--model_name_or_path must be an hfgpt or GPT-2 checkpoint, got model_type={model_type!r}.")
-    tokenizer = load_tokenizer(model_args.tokenizer_name or path)
-    if len(tokenizer) > model.config.vocab_size:
-        raise ValueError(f"The tokenizer has {len(tokenizer)} tokens but the model only {model.config.vocab_size}.")
+    model = load_base_model(model_args.model_name_or_path, drop_rate=model_args.drop_rate,
+                            attn_implementation=model_args.attn_implementation)
+    tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path)
+    check_vocabulary(tokenizer, model.config)
     add_chat_template(tokenizer)
     tokenizer.model_max_length = model.config.n_positions
     return model, tokenizer
@@ -169,7 +135,7 @@ def prepare_data(data_args, tokenizer, max_length: int) -> tuple[dict, dict, Rec
                  for name in ("train", "validation")}
     for name, items in tokenized.items():
         if not items:
-            raise ValueError(f"Every {name} example is longer than {max_length} tokens; raise --max_length "
+            raise HfgptInputError(f"Every {name} example is longer than {max_length} tokens; raise --max_length "
                              f"(at most the model's context) or shorten the data.")
     return splits, tokenized, report
 
@@ -236,17 +202,17 @@ def write_json(records, path: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------- the recipe
-def finetune_instructions(model_args: InstructionModelArguments, data_args: InstructionDataArguments,
-                          judge_args: JudgeArguments, training_args: InstructionTrainingArguments,
-                          judge=None) -> dict:
+def finetune_instructions(model_args: FinetuneArguments, lora_args: LoraArguments,
+                          data_args: InstructionDataArguments, judge_args: JudgeArguments,
+                          training_args: InstructionTrainingArguments, judge=None) -> dict:
     """Run the whole recipe; returns the metrics (also saved as ``all_results.json`` in ``output_dir``).
 
     ``judge``: a callable ``prompt -> reply`` to use instead of the one the judge arguments name."""
     from transformers import Trainer, set_seed
 
     from ..evaluation.judge import load_judge, score_responses
-    from ..hub import defer_trainer_push, push_run
-    from .pretrain import share_cpu_cores
+    from ..hub import defer_trainer_push
+    from .common import check_context, finish_run, set_trainable, share_cpu_cores, train
 
     started = time.time()
     check_arguments(model_args, data_args, judge_args)
@@ -254,10 +220,8 @@ def finetune_instructions(model_args: InstructionModelArguments, data_args: Inst
     push = defer_trainer_push(training_args)
     set_seed(training_args.seed)
     model, tokenizer = load_model_and_tokenizer(model_args)
-    context = model.config.n_positions
-    max_length = data_args.max_length or context
-    if max_length > context:
-        raise ValueError(f"--max_length {max_length} is longer than the model's context (n_positions={context}).")
+    max_length = data_args.max_length or model.config.n_positions
+    check_context(max_length, model.config)
     splits, tokenized, report = prepare_data(data_args, tokenizer, max_length)
     logger.info("Examples: %d train, %d validation, %d test", len(tokenized["train"]), len(tokenized["validation"]),
                 len(splits["test"]))
@@ -265,9 +229,7 @@ def finetune_instructions(model_args: InstructionModelArguments, data_args: Inst
         judge = load_judge(judge_args.judge_model, judge_args.judge_url, judge_args.judge_model_name,
                            api_key=os.environ.get(judge_args.judge_api_key_env),
                            max_new_tokens=judge_args.judge_max_new_tokens)
-    if model_args.use_lora:
-        model = apply_lora(model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout,
-                           model_args.lora_target_modules, task_type="CAUSAL_LM")
+    model = set_trainable(model, model_args.mode, lora_args)
 
     trainer = Trainer(
         model=model,
@@ -279,12 +241,9 @@ def finetune_instructions(model_args: InstructionModelArguments, data_args: Inst
     )
     metrics = {**report.as_dict(), "train_examples": len(tokenized["train"]),
                "validation_examples": len(tokenized["validation"]), "test_examples": len(splits["test"]),
-               "mask_prompt": data_args.mask_prompt, "use_lora": model_args.use_lora}
+               "mask_prompt": data_args.mask_prompt, "mode": model_args.mode}
     metrics.update(evaluate_losses(trainer, tokenized["validation"], "before"))
-    train_started = time.time()
-    train_result = trainer.train()
-    metrics["train_seconds"] = time.time() - train_started
-    metrics.update({f"train_{k}" if not k.startswith("train") else k: v for k, v in train_result.metrics.items()})
+    train(trainer, metrics)
     trainer.save_model()  # full: model + tokenizer (with the chat template) + code; LoRA: the adapter + tokenizer
     metrics.update(evaluate_losses(trainer, tokenized["validation"], "after"))
     logger.info("Validation response loss: %.3f before -> %.3f after fine-tuning", metrics["before_response_loss"],
@@ -305,21 +264,13 @@ def finetune_instructions(model_args: InstructionModelArguments, data_args: Inst
                         "judge_scored": judged["n_scored"], "judge_unparsed": judged["n_unparsed"]})
         logger.info("Judge %s: mean score %s over %d responses (%d replies without a score)", metrics["judge"],
                     judged["mean_score"], judged["n_scored"], judged["n_unparsed"])
-    if model_args.use_lora and trainer.is_world_process_zero():  # also a plain checkpoint that needs no peft
-        metrics["merged_dir"] = save_merged(model, tokenizer, os.path.join(training_args.output_dir, MERGED_DIR))
     metrics["total_seconds"] = time.time() - started
-    if trainer.is_world_process_zero():
-        trainer.log_metrics("all", {k: v for k, v in metrics.items() if not isinstance(v, str)})
-        trainer.save_metrics("all", metrics, combined=False)
-        if push:
-            push_run(training_args.output_dir, training_args,
-                     [data_args.dataset_name] if data_args.dataset_name else None)
-    return metrics
+    return finish_run(trainer, metrics, tokenizer, model_args.mode, push,
+                      [data_args.dataset_name] if data_args.dataset_name else None)
 
 
 __all__ = [
     "InstructionDataArguments",
-    "InstructionModelArguments",
     "InstructionTrainingArguments",
     "JudgeArguments",
     "RESPONSES_FILE",

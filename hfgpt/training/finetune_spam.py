@@ -1,16 +1,14 @@
-"""Spam classification fine-tuning (the book's chapter 6 and appendix E) with the Hugging Face ``Trainer``.
+"""Spam classification fine-tuning (the book's chapter 6; LoRA as in appendix E) with the Hugging Face ``Trainer``.
 
-``recipes/finetune_spam.py`` parses three dataclasses with ``HfArgumentParser`` and calls :func:`finetune_spam`:
+``recipes/finetune_spam.py`` parses four dataclasses and calls :func:`finetune_spam`:
 
 1. read the SMS Spam Collection (:mod:`hfgpt.data.spam`), balance it and split it 70 / 10 / 20 (stratified, seed 123:
-   the book's protocol); with ``--export_pretraining_text`` only write the messages outside validation and test for
-   pretraining, and stop;
-2. build ``GPTScratchForSequenceClassification`` from a causal-LM checkpoint (hfgpt, or GPT-2 converted on the fly):
-   the body comes from the checkpoint, the ``score`` head (``n_embd -> 2``) is new;
-3. choose what trains (``--mode``): ``lora`` (peft adapters on the attention and feed-forward projections, the head
-   trained fully), ``last-block`` (the book's: the last transformer block, the final norm and the head) or ``full``;
-4. train with accuracy / precision / recall / F1 from the offline ``evaluate`` modules in :mod:`hfgpt.metrics`,
-   then save the classifier (or the adapter plus a merged full model), the test metrics and a confusion matrix PNG.
+   the book's protocol); with ``--export_pretraining_text`` only write the messages outside validation and test, and
+   stop;
+2. put a new ``score`` head (``n_embd -> 2``) on the body of a causal-LM checkpoint (hfgpt, or GPT-2 converted);
+3. train what ``--mode`` says (``full``, the book's ``last-block``, or ``lora``), with accuracy / precision / recall /
+   F1 from :mod:`hfgpt.metrics`, then save the classifier (or the adapter plus a merged model), the test metrics and a
+   confusion matrix PNG.
 """
 
 from __future__ import annotations
@@ -21,34 +19,14 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
-
 from ..data.spam import ID2LABEL, LABEL2ID, LABELS, SMS_SPAM_HUB_ID, SpamReport, balance, load_spam_dataset, split_dataset
 from ..data.spam import tokenize_dataset, write_pretraining_text
-from .lora import DEFAULT_TARGETS
+from ..errors import HfgptInputError
+from .common import FinetuneArguments, LoraArguments, RecipeTrainingArguments
 
 logger = logging.getLogger("hfgpt.finetune_spam")
 
-MODES = ("lora", "last-block", "full")
-MERGED_DIR = "merged"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
-
-
-@dataclass
-class SpamModelArguments:
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "A causal-LM checkpoint: an hfgpt folder (e.g. runs/pretrain) or a GPT-2 (converted)."}
-    )
-    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer folder or Hub id; default: the model's."})
-    mode: str = field(default="full", metadata={"help": "What trains: lora, last-block (the book's) or full."})
-    drop_rate: float | None = field(default=0.0, metadata={"help": "Dropout while fine-tuning (the book: 0.0)."})
-    attn_implementation: str = field(default="sdpa", metadata={"help": "eager (the book's), sdpa, flash_attention_2."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank (the book's appendix E: 16)."})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (scale = alpha / r)."})
-    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA path."})
-    lora_target_modules: str = field(
-        default=DEFAULT_TARGETS, metadata={"help": "Comma-separated Linear layers that get adapters."}
-    )
 
 
 @dataclass
@@ -72,97 +50,49 @@ class SpamDataArguments:
 
 
 @dataclass
-class SpamTrainingArguments(TrainingArguments):
+class SpamTrainingArguments(RecipeTrainingArguments):
     """``TrainingArguments`` with the book's chapter-6 defaults (AdamW 5e-5, weight decay 0.1, 5 epochs, batch 8)."""
 
     output_dir: str | None = field(default="runs/spam", metadata={"help": "Where the classifier and results go."})
     per_device_train_batch_size: int = field(default=8, metadata={"help": "Batch size per device."})
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "Eval batch size per device."})
     learning_rate: float = field(default=5e-5, metadata={"help": "Peak AdamW learning rate."})
-    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay."})
     num_train_epochs: float = field(default=5.0, metadata={"help": "Passes over the training messages."})
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: steps, epoch or no."})
     logging_steps: float = field(default=10, metadata={"help": "Log the training loss every N steps."})
     save_strategy: str = field(default="no", metadata={"help": "Checkpoints during training (the final model is always saved)."})
-    report_to: None | str | list[str] = field(default="none", metadata={"help": "tensorboard, wandb, ... or none."})
+
+
+# What recipes/finetune_spam.py parses, in the order finetune_spam takes them.
+ARGUMENT_TYPES = (FinetuneArguments, LoraArguments, SpamDataArguments, SpamTrainingArguments)
 
 
 # ------------------------------------------------------------------------------------------------------ loading
-def check_arguments(model_args: SpamModelArguments, data_args: SpamDataArguments) -> None:
+def check_arguments(model_args: FinetuneArguments, data_args: SpamDataArguments) -> None:
     """Cheap checks before any model or data is loaded."""
-    if model_args.mode not in MODES:
-        raise ValueError(f"--mode must be one of {', '.join(MODES)}; got {model_args.mode!r}.")
+    from .common import check_mode, check_path, checkpoint_config
+
+    check_mode(model_args.mode)
     if data_args.data_file is not None and data_args.dataset_name is not None:
-        raise ValueError("Give --data_file (a local file) or --dataset_name (a Hub id), not both.")
-    if data_args.data_file is not None and not os.path.isfile(os.path.expanduser(data_args.data_file)):
-        raise FileNotFoundError(f"No SMS data file at {data_args.data_file!r}.")
+        raise HfgptInputError("Give --data_file (a local file) or --dataset_name (a Hub id), not both.")
+    check_path(data_args.data_file, "SMS data file (--data_file)")
     if data_args.export_pretraining_text:
         return
     if not model_args.model_name_or_path:
-        raise ValueError("--model_name_or_path is required: a causal-LM checkpoint (e.g. runs/pretrain) or a GPT-2.")
-    path = os.path.expanduser(model_args.model_name_or_path)
-    if (path.startswith((".", "/", "~")) or os.path.exists(path)) and not os.path.isdir(path):
-        raise FileNotFoundError(f"No model folder at {model_args.model_name_or_path!r}.")
+        raise HfgptInputError("--model_name_or_path is required: a causal-LM checkpoint (e.g. runs/pretrain) or a GPT-2.")
+    checkpoint_config(model_args.model_name_or_path)  # a causal-LM checkpoint, refused before any data is read
     if data_args.max_length is not None and data_args.max_length < 1:
-        raise ValueError(f"--max_length must be a positive number of tokens, got {data_args.max_length}.")
+        raise HfgptInputError(f"--max_length must be a positive number of tokens, got {data_args.max_length}.")
 
 
 def load_classifier_from_causal_lm(path: str, drop_rate: float | None = 0.0, attn_implementation: str = "sdpa"):
-    """``GPTScratchForSequenceClassification`` with the body of a causal-LM checkpoint and a new 2-label head.
-
-    An hfgpt folder loads directly (its ``lm_head`` is left out); a GPT-2 is converted first. Anything else, an
-    hfgpt *classifier* included, is refused: the head would be thrown away without a word."""
-    from transformers import AutoConfig
-
+    """``GPTScratchForSequenceClassification`` with the body of a causal-LM checkpoint and a new 2-label head
+    (an hfgpt *classifier* is refused: its head would be thrown away without a word)."""
     from ..modeling_gpt_scratch import GPTScratchForSequenceClassification
+    from .common import load_base_model
 
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"--model_name_or_path {path!r} is not a model checkpoint: {err}") from None
-    labels = dict(num_labels=len(LABELS), id2label=dict(ID2LABEL), label2id=dict(LABEL2ID))
-    architectures = config.architectures or []
-    if config.model_type == "gpt2":
-        from ..convert import from_hf_gpt2
-
-        causal = from_hf_gpt2(path, **({} if drop_rate is None else {"drop_rate": drop_rate}))
-        config = causal.config
-        config.update(labels)
-        config._attn_implementation = attn_implementation
-        model = GPTScratchForSequenceClassification(config)
-        model.model.load_state_dict(causal.model.state_dict())
-        return model
-    if config.model_type != "gpt_scratch" or (architectures and not any("CausalLM" in a for a in architectures)):
-        kind = ", ".join(architectures) or config.model_type
-        raise ValueError(f"--model_name_or_path {path!r} is {kind}, not a causal language model: start from an hfgpt "
-                         f"pretraining checkpoint (GPTScratchForCausalLM) or a GPT-2.")
-    if drop_rate is not None:
-        config.embd_pdrop = config.attn_pdrop = config.resid_pdrop = drop_rate
-    config.update(labels)
-    return GPTScratchForSequenceClassification.from_pretrained(path, config=config,
-                                                               attn_implementation=attn_implementation)
-
-
-def set_trainable(model, mode: str, model_args: SpamModelArguments | None = None):
-    """The three training modes. Returns the model to train (a ``PeftModel`` for ``lora``)."""
-    if mode == "full":
-        model.requires_grad_(True)
-    elif mode == "last-block":  # the book's section 6.5
-        model.requires_grad_(False)
-        for module in (model.model.trf_blocks[-1], model.model.final_norm, model.score):
-            module.requires_grad_(True)
-    elif mode == "lora":  # the book's appendix E, with peft; the new head trains fully
-        from .lora import apply_lora
-
-        args = model_args or SpamModelArguments()
-        return apply_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, args.lora_target_modules,
-                          task_type="SEQ_CLS", modules_to_save=["score"])
-    else:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}.")
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    logger.info("Mode %s: %d of %d parameters trainable (%.2f%%)", mode, trainable, total, 100 * trainable / total)
-    return model
+    return load_base_model(path, GPTScratchForSequenceClassification, drop_rate, attn_implementation,
+                           num_labels=len(LABELS), id2label=dict(ID2LABEL), label2id=dict(LABEL2ID))
 
 
 def load_spam_classifier(path: str, **kwargs):
@@ -222,14 +152,14 @@ def prepare_splits(data_args: SpamDataArguments, report: SpamReport):
     return messages, splits
 
 
-def finetune_spam(model_args: SpamModelArguments, data_args: SpamDataArguments,
+def finetune_spam(model_args: FinetuneArguments, lora_args: LoraArguments, data_args: SpamDataArguments,
                   training_args: SpamTrainingArguments) -> dict:
     """Run the whole recipe; returns the metrics (also saved as ``all_results.json`` in ``output_dir``)."""
     from transformers import DataCollatorWithPadding, Trainer, set_seed
 
-    from ..hub import defer_trainer_push, push_run
+    from ..hub import defer_trainer_push
     from ..tokenization import load_tokenizer
-    from .pretrain import share_cpu_cores
+    from .common import check_context, check_vocabulary, finish_run, set_trainable, share_cpu_cores, train
 
     started = time.time()
     check_arguments(model_args, data_args)
@@ -249,15 +179,12 @@ def finetune_spam(model_args: SpamModelArguments, data_args: SpamDataArguments,
     model = load_classifier_from_causal_lm(model_args.model_name_or_path, model_args.drop_rate,
                                            model_args.attn_implementation)
     tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path)
-    if len(tokenizer) > model.config.vocab_size:
-        raise ValueError(f"The tokenizer has {len(tokenizer)} tokens but the model only {model.config.vocab_size}.")
+    check_vocabulary(tokenizer, model.config)
     model.config.pad_token_id = tokenizer.pad_token_id
-    context = model.config.n_positions
-    max_length = data_args.max_length or context
-    if max_length > context:
-        raise ValueError(f"--max_length {max_length} is longer than the model's context (n_positions={context}).")
+    max_length = data_args.max_length or model.config.n_positions
+    check_context(max_length, model.config)
     tokenized = {name: tokenize_dataset(split, tokenizer, max_length, report, name) for name, split in splits.items()}
-    model = set_trainable(model, model_args.mode, model_args)
+    model = set_trainable(model, model_args.mode, lora_args, head="score", task_type="SEQ_CLS")
 
     trainer = Trainer(
         model=model,
@@ -272,10 +199,7 @@ def finetune_spam(model_args: SpamModelArguments, data_args: SpamDataArguments,
                "test_texts_also_in_train": len(set(splits["test"]["text"]) & set(splits["train"]["text"]))}
     before = trainer.evaluate(metric_key_prefix="before")  # the book prints accuracy before fine-tuning (~50%)
     metrics.update({k: v for k, v in before.items() if k in ("before_loss", "before_accuracy")})
-    train_started = time.time()
-    train_result = trainer.train()
-    metrics["train_seconds"] = time.time() - train_started
-    metrics.update({f"train_{k}" if not k.startswith("train") else k: v for k, v in train_result.metrics.items()})
+    train(trainer, metrics)
     trainer.save_model()  # full / last-block: classifier + tokenizer + code; lora: the adapter (+ head) + tokenizer
 
     for name in ("train", "validation"):  # the book reports all three accuracies
@@ -290,33 +214,19 @@ def finetune_spam(model_args: SpamModelArguments, data_args: SpamDataArguments,
             os.path.join(training_args.output_dir, CONFUSION_MATRIX_FILE),
             title=f"Spam classifier ({model_args.mode}), test accuracy {test_metrics['test_accuracy']:.2%}")
         trainer.save_metrics("test", test_metrics)
-    metrics.update(test_metrics)
-
-    if model_args.mode == "lora" and trainer.is_world_process_zero():
-        from .lora import save_merged
-
-        merged_dir = save_merged(trainer.model, tokenizer, os.path.join(training_args.output_dir, MERGED_DIR))
-        metrics["merged_dir"] = merged_dir
-    metrics["total_seconds"] = time.time() - started
-    if trainer.is_world_process_zero():
-        trainer.log_metrics("all", {k: v for k, v in metrics.items() if not isinstance(v, str)})
-        trainer.save_metrics("all", metrics, combined=False)
         with open(os.path.join(training_args.output_dir, "data_report.json"), "w") as f:
             json.dump(report.as_dict(), f, indent=2)
-        if push:  # the classifier, or the adapter with its card (the merged export stays local)
-            push_run(training_args.output_dir, training_args, [data_args.dataset_name or SMS_SPAM_HUB_ID])
-    return metrics
+    metrics.update(test_metrics)
+    metrics["total_seconds"] = time.time() - started
+    return finish_run(trainer, metrics, tokenizer, model_args.mode, push, [data_args.dataset_name or SMS_SPAM_HUB_ID])
 
 
 __all__ = [
-    "MODES",
     "SpamDataArguments",
-    "SpamModelArguments",
     "SpamTrainingArguments",
     "compute_metrics_fn",
     "finetune_spam",
     "load_classifier_from_causal_lm",
     "load_spam_classifier",
     "plot_confusion_matrix",
-    "set_trainable",
 ]

@@ -1,5 +1,5 @@
 """What every script in ``recipes/`` does: parse its argument dataclasses with ``HfArgumentParser`` (from the command
-line, or from one JSON file as transformers' examples do), call the recipe, and turn bad input into one clear line."""
+line, or from one JSON file as transformers' examples do), call the recipe, and print bad input as one line."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-# What a recipe raises for bad input (a missing file, an unknown label, no network for a download): shown as one line.
-BAD_INPUT = (ValueError, FileNotFoundError, ConnectionError)
+from ..errors import HfgptInputError
 
 
 def run_recipe(dataclass_types: Sequence[type], recipe: Callable, argv: Sequence[str] | None = None,
                prog: str | None = None):
-    """``recipe(*parsed_dataclasses)``; on bad input print ``<prog>: error: <message>`` and exit with status 2
-    (argparse's convention), with no stack trace. ``prog``: the script's path (default ``sys.argv[0]``)."""
+    """``recipe(*parsed_dataclasses)``. An ``HfgptInputError`` (the user's mistake) prints ``<prog>: error: <message>``
+    and exits with status 2, argparse's convention; every other exception is a bug and keeps its traceback."""
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser(tuple(dataclass_types))
@@ -25,6 +24,6 @@ def run_recipe(dataclass_types: Sequence[type], recipe: Callable, argv: Sequence
         parsed = parser.parse_args_into_dataclasses(args=argv)
     try:
         return recipe(*parsed)
-    except BAD_INPUT as err:
+    except HfgptInputError as err:
         print(f"{os.path.basename(prog or sys.argv[0]) or 'recipe'}: error: {err}", file=sys.stderr)
         sys.exit(2)

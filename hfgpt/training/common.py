@@ -1,0 +1,243 @@
+"""What the three recipes share: argument dataclasses, loading a base model for a head, what trains, CPU threads.
+
+The book trains each chapter's model with its own loop; here every recipe is the ``Trainer`` plus this module:
+
+* :class:`BaseModelArguments`, :class:`FinetuneArguments` (``--mode full|last-block|lora``), :class:`LoraArguments`
+  and :class:`RecipeTrainingArguments` (``TrainingArguments`` that run real DDP on a CPU-only machine);
+* :func:`load_base_model`: an hfgpt or GPT-2 causal-LM checkpoint as a causal LM, or its body under a new head;
+* :func:`set_trainable`: the book's three ways to fine-tune (all weights, the last block, LoRA adapters);
+* :func:`check_context`, :func:`check_vocabulary`: the facts every recipe checks once, as ``HfgptInputError``;
+* :func:`share_cpu_cores`, :func:`finish_run`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from ..errors import HfgptInputError
+from .lora import DEFAULT_TARGETS
+
+logger = logging.getLogger("hfgpt.training")
+
+MODES = ("full", "last-block", "lora")
+MERGED_DIR = "merged"
+
+
+@dataclass
+class BaseModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "An hfgpt folder (e.g. runs/pretrain), or a GPT-2 folder / Hub id (converted)."}
+    )
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer folder or Hub id; default: the model's."})
+    attn_implementation: str = field(default="sdpa", metadata={"help": "eager (the book's), sdpa, flash_attention_2."})
+
+
+@dataclass
+class FinetuneArguments(BaseModelArguments):
+    mode: str = field(default="full", metadata={"help": "What trains: full, last-block (the book's ch. 6) or lora."})
+    drop_rate: float | None = field(default=0.0, metadata={"help": "Dropout while fine-tuning (the book: 0.0)."})
+
+
+@dataclass
+class LoraArguments:
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank (the book's appendix E: 16)."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (scale = alpha / r)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA path."})
+    lora_target_modules: str = field(
+        default=DEFAULT_TARGETS, metadata={"help": "Comma-separated Linear layers that get adapters."}
+    )
+
+
+@dataclass
+class RecipeTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` with the book's AdamW weight decay, no reporting, and DDP on CPU-only machines."""
+
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay."})
+    report_to: None | str | list[str] = field(default="none", metadata={"help": "tensorboard, wandb, ... or none."})
+    ddp_find_unused_parameters: bool | None = field(default=False, metadata={"help": "Every parameter gets a grad."})
+
+    def __post_init__(self):
+        # Several processes on a machine without GPU (torchrun, or `accelerate launch --multi_gpu`) get DDP only with
+        # use_cpu: without it world_size is 1 and every rank silently trains on all the data on its own.
+        if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and not has_accelerator():
+            self.use_cpu = True
+        super().__post_init__()
+
+
+# ------------------------------------------------------------------------------------------------ checks
+def check_path(path: str | None, what: str, kind: str = "file", hub_id_ok: bool = False) -> None:
+    """A ``kind`` ("file" or "folder") the user named must exist; with ``hub_id_ok`` a name that does not look like a
+    local path (e.g. ``openai-community/gpt2``) passes, for the Hub to resolve."""
+    if path is None:
+        return
+    expanded = os.path.expanduser(path)
+    if hub_id_ok and not (expanded.startswith((".", "/", "~")) or os.path.exists(expanded)):
+        return
+    if not (os.path.isdir(expanded) if kind == "folder" else os.path.isfile(expanded)):
+        raise HfgptInputError(f"No {what} at {path!r}.")
+
+
+def check_context(max_length: int, config, flag: str = "--max_length") -> None:
+    """``max_length`` tokens must fit the model's context (the one place this is checked)."""
+    if max_length > config.n_positions:
+        raise HfgptInputError(
+            f"{flag} {max_length} is longer than the model's context (n_positions={config.n_positions}); lower "
+            f"{flag} (or, for a new model, pass --config_overrides n_positions={max_length})."
+        )
+
+
+def check_vocabulary(tokenizer, config, tokenizer_source: str | None = None) -> None:
+    if len(tokenizer) > config.vocab_size:
+        hint = f" (--tokenizer_name {tokenizer_source})" if tokenizer_source else ""
+        raise HfgptInputError(f"The tokenizer has {len(tokenizer)} tokens but the model only {config.vocab_size}: "
+                              f"pass the checkpoint's own tokenizer{hint}.")
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise HfgptInputError(f"--mode must be one of {', '.join(MODES)}; got {mode!r}.")
+
+
+# ------------------------------------------------------------------------------------------------ models
+def checkpoint_config(path: str, flag: str = "--model_name_or_path"):
+    """The config of an hfgpt or GPT-2 *causal-LM* checkpoint; anything else is refused with the reason."""
+    from transformers import AutoConfig
+
+    check_path(path, f"model folder ({flag})", "folder", hub_id_ok=True)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise HfgptInputError(f"{flag} {path!r} is not a model checkpoint: {err}") from None
+    architectures = config.architectures or []
+    if config.model_type not in ("gpt2", "gpt_scratch") or (
+        architectures and not any(name.endswith("LMHeadModel") or "CausalLM" in name for name in architectures)
+    ):
+        kind = ", ".join(architectures) or config.model_type
+        raise HfgptInputError(f"{flag} {path!r} is {kind}, not a causal language model: start from an hfgpt "
+                              f"pretraining checkpoint (GPTScratchForCausalLM) or a GPT-2.")
+    return config
+
+
+def load_base_model(path: str, model_class=None, drop_rate: float | None = None, attn_implementation: str = "sdpa",
+                    **config_updates):
+    """An hfgpt or GPT-2 causal-LM checkpoint as ``model_class`` (default ``GPTScratchForCausalLM``; a head class such
+    as ``GPTScratchForSequenceClassification`` keeps the body and gets a new head). GPT-2 is converted on the fly.
+    ``drop_rate`` sets the book's three dropouts; ``config_updates`` (e.g. ``num_labels``) go into the config."""
+    from ..modeling_gpt_scratch import GPTScratchForCausalLM
+
+    model_class = model_class or GPTScratchForCausalLM
+    config = checkpoint_config(path)
+    if config.model_type == "gpt2":
+        from ..convert import from_hf_gpt2
+
+        causal = from_hf_gpt2(path, **({} if drop_rate is None else {"drop_rate": drop_rate}))
+        causal.config.update(config_updates)
+        causal.config._attn_implementation = attn_implementation
+        if model_class is GPTScratchForCausalLM:
+            return causal
+        model = model_class(causal.config)
+        model.model.load_state_dict(causal.model.state_dict())
+        return model
+    if drop_rate is not None:
+        config.drop_rate = drop_rate
+    config.update(config_updates)
+    return model_class.from_pretrained(path, config=config, attn_implementation=attn_implementation)
+
+
+def set_trainable(model, mode: str, lora: LoraArguments | None = None, head: str = "lm_head", task_type="CAUSAL_LM"):
+    """The book's ways to fine-tune: ``full`` (every weight), ``last-block`` (the last transformer block, the final
+    norm and the ``head``, section 6.5) or ``lora`` (peft adapters, appendix E; a new ``head`` trains fully).
+    Returns the model to train (a ``PeftModel`` for ``lora``)."""
+    check_mode(mode)
+    if mode == "lora":
+        from .lora import apply_lora
+
+        lora = lora or LoraArguments()
+        modules_to_save = None if head == "lm_head" else [head]
+        return apply_lora(model, lora.lora_r, lora.lora_alpha, lora.lora_dropout, lora.lora_target_modules,
+                          task_type=task_type, modules_to_save=modules_to_save)
+    model.requires_grad_(mode == "full")
+    if mode == "last-block":
+        for module in (model.model.trf_blocks[-1], model.model.final_norm, getattr(model, head)):
+            module.requires_grad_(True)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    logger.info("Mode %s: %d of %d parameters trainable (%.2f%%)", mode, trainable, total, 100 * trainable / total)
+    return model
+
+
+# ------------------------------------------------------------------------------------------------ running
+def has_accelerator() -> bool:
+    import torch
+
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6: CUDA, XPU, MPS, ...
+    return torch.cuda.is_available() or bool(accelerator is not None and accelerator.is_available())
+
+
+def share_cpu_cores() -> None:
+    """Give each process its share of the CPU cores when training on CPU.
+
+    ``accelerate launch`` exports ``OMP_NUM_THREADS=1`` unless told otherwise, which halves a single-process CPU run.
+    Under accelerate, with no GPU, use ``cores // local processes`` threads instead (a value above 1 the user chose
+    with ``--num_cpu_threads_per_process`` is kept)."""
+    import torch
+
+    launched_by_accelerate = any(key.startswith("ACCELERATE_") for key in os.environ)
+    if not launched_by_accelerate or has_accelerator() or os.environ.get("OMP_NUM_THREADS", "1") != "1":
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")) or 1)
+    threads = max(1, cores // max(1, local_processes))
+    if threads > torch.get_num_threads():
+        logger.info("accelerate set OMP_NUM_THREADS=1; using %d CPU threads per process", threads)
+        torch.set_num_threads(threads)
+
+
+def train(trainer, metrics: dict) -> None:
+    """``trainer.train()``, its metrics added to ``metrics`` with a ``train_`` prefix and the wall time."""
+    import time
+
+    started = time.time()
+    result = trainer.train()
+    metrics["train_seconds"] = time.time() - started
+    metrics.update({k if k.startswith("train") else f"train_{k}": v for k, v in result.metrics.items()})
+
+
+def finish_run(trainer, metrics: dict, tokenizer, mode: str, push: bool, datasets: list[str] | None) -> dict:
+    """After training: a merged plain checkpoint for LoRA (loads without peft), ``all_results.json``, the push."""
+    from ..hub import push_run
+
+    if not trainer.is_world_process_zero():
+        return metrics
+    if mode == "lora":
+        from .lora import save_merged
+
+        metrics["merged_dir"] = save_merged(trainer.model, tokenizer, os.path.join(trainer.args.output_dir, MERGED_DIR))
+    trainer.log_metrics("all", {k: v for k, v in metrics.items() if not isinstance(v, str)})
+    trainer.save_metrics("all", metrics, combined=False)
+    if push:  # model or adapter + tokenizer + code + metrics + card (the merged export stays local)
+        push_run(trainer.args.output_dir, trainer.args, datasets)
+    return metrics
+
+
+__all__ = [
+    "MODES",
+    "BaseModelArguments",
+    "FinetuneArguments",
+    "LoraArguments",
+    "RecipeTrainingArguments",
+    "check_context",
+    "check_path",
+    "check_mode",
+    "check_vocabulary",
+    "checkpoint_config",
+    "finish_run",
+    "load_base_model",
+    "set_trainable",
+    "share_cpu_cores",
+    "train",
+]
