@@ -20,6 +20,7 @@ from hfgpt.data.instructions import (
     split_records,
     tokenize_records,
 )
+from hfgpt.errors import HfgptInputError
 from hfgpt.tokenization import ENDOFTEXT, train_bpe_tokenizer
 
 RECORDS = [
@@ -64,7 +65,7 @@ def test_chat_template_renders_the_books_format(tokenizer):
         assert text == book
         prompt = tokenizer.apply_chat_template(entry_to_messages(entry, with_response=False), tokenize=False,
                                                add_generation_prompt=True)
-        assert prompt == book_prompt(entry) == format_input(entry) + "\n\n### Response:\n"
+        assert prompt == book_prompt(entry)
     assert "### Input:" not in format_input(RECORDS[1])
     assert format_input(RECORDS[0]).startswith("Below is an instruction that describes a task. Write a response "
                                                "that appropriately completes the request.\n\n### Instruction:\n")
@@ -97,7 +98,7 @@ def test_book_split_in_file_order_and_seeded_shuffle():
     shuffled = split_records(records, seed=123)
     assert shuffled == split_records(records, seed=123) and shuffled["train"] != splits["train"]
     assert sorted(r["instruction"] for s in shuffled.values() for r in s) == sorted(r["instruction"] for r in records)
-    with pytest.raises(ValueError, match="Fractions"):
+    with pytest.raises(HfgptInputError, match="Fractions"):
         split_records(records, train_fraction=0.95, test_fraction=0.1)
 
 
@@ -110,24 +111,36 @@ def test_local_json_and_jsonl(tmp_path):
 
 
 def test_bad_records(tmp_path):
-    with pytest.raises(ValueError, match=r"Record 1 has no 'output' field"):
+    with pytest.raises(HfgptInputError, match=r"Record 1 has no 'output' field"):
         clean_records([RECORDS[0], {"instruction": "x", "input": ""}])
-    with pytest.raises(ValueError, match=r"Record 0: 'output' must be a string"):
+    with pytest.raises(HfgptInputError, match=r"Record 0: 'output' must be a string"):
         clean_records([{"instruction": "x", "output": 3}])
-    with pytest.raises(ValueError, match="Record 0 is a str"):
+    with pytest.raises(HfgptInputError, match="Record 0 is a str"):
         clean_records(["just text"])
     kept, report = clean_records([*RECORDS[:3], {"instruction": "x", "output": "  "},
                                   {"instruction": "", "output": "y"}, {"instruction": "z", "output": "w"}])
     assert len(kept) == 4 and kept[-1] == {"instruction": "z", "input": "", "output": "w"}  # input defaults to ""
     assert (report.total, report.kept, report.empty_output, report.empty_instruction) == (6, 4, 1, 1)
-    with pytest.raises(ValueError, match="None of the 1"):
+    with pytest.raises(HfgptInputError, match="None of the 1"):
         clean_records([{"instruction": "x", "output": ""}])
     bad = tmp_path / "bad.json"
     bad.write_text("[{\"instruction\": ")
-    with pytest.raises(ValueError, match="not valid JSON"):
+    with pytest.raises(HfgptInputError, match="not valid JSON"):
         load_instruction_records(str(bad))
     with pytest.raises(FileNotFoundError):
         load_instruction_records(str(tmp_path / "missing.json"))
+    bad.write_text('{"instruction": "x", "output": "y"}\nnot json\n')
+    with pytest.raises(HfgptInputError, match="line 2 is not valid JSON"):
+        load_instruction_records(str(bad))
+    bad.write_text("\n  \n")
+    with pytest.raises(HfgptInputError, match="is empty"):
+        load_instruction_records(str(bad))
+    with pytest.raises(HfgptInputError, match="must be a list of records, got dict"):
+        clean_records({"instruction": "x", "output": "y"})
+    with pytest.raises(HfgptInputError, match="exactly one of --data_file"):
+        load_instruction_records()
+    records = [dict(RECORDS[0], input=None)]
+    assert clean_records(records)[0][0]["input"] == "" and records[0]["input"] is None  # the argument is not changed
 
 
 # ------------------------------------------------------------------------------------------- tokenize + collate
@@ -141,6 +154,22 @@ def test_tokenize_records_and_skip_too_long(tokenizer):
     shortest = min(len(item["input_ids"]) for item in items)
     assert len(tokenize_records(RECORDS[:2], tokenizer, max_length=shortest, report=report, split="x")) == 1
     assert report.as_dict()["skipped_too_long_x"] == 1
+
+
+def test_tokenize_records_leaves_a_tokenizer_without_template_alone(tokenizer):
+    plain = train_bpe_tokenizer(_corpus(), vocab_size=600, model_max_length=256)
+    assert plain.chat_template is None
+    assert tokenize_records(RECORDS[:3], plain) == tokenize_records(RECORDS[:3], tokenizer)  # the Alpaca template
+    assert plain.chat_template is None
+
+
+def test_add_chat_template_needs_an_eos_token(tokenizer):
+    from transformers import PreTrainedTokenizerFast
+
+    no_eos = PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend_tokenizer)
+    with pytest.raises(HfgptInputError, match="has no eos token"):
+        add_chat_template(no_eos)
+    assert no_eos.chat_template is None
 
 
 def test_collator_masks_token_by_token():

@@ -16,6 +16,7 @@ from hfgpt.data.spam import (
     tokenize_dataset,
     write_pretraining_text,
 )
+from hfgpt.errors import HfgptInputError
 from hfgpt.tokenization import train_bpe_tokenizer
 
 HAM = ["Are we still meeting for lunch today?", "Ok see you at home later", "Can you pick up milk on the way",
@@ -67,7 +68,7 @@ def test_read_raw_file_keeps_quotes_tabs_and_every_line(tmp_path):
     assert labels == ["ham", "spam", "ham"]
     assert texts == ['"Hi there', 'FREE\tprize "now"', "plain line"]  # pandas' default quoting would merge lines
     path.write_text("ham\tok\nno tab on this line\n")
-    with pytest.raises(ValueError, match=r"SMSSpamCollection:2: expected 'ham<TAB>text'"):
+    with pytest.raises(HfgptInputError, match=r"SMSSpamCollection:2: expected 'ham<TAB>text'"):
         read_sms_file(path)
 
 
@@ -86,11 +87,42 @@ def test_load_raw_csv_json_and_labels(tmp_path, sms_file):
     jsonl.write_text('{"message": "hello", "label": 0}\n{"message": "WIN", "label": 1}\n')
     assert load_spam_dataset(str(jsonl))["label"] == [0, 1]
     jsonl.write_text('{"message": "hello", "label": "maybe"}\n')
-    with pytest.raises(ValueError, match="unknown label"):
+    with pytest.raises(HfgptInputError, match="unknown label"):
         load_spam_dataset(str(jsonl))
     jsonl.write_text('{"body": "hello", "label": 0}\n')
-    with pytest.raises(ValueError, match=r"missing column\(s\) \['text'\]"):
+    with pytest.raises(HfgptInputError, match=r"missing column\(s\) \['text'\]"):
         load_spam_dataset(str(jsonl))
+    jsonl.write_text('{"text": "hello", "kind": false}\n{"text": "WIN", "kind": true}\n')
+    assert load_spam_dataset(str(jsonl), label_column="kind")["label"] == [0, 1]  # booleans are ids
+    jsonl.write_text('{"text": "hello", "label": 2}\n{"text": "hi", "label": 1.0}\n')
+    with pytest.raises(HfgptInputError, match=r"unknown label\(s\) 1.0, 2"):
+        load_spam_dataset(str(jsonl))
+    with pytest.raises(HfgptInputError, match="not both"):
+        load_spam_dataset(sms_file, dataset_name="ucirvine/sms_spam")
+    with pytest.raises(FileNotFoundError, match="No SMS data file"):
+        load_spam_dataset(str(tmp_path / "none"))
+    empty = tmp_path / "empty"
+    empty.write_text("\n\n")
+    with pytest.raises(HfgptInputError, match="holds no messages"):
+        load_spam_dataset(str(empty))
+
+
+def test_hub_labels_by_classlabel_id(tmp_path):
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    features = Features({"sms": Value("string"), "label": ClassLabel(names=["spam", "ham"])})  # reversed order
+    folder = tmp_path / "hub"
+    Dataset.from_dict({"sms": ["WIN now", "see you"], "label": [0, 1]}, features=features).save_to_disk(folder)
+    table = tmp_path / "sms.parquet"
+    Dataset.load_from_disk(folder).to_parquet(table)  # parquet keeps the ClassLabel names
+    assert load_spam_dataset(str(table))["label"] == [1, 0]
+
+
+def test_download_offline_says_what_to_do(tmp_path):
+    from hfgpt.data.spam import download_sms_spam
+
+    with pytest.raises(ConnectionError, match="pass --data_file"):
+        download_sms_spam(cache_dir=str(tmp_path))
 
 
 def test_balance_and_stratified_split(sms_file):
@@ -103,8 +135,12 @@ def test_balance_and_stratified_split(sms_file):
     assert {k: sum(v["label"]) for k, v in splits.items()} == {"train": 21, "validation": 3, "test": 6}
     texts = [set(splits[k]["text"]) for k in ("train", "validation", "test")]
     assert not (texts[0] & texts[1]) and not (texts[0] & texts[2]) and not (texts[1] & texts[2])
-    with pytest.raises(ValueError, match="leave room for a test split"):
+    with pytest.raises(HfgptInputError, match="leave room for a test split"):
         split_dataset(balanced, 0.8, 0.2)
+    with pytest.raises(HfgptInputError, match="Only 9 messages"):
+        split_dataset(balanced.select(range(9)))
+    with pytest.raises(HfgptInputError, match=r"Cannot balance: class counts are \{'ham': 60, 'spam': 0\}"):
+        balance(data.filter(lambda row: row["label"] == 0))
 
 
 def test_pretraining_text_never_holds_evaluation_messages(tmp_path, sms_file):

@@ -1,22 +1,16 @@
-"""Instruction data (the book's chapter 7): Alpaca-style records, the book's split, its prompt as a chat template,
-and its padding/masking collator.
+"""Instruction data (the book's chapter 7): Alpaca records, the book's split, its prompt as a chat template, and its
+padding/masking collator.
 
 A record is ``{"instruction": str, "input": str, "output": str}`` (``input`` may be empty or absent), as in the
-book's ``instruction-data.json`` and the Hub's ``tatsu-lab/alpaca``.
+book's ``instruction-data.json`` and the Hub's ``tatsu-lab/alpaca``. The book writes the prompt as
+``format_input(entry) + "\\n\\n### Response:\\n"``; here that text is the tokenizer's ``chat_template``
+(:data:`ALPACA_CHAT_TEMPLATE`), so ``apply_chat_template`` and ``pipeline("text-generation")`` on chat messages give
+exactly what the model was trained on. A ``user`` message holds the instruction (and the optional input in an extra
+``input`` field), an ``assistant`` message the response, closed by ``<|endoftext|>``; a leading ``system`` message
+replaces the book's preamble.
 
-The prompt format is the book's ``format_input`` plus ``"\\n\\n### Response:\\n"``, and it is the tokenizer's
-``chat_template`` (:data:`ALPACA_CHAT_TEMPLATE`), so ``tokenizer.apply_chat_template(messages)`` and
-``pipeline("text-generation")`` given chat messages produce exactly what the model was trained on.
-How messages map onto it:
-
-* a ``user`` message holds the instruction in ``content`` and the optional input in an extra ``input`` field:
-  ``{"role": "user", "content": "Rewrite in passive voice.", "input": "The cat ate the fish."}``;
-* an ``assistant`` message holds the response; the template closes it with ``<|endoftext|>`` (the eos token);
-* an optional leading ``system`` message replaces the book's preamble ("Below is an instruction ...");
-* ``add_generation_prompt=True`` ends the text with ``"\\n\\n### Response:\\n"``, where generation starts.
-
-Training example = prompt tokens (the template with ``add_generation_prompt=True``) + response tokens + eos, tokenized
-separately so the prompt a user sends at generation time tokenizes to exactly the training prefix.
+A training example is the prompt tokens + the response tokens + eos, tokenized separately, so the prompt a user sends
+at generation time tokenizes to exactly the training prefix.
 """
 
 from __future__ import annotations
@@ -30,13 +24,14 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..errors import HfgptInputError
+
 logger = logging.getLogger("hfgpt.instructions")
 
 INSTRUCTION_FIELDS = ("instruction", "input", "output")
 PREAMBLE = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request."
 )
-RESPONSE_HEADER = "\n\n### Response:\n"
 IGNORE_INDEX = -100
 
 # Jinja: rendered by transformers' apply_chat_template (eos_token comes from the tokenizer's special tokens).
@@ -68,11 +63,6 @@ def format_input(entry: Mapping) -> str:
     return instruction_text + input_text
 
 
-def format_prompt(entry: Mapping) -> str:
-    """What the model sees before it answers: ``format_input(entry)`` + ``"\\n\\n### Response:\\n"``."""
-    return format_input(entry) + RESPONSE_HEADER
-
-
 def entry_to_messages(entry: Mapping, with_response: bool = True) -> list[dict]:
     """A record as chat messages: the user turn (instruction + ``input`` field), then the assistant's output."""
     user = {"role": "user", "content": entry["instruction"]}
@@ -85,11 +75,11 @@ def entry_to_messages(entry: Mapping, with_response: bool = True) -> list[dict]:
 
 
 def add_chat_template(tokenizer):
-    """Make the book's Alpaca prompt the tokenizer's chat template (in place; returned for chaining).
-
-    The tokenizer needs an eos token (``<|endoftext|>``): it closes every response."""
+    """Make the book's Alpaca prompt the tokenizer's chat template (in place; returned for chaining); padding, when
+    unset, is the eos token, as in the book."""
     if tokenizer.eos_token is None:
-        raise ValueError("The tokenizer has no eos token; the instruction format ends each response with one.")
+        raise HfgptInputError(f"The tokenizer {tokenizer.name_or_path!r} has no eos token; the instruction format "
+                              "ends each response with one (<|endoftext|>).")
     tokenizer.chat_template = ALPACA_CHAT_TEMPLATE
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -114,36 +104,34 @@ class RecordReport:
 
 
 def _read_local(path: str) -> list:
+    """A JSON array of records, or JSON Lines (one record per line)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No instruction data file at {path!r}.")
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    stripped = text.lstrip()
-    if not stripped:
-        raise ValueError(f"{path!r} is empty.")
-    if stripped[0] == "[":
+    if text.lstrip().startswith("["):
         try:
-            data = json.loads(text)
+            return json.loads(text)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path!r} is not valid JSON: {err}.") from None
-        return data
-    records = []  # JSON Lines
+            raise HfgptInputError(f"{path!r} is not valid JSON: {err}.") from None
+    records = []
     for number, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path!r} line {number} is not valid JSON: {err}.") from None
+                raise HfgptInputError(f"{path!r} line {number} is not valid JSON: {err}.") from None
+    if not records:
+        raise HfgptInputError(f"{path!r} is empty: expected a JSON array of records or JSON Lines.")
     return records
 
 
 def load_instruction_records(data_file: str | None = None, dataset_name: str | None = None,
                              dataset_config_name: str | None = None, split: str = "train") -> list[dict]:
-    """Instruction records, in file order, from a local JSON array / JSON Lines file or a Hub dataset id.
-
-    Records are validated by :func:`clean_records` (not here), so a caller sees every problem in one place."""
+    """Instruction records, in file order, from a local JSON array / JSON Lines file or a Hub dataset id; checked by
+    :func:`clean_records`, not here."""
     if (data_file is None) == (dataset_name is None):
-        raise ValueError("Give exactly one of --data_file (a local JSON/JSONL file) or --dataset_name (a Hub id).")
+        raise HfgptInputError("Give exactly one of --data_file (a local JSON/JSONL file) or --dataset_name (a Hub id).")
     if data_file is not None:
         return _read_local(os.path.expanduser(data_file))
     from datasets import load_dataset
@@ -151,7 +139,8 @@ def load_instruction_records(data_file: str | None = None, dataset_name: str | N
     dataset = load_dataset(dataset_name, dataset_config_name, split=split)
     missing = [name for name in ("instruction", "output") if name not in dataset.column_names]
     if missing:
-        raise ValueError(f"The dataset {dataset_name!r} lacks the column(s) {missing}; it has {dataset.column_names}.")
+        raise HfgptInputError(f"The dataset {dataset_name!r} lacks the column(s) {missing}; "
+                              f"it has {dataset.column_names}.")
     columns = [name for name in INSTRUCTION_FIELDS if name in dataset.column_names]
     return dataset.select_columns(columns).to_list()
 
@@ -159,25 +148,25 @@ def load_instruction_records(data_file: str | None = None, dataset_name: str | N
 def clean_records(records: Sequence, report: RecordReport | None = None) -> tuple[list[dict], RecordReport]:
     """Check every record; returns ``(records, report)``.
 
-    A record that is not an object, lacks ``instruction`` or ``output``, or holds a non-string is an error
-    (``ValueError`` naming the record's index). A missing or null ``input`` is ``""``. Records whose instruction or
-    output is empty (only whitespace) are skipped and counted in the report."""
+    A record that is not an object, lacks ``instruction`` or ``output``, or holds a non-string is an error naming the
+    record. A missing or null ``input`` is ``""``. Records with an empty instruction or output are skipped and
+    counted."""
     report = report or RecordReport()
     if not isinstance(records, Sequence) or isinstance(records, (str, bytes)):
-        raise ValueError(f"Instruction data must be a list of records, got {type(records).__name__}.")
+        raise HfgptInputError(f"Instruction data must be a list of records, got {type(records).__name__}.")
     report.total = len(records)
     kept = []
     for index, record in enumerate(records):
         if not isinstance(record, Mapping):
-            raise ValueError(f"Record {index} is a {type(record).__name__}, not an object with "
-                             f"'instruction', 'input' and 'output'.")
+            raise HfgptInputError(f"Record {index} is a {type(record).__name__}, not an object with "
+                                  f"'instruction', 'input' and 'output'.")
         for name in ("instruction", "output"):
             if name not in record or record[name] is None:
-                raise ValueError(f"Record {index} has no {name!r} field (its fields: {sorted(record)}).")
+                raise HfgptInputError(f"Record {index} has no {name!r} field (its fields: {sorted(record)}).")
         entry = {"instruction": record["instruction"], "input": record.get("input") or "", "output": record["output"]}
         for name, value in entry.items():
             if not isinstance(value, str):
-                raise ValueError(f"Record {index}: {name!r} must be a string, got {type(value).__name__}.")
+                raise HfgptInputError(f"Record {index}: {name!r} must be a string, got {type(value).__name__}.")
         if not entry["instruction"].strip():
             report.empty_instruction += 1
         elif not entry["output"].strip():
@@ -189,7 +178,8 @@ def clean_records(records: Sequence, report: RecordReport | None = None) -> tupl
         logger.warning("Skipped %d record(s) with an empty instruction and %d with an empty output (of %d).",
                        report.empty_instruction, report.empty_output, report.total)
     if not kept:
-        raise ValueError(f"None of the {report.total} instruction records is usable (empty data or empty fields).")
+        raise HfgptInputError(f"None of the {report.total} instruction records is usable "
+                              "(empty data or empty fields).")
     return kept, report
 
 
@@ -198,8 +188,8 @@ def split_records(records: Sequence, train_fraction: float = 0.85, test_fraction
     """The book's split: the first 85% train, the next 10% test, the remaining 5% validation, in file order
     (``int()`` of each portion, as the book computes them). With ``seed``, records are shuffled first."""
     if not (0 < train_fraction < 1 and 0 <= test_fraction < 1 and train_fraction + test_fraction < 1):
-        raise ValueError(f"Fractions must satisfy 0 < train ({train_fraction}), 0 <= test ({test_fraction}) and "
-                         "train + test < 1 (validation gets the rest).")
+        raise HfgptInputError(f"Fractions must satisfy 0 < train ({train_fraction}), 0 <= test ({test_fraction}) "
+                              "and train + test < 1 (validation gets the rest).")
     records = list(records)
     if seed is not None:
         random.Random(seed).shuffle(records)
@@ -211,8 +201,8 @@ def split_records(records: Sequence, train_fraction: float = 0.85, test_fraction
         "validation": records[train_portion + test_portion:],
     }
     if not splits["train"] or not splits["validation"]:
-        raise ValueError(f"{len(records)} records give {len(splits['train'])} training and "
-                         f"{len(splits['validation'])} validation examples; at least one of each is needed.")
+        raise HfgptInputError(f"{len(records)} records give {len(splits['train'])} training and "
+                              f"{len(splits['validation'])} validation examples; at least one of each is needed.")
     return splits
 
 
@@ -221,15 +211,15 @@ def tokenize_records(records: Sequence[Mapping], tokenizer, max_length: int | No
                      report: RecordReport | None = None, split: str = "train") -> list[dict]:
     """``[{"input_ids": prompt + response + [eos], "prompt_length": n}, ...]`` through the chat template.
 
-    Examples longer than ``max_length`` tokens are skipped (not truncated: a cut response would teach the model to
-    stop mid-sentence without its end-of-text) and counted in ``report.too_long[split]``."""
-    if tokenizer.chat_template is None:
-        add_chat_template(tokenizer)
-    prompts = [tokenizer.apply_chat_template(entry_to_messages(entry, with_response=False), tokenize=False,
-                                             add_generation_prompt=True) for entry in records]
-    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"] if prompts else []
-    response_ids = tokenizer([entry["output"] for entry in records], add_special_tokens=False)["input_ids"] \
-        if prompts else []
+    The tokenizer's chat template is used (the Alpaca one when it has none). Examples longer than ``max_length``
+    tokens are skipped, not truncated (a cut response would teach the model to stop mid-sentence without its
+    end-of-text), and counted in ``report.too_long[split]``."""
+    template = tokenizer.chat_template or ALPACA_CHAT_TEMPLATE
+    prompts = [tokenizer.apply_chat_template(entry_to_messages(entry, with_response=False), chat_template=template,
+                                             tokenize=False, add_generation_prompt=True) for entry in records]
+    responses = [entry["output"] for entry in records]
+    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"] if records else []
+    response_ids = tokenizer(responses, add_special_tokens=False)["input_ids"] if records else []
     items, too_long = [], 0
     for prompt, response in zip(prompt_ids, response_ids):
         ids = prompt + response + [tokenizer.eos_token_id]
@@ -247,7 +237,7 @@ def tokenize_records(records: Sequence[Mapping], tokenizer, max_length: int | No
 
 class InstructionDataset(torch.utils.data.Dataset):
     """The book's ``InstructionDataset``: pre-tokenized examples. ``mask_prompt`` (when not None) overrides the
-    collator's setting for these examples, e.g. ``True`` for a validation set whose loss counts responses only."""
+    collator's setting, e.g. ``True`` for a validation set whose loss counts responses only."""
 
     def __init__(self, items: list[dict], mask_prompt: bool | None = None):
         self.items = items if mask_prompt is None else [{**item, "mask_prompt": mask_prompt} for item in items]
@@ -262,15 +252,13 @@ class InstructionDataset(torch.utils.data.Dataset):
 # ---------------------------------------------------------------------------------------------------- collating
 @dataclass
 class InstructionCollator:
-    """The book's ``custom_collate_fn`` for a Hugging Face model (which shifts labels itself).
+    """The book's ``custom_collate_fn`` for a Hugging Face model, which shifts the labels itself (the book shifts
+    inputs and targets here).
 
-    * each batch is right-padded to its longest example (not to a fixed length), capped at ``allowed_max_length``;
-    * ``labels`` equal ``input_ids`` except ``-100`` on padding. Each example already ends with its own
-      ``<|endoftext|>``, which stays a label: that is the book's rule of keeping the first end-of-text padding
-      token in the loss (so the model learns to stop) and masking the rest;
-    * ``mask_prompt=True`` also sets the prompt (preamble, instruction, input, ``### Response:`` header) to
-      ``-100``, so only the response and its end-of-text count (the book's exercise 7.2). Default ``False``: the
-      book's main chapter-7 recipe trains on the whole text. An example's own ``mask_prompt`` key overrides it.
+    Each batch is right-padded to its longest example, capped at ``allowed_max_length``. ``labels`` are
+    ``input_ids`` with ``-100`` on padding; each example's own ``<|endoftext|>`` stays a label, the book's rule of
+    keeping the first padding token so the model learns to stop. ``mask_prompt=True`` also masks the prompt, so only
+    the response counts (the book's exercise 7.2); an example's own ``mask_prompt`` key overrides it.
     """
 
     pad_token_id: int
@@ -297,20 +285,7 @@ class InstructionCollator:
 
 
 __all__ = [
-    "ALPACA_CHAT_TEMPLATE",
-    "IGNORE_INDEX",
-    "INSTRUCTION_FIELDS",
-    "PREAMBLE",
-    "RESPONSE_HEADER",
-    "InstructionCollator",
-    "InstructionDataset",
-    "RecordReport",
-    "add_chat_template",
-    "clean_records",
-    "entry_to_messages",
-    "format_input",
-    "format_prompt",
-    "load_instruction_records",
-    "split_records",
-    "tokenize_records",
+    "ALPACA_CHAT_TEMPLATE", "IGNORE_INDEX", "INSTRUCTION_FIELDS", "PREAMBLE", "InstructionCollator",
+    "InstructionDataset", "RecordReport", "add_chat_template", "clean_records", "entry_to_messages", "format_input",
+    "load_instruction_records", "split_records", "tokenize_records",
 ]

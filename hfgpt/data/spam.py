@@ -1,26 +1,21 @@
 """The SMS Spam Collection for the book's chapter 6 (spam classification), as a ``datasets`` pipeline.
 
 The book downloads the UCI zip, reads ``ham|spam<TAB>text`` lines with pandas, undersamples "ham" to the number of
-"spam" messages, shuffles with ``random_state=123`` and cuts 70% / 10% / 20%. Here:
-
-* :func:`load_spam_dataset` reads the raw file line by line (no CSV quoting: pandas' default quoting merges messages
-  that start with a quote, and the book's ``quoting=3`` is easy to forget), a table file (csv/tsv/json/jsonl/parquet
-  with ``text`` and ``label`` columns), a Hub dataset (``ucirvine/sms_spam``) or, with nothing given, the UCI zip.
-  Unknown labels and missing columns are errors; empty messages are dropped and counted.
-* :func:`balance` undersamples the majority class (the book's ``create_balanced_dataset``) and :func:`split_dataset`
-  makes a *stratified* seeded train/validation/test split, so both classes keep their share in every split.
-* :func:`tokenize_dataset` truncates to ``max_length`` (and counts the messages that were cut); batches are padded
-  per batch with transformers' ``DataCollatorWithPadding`` instead of the book's pad-everything-to-the-longest.
-* :func:`write_pretraining_text` writes the messages that are *not* in the validation or test split, one per line, so
-  a model can be pretrained on SMS text without ever seeing an evaluation message.
+"spam" messages, shuffles with ``random_state=123`` and cuts 70% / 10% / 20%. What differs here: the raw file is read
+line by line (no CSV quoting, which merges messages that start with a quote); tables (csv/json/jsonl/parquet) and Hub
+datasets work too, and unknown labels or missing columns are errors; the split is *stratified*, so both classes keep
+their share in every split; messages are padded per batch (``DataCollatorWithPadding``), not all to the longest; and
+:func:`write_pretraining_text` writes the messages outside the validation and test splits, so a model can be
+pretrained on SMS text without seeing an evaluation message.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import zipfile
 from dataclasses import dataclass, field
+
+from ..errors import HfgptInputError
 
 logger = logging.getLogger("hfgpt.data.spam")
 
@@ -50,7 +45,7 @@ class SpamReport:
 def read_sms_file(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     """The raw collection: one ``label<TAB>text`` message per line, no header, no quoting.
 
-    Returns ``(texts, labels)`` with the label strings as written. A line without a tab is an error naming the line."""
+    Returns ``(texts, labels)`` with the label strings as written; a line without a tab is an error naming it."""
     texts, labels = [], []
     with open(path, encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, start=1):
@@ -59,67 +54,45 @@ def read_sms_file(path: str | os.PathLike) -> tuple[list[str], list[str]]:
                 continue
             label, tab, text = line.partition("\t")
             if not tab:
-                raise ValueError(f"{path}:{number}: expected 'ham<TAB>text' or 'spam<TAB>text', got {line[:60]!r}.")
+                raise HfgptInputError(f"{path}:{number}: expected 'ham<TAB>text' or 'spam<TAB>text', "
+                                      f"got {line[:60]!r}.")
             labels.append(label.strip())
             texts.append(text)
     if not texts:
-        raise ValueError(f"{path} holds no messages.")
+        raise HfgptInputError(f"{path} holds no messages.")
     return texts, labels
 
 
 def download_sms_spam(cache_dir: str | None = None) -> str:
-    """Download and unzip the UCI SMS Spam Collection (once); returns the path of ``SMSSpamCollection``."""
-    from huggingface_hub.constants import HF_HOME
+    """The book's download: the UCI zip, fetched and unpacked once into the datasets cache; returns the path of
+    ``SMSSpamCollection``."""
+    from datasets import DownloadConfig, DownloadManager
 
-    cache_dir = cache_dir or os.path.join(HF_HOME, "hfgpt", "sms_spam")
-    target = os.path.join(cache_dir, "SMSSpamCollection")
-    if os.path.isfile(target):
-        return target
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        raise ConnectionError(f"Offline (HF_HUB_OFFLINE is set) and no copy in {cache_dir}: pass --data_file with a "
-                              f"local SMSSpamCollection file, or download {SMS_SPAM_URL} first.")
-    import urllib.request
-
-    from tqdm.auto import tqdm
-
-    os.makedirs(cache_dir, exist_ok=True)
-    zip_path = target + ".zip"
+    manager = DownloadManager(download_config=DownloadConfig(cache_dir=cache_dir))
     try:
-        with urllib.request.urlopen(SMS_SPAM_URL, timeout=60) as response, open(zip_path + ".part", "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc="SMS Spam Collection") as bar:
-                while chunk := response.read(1 << 16):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-    except OSError as err:
-        raise ConnectionError(f"Could not download {SMS_SPAM_URL}: {err}. Pass --data_file with a local copy.") from None
-    os.replace(zip_path + ".part", zip_path)
-    with zipfile.ZipFile(zip_path) as archive:
-        archive.extract("SMSSpamCollection", cache_dir)
-    os.remove(zip_path)
-    return target
+        folder = manager.download_and_extract(SMS_SPAM_URL)
+    except ConnectionError as err:  # offline mode (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) or no network
+        raise ConnectionError(f"Could not download {SMS_SPAM_URL} ({err}); pass --data_file with a local "
+                              "SMSSpamCollection file.") from None
+    return os.path.join(folder, "SMSSpamCollection")
 
 
 def _normalise_labels(values, names: list[str] | None, source: str) -> list[int]:
     """Label strings (``ham``/``spam``, any case) or ids (0/1, or a ClassLabel's ids via ``names``) -> 0/1."""
-    out, unknown = [], set()
-    for value in values:
-        if isinstance(value, bool):
-            value = int(value)
+
+    def label_id(value):
         if isinstance(value, int) and names is not None and 0 <= value < len(names):
             value = names[value]
-        if isinstance(value, int):
-            if value in ID2LABEL:
-                out.append(value)
-                continue
-        elif isinstance(value, str) and value.strip().lower() in LABEL2ID:
-            out.append(LABEL2ID[value.strip().lower()])
-            continue
-        unknown.add(value)
+        if isinstance(value, str):
+            return LABEL2ID.get(value.strip().lower())
+        return int(value) if isinstance(value, int) and value in ID2LABEL else None
+
+    ids = [label_id(value) for value in values]
+    unknown = {value for value, i in zip(values, ids) if i is None}
     if unknown:
         shown = ", ".join(repr(u) for u in sorted(unknown, key=str)[:5])
-        raise ValueError(f"{source}: unknown label(s) {shown}; expected 'ham'/'spam' (or 0/1).")
-    return out
+        raise HfgptInputError(f"{source}: unknown label(s) {shown}; expected 'ham'/'spam' (or 0/1).")
+    return ids
 
 
 def _as_dataset(texts: list[str], labels: list[int], report: SpamReport):
@@ -139,14 +112,17 @@ def load_spam_dataset(data_file: str | None = None, dataset_name: str | None = N
                       dataset_config_name: str | None = None, dataset_split: str = "train",
                       text_column: str | None = None, label_column: str = "label",
                       report: SpamReport | None = None):
-    """All messages as a ``Dataset`` with ``text`` and a ``label`` ClassLabel (0 = ham, 1 = spam).
+    """All messages as a ``Dataset`` with ``text`` and a ``label`` ClassLabel (0 = ham, 1 = spam); empty messages are
+    dropped and counted in ``report``.
 
-    ``data_file``: the raw collection (any other extension than csv/json/jsonl/parquet), or a table with a text
-    column (``text``, ``sms`` or ``message`` unless ``text_column`` says) and ``label_column``. ``dataset_name``: a Hub
-    dataset (``ucirvine/sms_spam``). Neither: the UCI zip, downloaded once into the HF cache."""
+    ``data_file``: the raw collection (any extension but csv/json/jsonl/parquet), or a table with a text column
+    (``text``, ``sms`` or ``message`` unless ``text_column`` says) and ``label_column``. ``dataset_name``: a Hub
+    dataset (``ucirvine/sms_spam``). Neither: the UCI zip, downloaded once."""
+    from datasets import load_dataset
+
     report = report if report is not None else SpamReport()
     if data_file is not None and dataset_name is not None:
-        raise ValueError("Give --data_file or --dataset_name, not both.")
+        raise HfgptInputError("Give --data_file or --dataset_name, not both.")
     if dataset_name is None:
         path = os.path.expanduser(data_file) if data_file is not None else download_sms_spam()
         if not os.path.isfile(path):
@@ -155,22 +131,17 @@ def load_spam_dataset(data_file: str | None = None, dataset_name: str | None = N
         if builder is None:
             texts, labels = read_sms_file(path)
             return _as_dataset(texts, _normalise_labels(labels, None, path), report)
-        from datasets import load_dataset
-
         table = load_dataset(builder, data_files=path, split="train")
         source = path
     else:
-        from datasets import load_dataset
-
         table = load_dataset(dataset_name, dataset_config_name, split=dataset_split)
         source = dataset_name
     candidates = [text_column] if text_column else ["text", "sms", "message"]
-    column = next((c for c in candidates if c in table.column_names), None)
-    if column is None or label_column not in table.column_names:
-        missing = [c for c in (candidates[0] if column is None else None, label_column)
-                   if c is not None and c not in table.column_names]
-        raise ValueError(f"{source}: missing column(s) {missing}; it has {table.column_names}. "
-                         f"Use --text_column / --label_column.")
+    column = next((c for c in candidates if c in table.column_names), candidates[0])
+    missing = [c for c in (column, label_column) if c not in table.column_names]
+    if missing:
+        raise HfgptInputError(f"{source}: missing column(s) {missing}; it has {table.column_names}. "
+                              "Use --text_column / --label_column.")
     feature = table.features[label_column]
     names = list(feature.names) if hasattr(feature, "names") else None
     return _as_dataset(table[column], _normalise_labels(table[label_column], names, source), report)
@@ -185,7 +156,7 @@ def balance(dataset, seed: int = 123):
     labels = np.asarray(dataset["label"])
     counts = np.bincount(labels, minlength=len(LABELS))
     if counts.min() == 0:
-        raise ValueError(f"Cannot balance: class counts are {dict(zip(LABELS, counts.tolist()))}.")
+        raise HfgptInputError(f"Cannot balance: class counts are {dict(zip(LABELS, counts.tolist()))}.")
     rng = np.random.default_rng(seed)
     keep = np.concatenate([rng.choice(np.flatnonzero(labels == c), counts.min(), replace=False)
                            for c in range(len(LABELS))])
@@ -199,10 +170,10 @@ def split_dataset(dataset, train_fraction: float = 0.7, validation_fraction: flo
 
     test_fraction = 1.0 - train_fraction - validation_fraction
     if not (0 < train_fraction < 1 and 0 < validation_fraction < 1 and test_fraction > 1e-9):
-        raise ValueError(f"Split fractions must be positive and leave room for a test split; got train "
-                         f"{train_fraction}, validation {validation_fraction}.")
+        raise HfgptInputError(f"Split fractions must be positive and leave room for a test split; got train "
+                              f"{train_fraction}, validation {validation_fraction}.")
     if len(dataset) < 10:
-        raise ValueError(f"Only {len(dataset)} messages: too few to split into train, validation and test.")
+        raise HfgptInputError(f"Only {len(dataset)} messages: too few to split into train, validation and test.")
     n_train, n_validation = int(len(dataset) * train_fraction), int(len(dataset) * validation_fraction)  # the book's
     first = dataset.train_test_split(test_size=len(dataset) - n_train - n_validation, seed=seed,
                                      stratify_by_column="label")
@@ -238,17 +209,6 @@ def tokenize_dataset(dataset, tokenizer, max_length: int, report: SpamReport | N
 
 
 __all__ = [
-    "ID2LABEL",
-    "LABEL2ID",
-    "LABELS",
-    "SMS_SPAM_HUB_ID",
-    "SMS_SPAM_URL",
-    "SpamReport",
-    "balance",
-    "download_sms_spam",
-    "load_spam_dataset",
-    "read_sms_file",
-    "split_dataset",
-    "tokenize_dataset",
-    "write_pretraining_text",
+    "ID2LABEL", "LABEL2ID", "LABELS", "SMS_SPAM_HUB_ID", "SMS_SPAM_URL", "SpamReport", "balance", "download_sms_spam",
+    "load_spam_dataset", "read_sms_file", "split_dataset", "tokenize_dataset", "write_pretraining_text",
 ]
