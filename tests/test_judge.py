@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hfgpt import GPTScratchConfig, GPTScratchForCausalLM
-from hfgpt.data.instructions import add_chat_template, format_input, format_prompt
+from hfgpt.data.instructions import add_chat_template, format_input
 from hfgpt.evaluation.judge import (
     LocalModelJudge,
     OpenAIChatJudge,
@@ -18,6 +18,7 @@ from hfgpt.evaluation.judge import (
     parse_score,
     score_responses,
 )
+from hfgpt.errors import HfgptInputError
 from hfgpt.tokenization import train_bpe_tokenizer
 
 ENTRIES = [
@@ -57,6 +58,8 @@ def test_local_model_judge(tmp_path):
     tokenizer.save_pretrained(tmp_path)
     judge = load_judge(judge_model=str(tmp_path), max_new_tokens=4)
     assert isinstance(judge, LocalModelJudge)
+    with pytest.raises(HfgptInputError, match="needs the tokenizer"):
+        LocalModelJudge(judge.model)
     result = score_responses(ENTRIES, judge)  # prompts longer than the 64-token context keep their end
     assert result["n_total"] == 3 and result["n_scored"] + result["n_unparsed"] == 3
     assert len(result["replies"]) == 3 and all(isinstance(r, str) for r in result["replies"])
@@ -64,7 +67,7 @@ def test_local_model_judge(tmp_path):
     assert result["scores"] == [parse_score(r) for r in result["replies"]]
     # the judge sees the grading prompt through its chat template (here the Alpaca one)
     text = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True)
-    assert text == format_prompt({"instruction": "x", "input": ""})
+    assert text == format_input({"instruction": "x", "input": ""}) + "\n\n### Response:\n"  # the book's prompt
 
 
 class _Server:
@@ -128,10 +131,14 @@ def test_openai_judge_errors_are_clear():
         port = server.httpd.server_address[1]
     with pytest.raises(ConnectionError, match="Cannot reach the judge"):
         OpenAIChatJudge(f"http://127.0.0.1:{port}/v1", "llama3", timeout=5)("hi")
-    with pytest.raises(ValueError, match="http"):
+    with pytest.raises(HfgptInputError, match="http"):
         OpenAIChatJudge("localhost:11434", "llama3")
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(HfgptInputError, match="not both"):
         load_judge(judge_model="x", judge_url="http://127.0.0.1:1/v1", judge_model_name="m")
+    with pytest.raises(HfgptInputError, match="needs a model name"):
+        load_judge(judge_url="http://127.0.0.1:1/v1")
+    with pytest.raises(HfgptInputError, match="give --judge_url too"):
+        load_judge(judge_model_name="llama3")
     assert load_judge() is None
 
 

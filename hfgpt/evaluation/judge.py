@@ -1,15 +1,9 @@
 """LLM-as-judge (the book's chapter 7.8): another model scores each response from 0 to 100.
 
-The book asks Llama 3 (served by Ollama) with this grading prompt and averages the integer replies. Here the judge is
-pluggable; both kinds are callables ``judge(prompt) -> reply text``:
-
-* :class:`LocalModelJudge`: any transformers causal LM, by folder or Hub id (its chat template is used when it has
-  one), greedy decoding;
-* :class:`OpenAIChatJudge`: any OpenAI-compatible chat-completions endpoint through the standard library's urllib,
-  e.g. a local Ollama (``http://localhost:11434/v1``, model ``llama3``), vLLM or llama.cpp's server.
-
-:func:`score_responses` parses each reply robustly (:func:`parse_score`): replies with no score in 0..100 are counted
-as unparsed, not fatal, and the mean is over the parsed scores.
+The book asks Llama 3 through Ollama with this grading prompt and averages the integer replies. Here a judge is any
+callable ``judge(prompt) -> reply``: :class:`LocalModelJudge` (a transformers causal LM, greedy) or
+:class:`OpenAIChatJudge` (an OpenAI-compatible endpoint such as Ollama's ``http://localhost:11434/v1``, vLLM or
+llama.cpp's server). A reply with no score in 0..100 is counted as unparsed, not fatal; the mean is over the rest.
 """
 
 from __future__ import annotations
@@ -23,6 +17,7 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 
 from ..data.instructions import format_input
+from ..errors import HfgptInputError
 
 logger = logging.getLogger("hfgpt.judge")
 
@@ -39,9 +34,7 @@ def grading_prompt(entry: Mapping, response_key: str = "model_response") -> str:
 
 
 def parse_score(reply: str | None) -> int | None:
-    """The first number in 0..100 in a judge's reply (``"85"``, ``"Score: 85/100"``, ``"85.0"`` -> 85), else None.
-
-    ``"85/100"`` gives 85: the first number found wins."""
+    """The first number in 0..100 in a judge's reply (``"85"``, ``"Score: 85/100"``, ``"85.0"`` -> 85), else None."""
     if not reply:
         return None
     for match in _NUMBER.finditer(reply):
@@ -64,7 +57,7 @@ class LocalModelJudge:
             tokenizer = tokenizer or load_tokenizer(model)
             model = AutoModelForCausalLM.from_pretrained(model)
         if tokenizer is None:
-            raise ValueError("LocalModelJudge needs the tokenizer when given a loaded model.")
+            raise HfgptInputError("LocalModelJudge needs the tokenizer when given a loaded model.")
         self.model = model.eval() if device is None else model.to(device).eval()
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
@@ -88,7 +81,8 @@ class LocalModelJudge:
         with torch.no_grad():
             out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                       max_new_tokens=self.max_new_tokens,
-                                      pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
+                                      pad_token_id=self.tokenizer.pad_token_id,
+                                      eos_token_id=self.tokenizer.eos_token_id)
         return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
 
 
@@ -101,9 +95,9 @@ class OpenAIChatJudge:
     def __init__(self, url: str, model: str, api_key: str | None = None, timeout: float = 120.0,
                  temperature: float = 0.0, seed: int | None = 123, max_tokens: int | None = None):
         if not url.startswith(("http://", "https://")):
-            raise ValueError(f"--judge_url must start with http:// or https://, got {url!r}.")
+            raise HfgptInputError(f"--judge_url must start with http:// or https://, got {url!r}.")
         if not model:
-            raise ValueError("An OpenAI-compatible judge needs a model name (--judge_model_name, e.g. llama3).")
+            raise HfgptInputError("An OpenAI-compatible judge needs a model name (--judge_model_name, e.g. llama3).")
         url = url.rstrip("/")
         self.url = url if url.endswith("/chat/completions") else url + "/chat/completions"
         self.model = model
@@ -133,7 +127,8 @@ class OpenAIChatJudge:
         try:
             return payload["choices"][0]["message"]["content"] or ""
         except (KeyError, IndexError, TypeError):
-            raise ConnectionError(f"The judge at {self.url} sent no choices[0].message.content: {str(payload)[:300]}")
+            raise ConnectionError(f"The judge at {self.url} sent no choices[0].message.content: "
+                                  f"{str(payload)[:300]}") from None
 
 
 def load_judge(judge_model: str | None = None, judge_url: str | None = None, judge_model_name: str | None = None,
@@ -141,13 +136,13 @@ def load_judge(judge_model: str | None = None, judge_url: str | None = None, jud
     """The judge the arguments name: ``judge_url`` (+ ``judge_model_name``) -> :class:`OpenAIChatJudge`,
     ``judge_model`` -> :class:`LocalModelJudge`, neither -> None."""
     if judge_url and judge_model:
-        raise ValueError("Give --judge_model (a local transformers model) or --judge_url (an API), not both.")
+        raise HfgptInputError("Give --judge_model (a local transformers model) or --judge_url (an API), not both.")
     if judge_url:
         return OpenAIChatJudge(judge_url, judge_model_name, api_key=api_key)
     if judge_model:
         return LocalModelJudge(judge_model, max_new_tokens=max_new_tokens)
     if judge_model_name:
-        raise ValueError("--judge_model_name names the model behind --judge_url; give --judge_url too.")
+        raise HfgptInputError("--judge_model_name names the model behind --judge_url; give --judge_url too.")
     return None
 
 
