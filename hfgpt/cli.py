@@ -1,18 +1,10 @@
-"""The ``hfgpt`` command line.
+"""The ``hfgpt`` command line: ``hfgpt convert`` (GPT-2 or the book's ``GPTModel`` -> hfgpt, hfgpt -> GPT-2) and
+``hfgpt push`` (a model or adapter folder with its code and model card to the Hub).
 
-Subcommands (one small function each, calling library code):
-
-* ``hfgpt convert --from gpt2 SOURCE DEST`` -- a GPT-2 Hub id or folder -> an hfgpt folder;
-* ``hfgpt convert --from book MODEL.pth DEST [--n-head N] [--tokenizer PATH_OR_ID]`` -- the book's
-  ``GPTModel`` state dict -> an hfgpt folder;
-* ``hfgpt convert --to gpt2 SOURCE DEST`` -- an hfgpt folder -> a ``GPT2LMHeadModel`` folder (``--from gpt2|book``
-  combine with it, e.g. a book checkpoint straight to GPT-2);
-* ``hfgpt push FOLDER REPO_ID [--dry-run] [--out DIR]`` -- upload a model or adapter folder with code and model card.
-
-To add a subcommand, write ``add_<name>_command(subparsers)`` that registers its parser with
-``set_defaults(func=...)`` and list it in ``COMMANDS``. Heavy imports (torch, transformers) stay inside the command
-functions so ``hfgpt --help`` is instant. Expected failures (missing files, bad checkpoints) print one line and
-exit with status 2.
+Each subcommand is an ``add_<name>_command(subparsers)`` that registers its parser with ``set_defaults(func=...)``,
+listed in ``COMMANDS``; heavy imports stay inside the commands so ``hfgpt --help`` is instant. Bad input
+(:class:`~hfgpt.errors.HfgptInputError`) prints one line and exits with status 2; anything else is a bug and keeps
+its traceback.
 """
 
 from __future__ import annotations
@@ -22,9 +14,7 @@ import os
 import re
 import sys
 
-
-class CommandError(Exception):
-    """An expected failure: printed as one line, exit status 2."""
+from .errors import HfgptInputError
 
 
 # ---------------------------------------------------------------------------------------------------- convert
@@ -37,54 +27,72 @@ def _looks_like_hub_id(source: str) -> bool:
 def _check_source(kind: str, source: str) -> None:
     if kind == "book":
         if not os.path.isfile(source):
-            raise CommandError(f"book checkpoint not found: {source!r} (expected a .pth file saved with torch.save).")
+            raise HfgptInputError(f"book checkpoint not found: {source!r} (expected a .pth file saved with torch.save).")
     elif kind == "gpt2":
         if not os.path.exists(source) and not _looks_like_hub_id(source):
-            raise CommandError(f"GPT-2 source not found: {source!r} is neither a folder nor a Hub id.")
+            raise HfgptInputError(f"GPT-2 source not found: {source!r} is neither a folder nor a Hub id.")
         if os.path.isfile(source):
-            raise CommandError(f"GPT-2 source {source!r} is a file: pass the folder written by save_pretrained.")
+            raise HfgptInputError(f"GPT-2 source {source!r} is a file: pass the folder written by save_pretrained.")
     elif not os.path.isdir(source):
-        raise CommandError(f"hfgpt model folder not found: {source!r}.")
+        raise HfgptInputError(f"hfgpt model folder not found: {source!r}.")
+
+
+def _check_convert_flags(args: argparse.Namespace, source_kind: str | None) -> None:
+    if source_kind is None:
+        raise HfgptInputError("give --from gpt2|book (or --to gpt2 to convert an hfgpt folder).")
+    if source_kind == "hfgpt" and args.target_format == "hfgpt":
+        raise HfgptInputError("nothing to do: the source is already an hfgpt model (did you mean --to gpt2?).")
+    if args.n_head is not None and source_kind != "book":
+        raise HfgptInputError("--n-head only applies to --from book (GPT-2 and hfgpt folders store it).")
+    if args.pad_vocab_multiple is not None and (source_kind == "hfgpt" or args.target_format == "gpt2"):
+        raise HfgptInputError("--pad-vocab-multiple applies when writing an hfgpt folder from --from gpt2|book.")
+    _check_source(source_kind, args.source)
+    if os.path.isfile(args.dest):
+        raise HfgptInputError(f"destination {args.dest!r} is a file; give a folder.")
+
+
+def _tokenizer_for(args: argparse.Namespace, source_kind: str):
+    """The tokenizer to save next to the model: ``--tokenizer`` (which must load), else the source's own if it has
+    one, else ``None``. Loaded before anything is written, so a bad ``--tokenizer`` leaves no folder behind."""
+    from .tokenization import has_tokenizer_files, load_tokenizer
+
+    source = args.tokenizer or (None if source_kind == "book" else args.source)
+    if source is None or (not args.tokenizer and os.path.isdir(source) and not has_tokenizer_files(source)):
+        return None
+    try:
+        return load_tokenizer(source)
+    except OSError as error:  # no tokenizer files there, or a Hub id that cannot be fetched
+        if not args.tokenizer:
+            return None
+        raise HfgptInputError(f"no tokenizer found at {source!r}: {error}") from error
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from . import convert  # noqa: F401  (imports hfgpt: registers the Auto classes)
+    from . import convert
 
     source_kind = args.source_format or ("hfgpt" if args.target_format == "gpt2" else None)
-    if source_kind is None:
-        raise CommandError("give --from gpt2|book (or --to gpt2 to convert an hfgpt folder).")
-    if source_kind == "hfgpt" and args.target_format == "hfgpt":
-        raise CommandError("nothing to do: the source is already an hfgpt model (did you mean --to gpt2?).")
-    if args.n_head is not None and source_kind != "book":
-        raise CommandError("--n-head only applies to --from book (GPT-2 and hfgpt folders store it).")
-    if args.pad_vocab_multiple is not None and (source_kind == "hfgpt" or args.target_format == "gpt2"):
-        raise CommandError("--pad-vocab-multiple applies when writing an hfgpt folder from --from gpt2|book.")
-    _check_source(source_kind, args.source)
-    if os.path.isfile(args.dest):
-        raise CommandError(f"destination {args.dest!r} is a file; give a folder.")
-
+    _check_convert_flags(args, source_kind)
+    tokenizer = _tokenizer_for(args, source_kind)
     if source_kind == "gpt2":
-        model = convert.from_hf_gpt2(args.source, pad_vocab_size_multiple=args.pad_vocab_multiple)
-        tokenizer_source = args.tokenizer or args.source
+        try:
+            model = convert.from_hf_gpt2(args.source, pad_vocab_size_multiple=args.pad_vocab_multiple)
+        except OSError as error:
+            if os.path.exists(args.source):
+                raise
+            raise HfgptInputError(f"cannot load the GPT-2 {args.source!r} (a Hub id?): {error}") from error
     elif source_kind == "book":
         config = {"n_heads": args.n_head} if args.n_head else {}
         if args.pad_vocab_multiple:
             config["pad_vocab_size_multiple"] = args.pad_vocab_multiple
         model = convert.from_book_checkpoint(args.source, config=config or None)
-        tokenizer_source = args.tokenizer
     else:
         model = args.source  # to_hf_gpt2 loads the folder
-        tokenizer_source = args.tokenizer or args.source
     if args.target_format == "gpt2":
         model = convert.to_hf_gpt2(model)
 
     model.save_pretrained(args.dest)
-    tokenizer = convert.load_tokenizer(tokenizer_source) if tokenizer_source else None
     if tokenizer is not None:
         tokenizer.save_pretrained(args.dest)
-    elif args.tokenizer:
-        raise CommandError(f"no tokenizer found at {args.tokenizer!r} (the model was written to {args.dest!r}).")
-
     c = model.config
     tied = "tied" if c.tie_word_embeddings else "untied"
     print(
@@ -118,7 +126,7 @@ def add_convert_command(subparsers) -> None:
     parser.add_argument(
         "--pad-vocab-multiple", type=int, default=None, metavar="N",
         help="give the hfgpt model's embedding and output head a row count that is a multiple of N (nanoGPT's 64: "
-        "50257 -> 50304 rows, faster on GPUs); the vocabulary and the logits stay the real size",
+        "50257 -> 50304 rows, for GPU matrix multiplies); the vocabulary and the logits stay the real size",
     )  # fmt: skip
     parser.add_argument(
         "--tokenizer", default=None, metavar="PATH_OR_ID",
@@ -132,7 +140,7 @@ def run_push(args: argparse.Namespace) -> int:
     from .hub import push_to_hub
 
     if not os.path.isdir(args.folder):
-        raise CommandError(f"model folder not found: {args.folder!r}.")
+        raise HfgptInputError(f"model folder not found: {args.folder!r}.")
     files = push_to_hub(args.folder, args.repo_id, out_dir=args.out, private=args.private, dry_run=args.dry_run,
                         datasets=args.dataset)
     verb = "Would upload" if args.dry_run else "Uploaded"
@@ -173,11 +181,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text or type(error).__name__
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -186,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args) or 0
-    except (CommandError, OSError, ValueError) as error:
-        print(f"hfgpt {args.command}: error: {_one_line(error)}", file=sys.stderr)
+    except HfgptInputError as error:
+        print(f"hfgpt {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
 
 

@@ -1,10 +1,9 @@
 """Tokenization (the book's chapter 2): byte-level BPE.
 
-The book encodes text with tiktoken's ``gpt2`` encoding: a byte-level BPE of 50,257 tokens whose last id,
-50256, is ``<|endoftext|>``. Here the same vocabulary is a transformers tokenizer (``load_gpt2_tokenizer``), so
-it saves next to the model, pads batches and plugs into ``pipeline()`` and the ``Trainer``; and a byte-level BPE
-of your own size can be trained on your corpus with the ``tokenizers`` library (``train_bpe_tokenizer``), which
-suits small models: an 8k vocabulary leaves far more of a tiny model's parameters to the transformer blocks.
+The book encodes text with tiktoken's ``gpt2`` encoding (50,257 tokens, the last, 50256, is ``<|endoftext|>``).
+Here that vocabulary is a transformers tokenizer (:func:`load_gpt2_tokenizer`), which saves next to the model and
+plugs into ``pipeline()`` and the ``Trainer``; :func:`train_bpe_tokenizer` trains a byte-level BPE of your own
+size with ``tokenizers`` (a small vocabulary leaves more of a tiny model's parameters to its blocks).
 """
 
 from __future__ import annotations
@@ -14,6 +13,8 @@ from collections.abc import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, GPT2Tokenizer, PreTrainedTokenizerFast
+
+from .errors import HfgptInputError
 
 ENDOFTEXT = "<|endoftext|>"
 GPT2_HUB_ID = "openai-community/gpt2"
@@ -53,7 +54,7 @@ def train_bpe_tokenizer(
     """
     minimum = 256 + len(special_tokens)
     if vocab_size <= minimum:
-        raise ValueError(
+        raise HfgptInputError(
             f"vocab_size must be larger than {minimum} (256 byte tokens + {len(special_tokens)} special), got {vocab_size}."
         )
     seen = {"chars": 0}
@@ -75,7 +76,7 @@ def train_bpe_tokenizer(
     )
     tokenizer.train_from_iterator(counted(), trainer=trainer)
     if seen["chars"] == 0:
-        raise ValueError("There is no text to train the tokenizer on (the corpus is empty).")
+        raise HfgptInputError("There is no text to train the tokenizer on (the corpus is empty).")
     eos = special_tokens[0]
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
@@ -111,6 +112,11 @@ def load_gpt2_tokenizer(name_or_path: str | os.PathLike = GPT2_HUB_ID) -> PreTra
     return tokenizer
 
 
+def has_tokenizer_files(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds a saved tokenizer (``tokenizer.json``, ``vocab.json``, ...)."""
+    return any(os.path.isfile(os.path.join(folder, name)) for name in TOKENIZER_FILES)
+
+
 def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerFast:
     """Any tokenizer by folder or Hub id; ``"gpt2"`` and vocab/merges folders go through ``load_gpt2_tokenizer``.
     A pad token is always set (eos when the tokenizer has none)."""
@@ -121,13 +127,18 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerFast:
         if os.path.isfile(os.path.join(path, "vocab.json")) and os.path.isfile(os.path.join(path, "merges.txt")) \
                 and not os.path.isfile(os.path.join(path, "tokenizer.json")):
             return load_gpt2_tokenizer(path)
-        if not any(os.path.isfile(os.path.join(path, f)) for f in TOKENIZER_FILES):
+        if not has_tokenizer_files(path):
             raise FileNotFoundError(f"{path!r} has no tokenizer files ({', '.join(TOKENIZER_FILES)}).")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError) as error:  # the user's folder holds a broken tokenizer
+            raise HfgptInputError(f"{path!r} holds no loadable tokenizer: {' '.join(str(error).split())}") from error
     elif os.path.exists(path):
         raise FileNotFoundError(f"{path!r} is a file; a tokenizer is loaded from a folder or a Hub id.")
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(path)  # a Hub id
     if len(tokenizer) <= 1:  # transformers 5 can build an empty GPT2Tokenizer from a bare config.json
-        raise ValueError(f"{path!r} gave a tokenizer with {len(tokenizer)} token(s): no vocabulary was found.")
+        raise HfgptInputError(f"{path!r} gave a tokenizer with {len(tokenizer)} token(s): no vocabulary was found.")
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -142,4 +153,5 @@ def special_token_ids(tokenizer) -> dict[str, int | None]:
     }
 
 
-__all__ = ["train_bpe_tokenizer", "load_gpt2_tokenizer", "load_tokenizer", "special_token_ids", "ENDOFTEXT"]
+__all__ = ["train_bpe_tokenizer", "load_gpt2_tokenizer", "load_tokenizer", "has_tokenizer_files", "special_token_ids",
+           "ENDOFTEXT"]

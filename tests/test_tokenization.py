@@ -7,7 +7,14 @@ import pytest
 from transformers import AutoTokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-from hfgpt.tokenization import load_gpt2_tokenizer, load_tokenizer, special_token_ids, train_bpe_tokenizer
+from hfgpt.errors import HfgptInputError
+from hfgpt.tokenization import (
+    has_tokenizer_files,
+    load_gpt2_tokenizer,
+    load_tokenizer,
+    special_token_ids,
+    train_bpe_tokenizer,
+)
 
 SHARED_BPE = Path(__file__).resolve().parents[2] / "shared" / "data" / "gpt2-bpe"
 
@@ -37,9 +44,9 @@ def test_trained_bpe_accepts_batches_and_strings(tiny_corpus):
 
 
 def test_trained_bpe_bad_input():
-    with pytest.raises(ValueError, match=r"vocab_size must be larger than 257"):
+    with pytest.raises(HfgptInputError, match=r"vocab_size must be larger than 257"):
         train_bpe_tokenizer(["some text"], vocab_size=100)
-    with pytest.raises(ValueError, match="no text to train"):
+    with pytest.raises(HfgptInputError, match="no text to train"):
         train_bpe_tokenizer([], vocab_size=1000)
 
 
@@ -90,5 +97,10 @@ def test_missing_tokenizer_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="No GPT-2 tokenizer folder"):
         load_gpt2_tokenizer(tmp_path / "nope")
     (tmp_path / "config.json").write_text("{}")
+    assert not has_tokenizer_files(tmp_path)
     with pytest.raises(FileNotFoundError, match="has no tokenizer files"):
+        load_tokenizer(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text("{}")  # a config, but no vocabulary
+    assert has_tokenizer_files(tmp_path)
+    with pytest.raises(HfgptInputError, match="holds no loadable tokenizer"):
         load_tokenizer(tmp_path)
