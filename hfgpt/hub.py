@@ -1,11 +1,9 @@
 """Share a trained model on the Hugging Face Hub: the upload folder, its model card, and the push.
 
-``build_upload_folder`` makes the exact folder that would be uploaded: the weights re-saved through
-``save_pretrained`` (so the modeling code and ``auto_map`` are there and the folder loads with
-``trust_remote_code=True`` for people without hfgpt), the tokenizer, the run's metrics, and a ``README.md`` model
-card with YAML metadata. A LoRA adapter folder (``adapter_config.json``) gets an adapter card naming its base
-model instead. ``push_to_hub`` uploads that folder with ``huggingface_hub`` -- or, with ``dry_run=True``, only
-lists what it would upload.
+:func:`build_upload_folder` writes exactly what is uploaded: the weights re-saved with ``save_pretrained`` (so the
+modeling code and ``auto_map`` travel along and the folder loads with ``trust_remote_code=True`` without hfgpt),
+the tokenizer, the run's metrics and a ``README.md`` model card; a LoRA adapter folder gets an adapter card naming
+its base model. :func:`push_to_hub` uploads it with ``huggingface_hub`` (``dry_run=True``: only lists it).
 """
 
 from __future__ import annotations
@@ -15,6 +13,8 @@ import os
 import shutil
 
 from huggingface_hub import ModelCard, ModelCardData
+
+from .errors import HfgptInputError
 
 # Run files copied next to the model when present.
 RUN_FILES = ("all_results.json", "train_results.json", "eval_results.json", "test_results.json", "loss_curve.png",
@@ -158,7 +158,7 @@ def adapter_card(folder: str, repo_id: str) -> ModelCard:
     adapter = _read_json(os.path.join(folder, "adapter_config.json"))
     base_model = adapter.get("base_model_name_or_path")
     if not base_model:
-        raise ValueError(f"{folder!r}: adapter_config.json names no base_model_name_or_path.")
+        raise HfgptInputError(f"{folder!r}: adapter_config.json names no base_model_name_or_path.")
     card_data = ModelCardData(library_name="peft", base_model=base_model, tags=["hfgpt", "lora", "peft"],
                               license="apache-2.0")
     keys = ("peft_type", "task_type", "r", "lora_alpha", "lora_dropout", "target_modules", "modules_to_save")
@@ -172,7 +172,7 @@ def build_upload_folder(folder: str, repo_id: str, out_dir: str, datasets: list[
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"No model folder at {folder!r}.")
     if os.path.abspath(out_dir) == os.path.abspath(folder):
-        raise ValueError("The upload folder must differ from the model folder.")
+        raise HfgptInputError(f"The upload folder must differ from the model folder ({folder!r}).")
     os.makedirs(out_dir, exist_ok=True)
     if os.path.isfile(os.path.join(folder, "adapter_config.json")):
         for name in os.listdir(folder):
@@ -181,26 +181,20 @@ def build_upload_folder(folder: str, repo_id: str, out_dir: str, datasets: list[
         adapter_card(folder, repo_id).save(os.path.join(out_dir, "README.md"))
         return out_dir
     if not os.path.isfile(os.path.join(folder, "config.json")):
-        raise FileNotFoundError(f"{folder!r} has no config.json: not a saved model folder.")
+        raise HfgptInputError(f"{folder!r} has no config.json: not a saved model folder.")
 
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
+    import transformers
 
-    from . import tokenization  # noqa: F401  (importing hfgpt registers the Auto classes)
+    from . import tokenization  # importing hfgpt registers the Auto classes
 
-    config = AutoConfig.from_pretrained(folder)
+    config = transformers.AutoConfig.from_pretrained(folder)
     if config.model_type != "gpt_scratch":
-        raise ValueError(f"{folder!r} holds a {config.model_type!r} model, not an hfgpt (gpt_scratch) one.")
+        raise HfgptInputError(f"{folder!r} holds a {config.model_type!r} model, not an hfgpt (gpt_scratch) one.")
     architecture = (config.architectures or ["GPTScratchForCausalLM"])[0]
-    auto = {"GPTScratchForSequenceClassification": AutoModelForSequenceClassification,
-            "GPTScratchModel": AutoModel}.get(architecture, AutoModelForCausalLM)
-    model = auto.from_pretrained(folder)
-    model.save_pretrained(out_dir)  # weights + configuration/modeling code + auto_map
-    try:
-        tokenizer = tokenization.load_tokenizer(folder)
-    except (OSError, ValueError):
-        tokenizer = None
-    if tokenizer is not None:
-        tokenizer.save_pretrained(out_dir)
+    auto = getattr(transformers, MODEL_CLASSES[PIPELINE_TAGS.get(architecture, "text-generation")])
+    auto.from_pretrained(folder).save_pretrained(out_dir)  # weights + configuration/modeling code + auto_map
+    if tokenization.has_tokenizer_files(folder):
+        tokenization.load_tokenizer(folder).save_pretrained(out_dir)
     for name in RUN_FILES:
         if os.path.isfile(os.path.join(folder, name)):
             shutil.copy2(os.path.join(folder, name), out_dir)
@@ -227,9 +221,6 @@ def push_to_hub(folder: str, repo_id: str, out_dir: str | None = None, private: 
     return files
 
 
-__all__ = ["build_upload_folder", "push_to_hub", "model_card", "adapter_card"]
-
-
 def defer_trainer_push(training_args) -> bool:
     """Switch off the ``Trainer``'s own Hub upload and say whether the user asked for one (``--push_to_hub``).
 
@@ -246,3 +237,6 @@ def push_run(folder: str, training_args, datasets: list[str] | None = None, dry_
     repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir))
     return push_to_hub(folder, repo_id, out_dir=out_dir, private=bool(training_args.hub_private_repo),
                        token=training_args.hub_token, dry_run=dry_run, datasets=datasets)
+
+
+__all__ = ["build_upload_folder", "push_to_hub", "model_card", "adapter_card", "defer_trainer_push", "push_run"]

@@ -9,6 +9,7 @@ from conftest import load_in_clean_process, tiny_config
 
 from hfgpt import GPTScratchForCausalLM, GPTScratchForSequenceClassification
 from hfgpt.cli import main as cli
+from hfgpt.errors import HfgptInputError
 from hfgpt.hub import build_upload_folder, push_to_hub
 from hfgpt.tokenization import train_bpe_tokenizer
 
@@ -72,6 +73,7 @@ def test_classifier_card_and_adapter_card(tmp_path, tiny_corpus_module):
     meta = card_metadata(tmp_path / "clf-up")
     assert meta["pipeline_tag"] == "text-classification" and meta["datasets"] == ["ucirvine/sms_spam"]
     assert "ham, spam" in (tmp_path / "clf-up" / "README.md").read_text()
+    assert not (tmp_path / "clf-up" / "tokenizer.json").exists()  # the model folder has no tokenizer
 
     adapter = tmp_path / "adapter"
     adapter.mkdir()
@@ -86,10 +88,13 @@ def test_classifier_card_and_adapter_card(tmp_path, tiny_corpus_module):
 def test_bad_folders(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="No model folder"):
         build_upload_folder(str(tmp_path / "missing"), "a/b", str(tmp_path / "out"))
-    with pytest.raises(FileNotFoundError, match="no config.json"):
+    with pytest.raises(HfgptInputError, match="no config.json"):
         build_upload_folder(str(tmp_path), "a/b", str(tmp_path / "out"))
-    assert cli(["push", str(tmp_path / "missing"), "a/b", "--dry-run"]) == 2
-    assert "model folder not found" in capsys.readouterr().err
+    with pytest.raises(HfgptInputError, match="must differ from the model folder"):
+        build_upload_folder(str(tmp_path), "a/b", str(tmp_path))
+    assert cli(["push", str(tmp_path), "a/b", "--dry-run"]) == 2  # `hfgpt push` on a folder that is no model
+    err = capsys.readouterr().err
+    assert "no config.json" in err and err.count("\n") == 1
 
 
 def test_recipes_take_the_push_from_the_trainer(run_folder, tmp_path):
