@@ -1,10 +1,8 @@
-"""The ``hfgpt`` command line: ``hfgpt convert`` (GPT-2 or the book's ``GPTModel`` -> hfgpt, hfgpt -> GPT-2) and
-``hfgpt push`` (a model or adapter folder with its code and model card to the Hub).
+"""The ``hfgpt`` command line: ``convert`` (GPT-2 or the book's ``GPTModel`` <-> hfgpt) and ``push`` (to the Hub).
 
-Each subcommand is an ``add_<name>_command(subparsers)`` that registers its parser with ``set_defaults(func=...)``,
-listed in ``COMMANDS``; heavy imports stay inside the commands so ``hfgpt --help`` is instant. Bad input
-(:class:`~hfgpt.errors.HfgptInputError`) prints one line and exits with status 2; anything else is a bug and keeps
-its traceback.
+Each subcommand is an ``add_<name>_command(subparsers)`` listed in ``COMMANDS``; heavy imports stay inside the
+commands so ``hfgpt --help`` is instant. Bad input (``HfgptInputError``) prints one line and exits with status 2;
+anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ def _looks_like_hub_id(source: str) -> bool:
 def _check_source(kind: str, source: str) -> None:
     if kind == "book":
         if not os.path.isfile(source):
-            raise HfgptInputError(f"book checkpoint not found: {source!r} (expected a .pth file saved with torch.save).")
+            raise HfgptInputError(f"book checkpoint not found: {source!r} (a .pth file saved with torch.save).")
     elif kind == "gpt2":
         if not os.path.exists(source) and not _looks_like_hub_id(source):
             raise HfgptInputError(f"GPT-2 source not found: {source!r} is neither a folder nor a Hub id.")

@@ -1,13 +1,9 @@
 """Configuration of the GPT from *Build a Large Language Model (From Scratch)*.
 
-The book keeps its hyperparameters in a plain dict (``GPT_CONFIG_124M``: ``vocab_size``, ``context_length``,
-``emb_dim``, ``n_heads``, ``n_layers``, ``drop_rate``, ``qkv_bias``). Here they live in a
-``PreTrainedConfig`` so the model saves, loads and shares like any transformers model. The field names follow
-GPT-2's config (``n_positions``, ``n_embd``, ``n_head``, ``n_layer``); ``attribute_map`` adds the standard
-transformers names, and :meth:`GPTScratchConfig.from_book_dict` reads the book's dict directly.
-
-This file imports only ``transformers``: ``save_pretrained`` copies it next to the modeling file so a saved
-folder loads with ``trust_remote_code=True`` where ``hfgpt`` is not installed.
+The book keeps its hyperparameters in a dict (``GPT_CONFIG_124M``: ``context_length``, ``emb_dim``, ``n_heads``,
+``n_layers``, ``drop_rate``, ``qkv_bias``); here they are a ``PretrainedConfig`` with GPT-2's field names
+(``n_positions``, ``n_embd``, ``n_head``, ``n_layer``), and :meth:`GPTScratchConfig.from_book_dict` reads the book's
+dict. This file imports only ``transformers``: ``save_pretrained`` copies it next to the modeling file.
 """
 
 from __future__ import annotations
@@ -16,7 +12,6 @@ from transformers import PretrainedConfig
 
 
 # The book's model sizes (chapter 5, "Loading pretrained weights from OpenAI") and a few CPU-sized ones.
-# Values are the fields of GPTScratchConfig; everything not listed keeps its default.
 PRESETS: dict[str, dict] = {
     # GPT-2 sizes, with the book's names.
     "124M": dict(n_embd=768, n_layer=12, n_head=12),
@@ -58,22 +53,16 @@ class GPTScratchConfig(PretrainedConfig):
         n_layer: number of transformer blocks (``n_layers``).
         n_head: number of attention heads (``n_heads``); must divide ``n_embd``.
         n_inner: width of the feed-forward hidden layer; ``None`` means ``4 * n_embd`` as in the book.
-        embd_pdrop, attn_pdrop, resid_pdrop: dropout after the embeddings, on the attention weights, and on the
-            shortcut branches. The book uses one ``drop_rate`` for all three; ``drop_rate=`` sets those not given
-            one by one (default 0.1, as the book).
-        qkv_bias: whether the query/key/value projections have a bias (the book: ``False`` for training from
-            scratch, ``True`` to load OpenAI's GPT-2 weights).
+        embd_pdrop, attn_pdrop, resid_pdrop: dropout after the embeddings, on the attention weights and on the
+            shortcut branches. The book's one ``drop_rate`` (default 0.1) fills those not given one by one.
+        qkv_bias: query/key/value biases (the book: ``False`` from scratch, ``True`` for OpenAI's weights).
         layer_norm_epsilon: epsilon of the layer norms (the book: 1e-5).
         initializer_range: standard deviation of the GPT-2 weight initialisation.
         tie_word_embeddings: share the token embedding with the output head (GPT-2 does; the book's
             ``GPTModel`` keeps a separate ``out_head``).
-        pad_vocab_size_multiple: round the number of rows of the token embedding and of the output head up to a
-            multiple of this (nanoGPT's 50,257 -> 50,304 with 64), for faster matrix multiplies on GPUs; ``None``
-            (the default) pads nothing. ``vocab_size`` stays the tokenizer's real size: the padded rows belong to
-            no token, the model returns logits for the ``vocab_size`` real tokens only (so nothing can sample a
-            padded id and the loss is unchanged), and the converters to GPT-2 and to the book's ``GPTModel`` drop
-            them. :attr:`padded_vocab_size` is the resulting number of rows. With the pretraining recipe:
-            ``--config_overrides pad_vocab_size_multiple=64``.
+        pad_vocab_size_multiple: round the rows of the token embedding and output head up to a multiple of this
+            (nanoGPT's 50,257 -> 50,304 with 64, for GPU matrix multiplies); ``None`` pads nothing. The padded rows
+            belong to no token: logits cover the ``vocab_size`` real tokens only and the converters drop them.
     """
 
     model_type = "gpt_scratch"
@@ -142,7 +131,6 @@ class GPTScratchConfig(PretrainedConfig):
         super().__init__(**kwargs)
         self.validate_sizes()
 
-    # ------------------------------------------------------------------ validation
     def validate_sizes(self) -> None:
         """Raise a ``ValueError`` naming the field when a value cannot describe a working model."""
         for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner"):
@@ -162,7 +150,9 @@ class GPTScratchConfig(PretrainedConfig):
         for name in ("embd_pdrop", "attn_pdrop", "resid_pdrop"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                raise ValueError(f"GPTScratchConfig.{name} is a dropout probability and must be in [0, 1), got {value!r}.")
+                raise ValueError(
+                    f"GPTScratchConfig.{name} is a dropout probability and must be in [0, 1), got {value!r}."
+                )
         if not isinstance(self.layer_norm_epsilon, (int, float)) or self.layer_norm_epsilon <= 0:
             raise ValueError(f"GPTScratchConfig.layer_norm_epsilon must be > 0, got {self.layer_norm_epsilon!r}.")
         if not isinstance(self.initializer_range, (int, float)) or self.initializer_range < 0:
@@ -173,10 +163,10 @@ class GPTScratchConfig(PretrainedConfig):
             for token_id in ids:
                 if token_id is not None and not 0 <= token_id < self.vocab_size:
                     raise ValueError(
-                        f"GPTScratchConfig.{name} ({token_id}) is outside the vocabulary (vocab_size={self.vocab_size})."
+                        f"GPTScratchConfig.{name} ({token_id}) is outside the vocabulary "
+                        f"(vocab_size={self.vocab_size})."
                     )
 
-    # ------------------------------------------------------------------ presets
     @classmethod
     def preset_names(cls) -> list[str]:
         return list(PRESETS) + list(PRESET_ALIASES)
@@ -205,7 +195,8 @@ class GPTScratchConfig(PretrainedConfig):
             elif key in BOOK_KEYS:
                 values[BOOK_KEYS[key]] = value
             else:
-                raise ValueError(f"Unknown key {key!r} in the book's config dict; known: {sorted(BOOK_KEYS) + ['drop_rate']}.")
+                known = sorted(BOOK_KEYS) + ["drop_rate"]
+                raise ValueError(f"Unknown key {key!r} in the book's config dict; known: {known}.")
         values.setdefault("tie_word_embeddings", False)  # the book's GPTModel has its own out_head
         values.update(overrides)
         return cls(**values)

@@ -156,14 +156,27 @@ def _assemble(model_class, config, state_dict: dict, source_names: Mapping | Non
     return model.eval()
 
 
-def _from_pretrained(model_class, path, **kwargs):
-    """``model_class.from_pretrained(path)`` of a folder whose config was read: unreadable weights are bad input."""
+def _load_folder(path, model_class, model_type: str, name: str, check=None):
+    """``model_class.from_pretrained`` of a folder (or Hub id) that must hold a ``model_type`` model; ``check``
+    sees its config before any weights are read. A wrong or unreadable checkpoint is bad input."""
     from safetensors import SafetensorError
+    from transformers import AutoConfig
 
+    config = AutoConfig.from_pretrained(path)
+    if config.model_type != model_type:
+        raise HfgptInputError(f"{os.fspath(path)!r} holds a {config.model_type!r} model, not a {name} one.")
+    if check is not None:
+        check(config)
     try:
-        return model_class.from_pretrained(path, **kwargs)
+        model, info = model_class.from_pretrained(path, config=config, output_loading_info=True)
     except (OSError, SafetensorError) as error:
         raise HfgptInputError(f"Cannot read the weights in {os.fspath(path)!r}: {error}") from error
+    if info["missing_keys"] or info["mismatched_keys"]:
+        raise HfgptInputError(
+            f"{os.fspath(path)!r} is not a complete {model_class.__name__} checkpoint: missing "
+            f"{_listing(info['missing_keys'])}; mismatched {_listing(k for k, *_ in info['mismatched_keys'])}."
+        )
+    return model
 
 
 # ---------------------------------------------------------------------------------------------------------- GPT-2
@@ -174,12 +187,9 @@ def _check_gpt2_supported(config) -> None:
     if activation not in GPT2_SUPPORTED_ACTIVATIONS:
         supported = ", ".join(GPT2_SUPPORTED_ACTIVATIONS)
         problems.append(f"activation_function={activation!r} (only the GELU tanh approximation: {supported})")
-    if getattr(config, "scale_attn_by_inverse_layer_idx", False):
-        problems.append("scale_attn_by_inverse_layer_idx=True")
-    if getattr(config, "reorder_and_upcast_attn", False):
-        problems.append("reorder_and_upcast_attn=True")
-    if getattr(config, "add_cross_attention", False):
-        problems.append("add_cross_attention=True (cross-attention layers)")
+    for name in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn", "add_cross_attention"):
+        if getattr(config, name, False):
+            problems.append(f"{name}=True" + (" (cross-attention layers)" if name == "add_cross_attention" else ""))
     if not getattr(config, "scale_attn_weights", True):
         problems.append("scale_attn_weights=False (unscaled attention)")
     if problems:
@@ -194,22 +204,6 @@ def _token_id_in_vocab(token_id, vocab_size: int, name: str):
     return token_id
 
 
-def _load_gpt2(path: str | os.PathLike):
-    from transformers import AutoConfig, GPT2LMHeadModel
-
-    config = AutoConfig.from_pretrained(path)
-    if config.model_type != "gpt2":
-        raise HfgptInputError(f"{os.fspath(path)!r} holds a {config.model_type!r} model, not a GPT-2 ('gpt2') one.")
-    _check_gpt2_supported(config)  # before loading possibly gigabytes of weights
-    model, info = _from_pretrained(GPT2LMHeadModel, path, config=config, output_loading_info=True)
-    if info["missing_keys"] or info["mismatched_keys"]:
-        raise HfgptInputError(
-            f"{os.fspath(path)!r} is not a complete GPT2LMHeadModel checkpoint: missing "
-            f"{_listing(info['missing_keys'])}; mismatched {_listing(k for k, *_ in info['mismatched_keys'])}."
-        )
-    return model
-
-
 def from_hf_gpt2(model_or_path, **config_overrides) -> GPTScratchForCausalLM:
     """Convert a ``GPT2LMHeadModel`` (an instance, a ``save_pretrained`` folder or a Hub id) to a
     ``GPTScratchForCausalLM`` with the same logits: ``qkv_bias=True``, GPT-2's epsilon, dropouts, token ids, tying
@@ -218,8 +212,8 @@ def from_hf_gpt2(model_or_path, **config_overrides) -> GPTScratchForCausalLM:
     GPTScratch cannot express (another activation, cross-attention, ...) are refused."""
     from transformers import GPT2LMHeadModel
 
-    if isinstance(model_or_path, (str, os.PathLike)):
-        gpt2 = _load_gpt2(model_or_path)
+    if isinstance(model_or_path, (str, os.PathLike)):  # checked before possibly gigabytes of weights are read
+        gpt2 = _load_folder(model_or_path, GPT2LMHeadModel, "gpt2", "GPT-2 ('gpt2')", check=_check_gpt2_supported)
     elif isinstance(model_or_path, GPT2LMHeadModel):
         gpt2 = model_or_path
     else:
@@ -259,14 +253,7 @@ def _load_ours(model_or_path) -> GPTScratchForCausalLM:
         return model_or_path
     if not isinstance(model_or_path, (str, os.PathLike)):
         raise TypeError(f"Expected a GPTScratchForCausalLM or a folder, got {type(model_or_path).__name__}.")
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(model_or_path)
-    if not isinstance(config, GPTScratchConfig):
-        raise HfgptInputError(
-            f"{os.fspath(model_or_path)!r} holds a {config.model_type!r} model, not an hfgpt ('gpt_scratch') one."
-        )
-    return _from_pretrained(GPTScratchForCausalLM, model_or_path, config=config)
+    return _load_folder(model_or_path, GPTScratchForCausalLM, "gpt_scratch", "hfgpt ('gpt_scratch')")
 
 
 def to_hf_gpt2(model):
@@ -352,17 +339,17 @@ def _user_config_values(config) -> dict:
 def from_book_checkpoint(path_or_state_dict, config=None) -> GPTScratchForCausalLM:
     """Convert the book's ``GPTModel`` weights to a ``GPTScratchForCausalLM`` with the same logits.
 
-    ``path_or_state_dict``: ``torch.save(model.state_dict(), "model.pth")``, chapter 5's ``{"model_state_dict":
-    ..., "optimizer_state_dict": ...}`` (the optimizer is ignored), a ``.safetensors`` file, or such a dict. Files are
-    read with ``torch.load(weights_only=True)`` only. ``config``: what the tensors cannot tell, a ``GPTScratchConfig``
-    or a dict in the book's names or ours (``{"n_heads": 12, "drop_rate": 0.1}``); ``n_heads`` defaults to the
-    GPT-2 size of that width, ``drop_rate`` to the book's 0.1. Shape fields come from the tensors; a ``config``
-    that contradicts them is an error. ``out_head`` stays untied unless it equals ``tok_emb``; ``att.mask``
-    buffers are skipped."""
+    ``path_or_state_dict``: a ``model.pth`` (read with ``torch.load(weights_only=True)`` only) or ``.safetensors``
+    file, chapter 5's ``{"model_state_dict": ..., "optimizer_state_dict": ...}``, or such a dict. ``config``: what
+    the tensors cannot tell, a ``GPTScratchConfig`` or a dict in the book's names or ours (``{"n_heads": 12,
+    "drop_rate": 0.1}``); ``n_heads`` defaults to the GPT-2 size of that width, ``drop_rate`` to 0.1. Shapes come
+    from the tensors (a contradicting ``config`` is an error); ``out_head`` stays untied unless it equals
+    ``tok_emb``."""
     source = _book_state_dict(path_or_state_dict)
     if "tok_emb.weight" not in source or "pos_emb.weight" not in source:
         raise HfgptInputError(
-            f"Not a state dict of the book's GPTModel: no tok_emb.weight / pos_emb.weight. Keys found: {_listing(source)}."
+            "Not a state dict of the book's GPTModel: no tok_emb.weight / pos_emb.weight. "
+            f"Keys found: {_listing(source)}."
         )
     vocab_size, n_embd = source["tok_emb.weight"].shape
     blocks = {int(key.split(".")[1]) for key in source if key.startswith("trf_blocks.") and key.split(".")[1].isdigit()}

@@ -30,12 +30,13 @@ MODEL_CLASSES = {
     "feature-extraction": "AutoModel",
 }
 
-CARD_TEMPLATE = """---
+CARD_HEADER = """---
 {{ card_data }}
 ---
 
 # {{ repo_id }}
-
+"""
+CARD_TEMPLATE = CARD_HEADER + """
 {{ summary }}
 
 The architecture is the GPT of Sebastian Raschka's *Build a Large Language Model (From Scratch)*, implemented by
@@ -50,20 +51,13 @@ without installing hfgpt.
 
 ## Model
 
-| setting | value |
-| --- | --- |
-{{ config_rows }}
+{{ config_table }}
 
 ## Training
 {{ training }}
 """
 
-ADAPTER_TEMPLATE = """---
-{{ card_data }}
----
-
-# {{ repo_id }}
-
+ADAPTER_TEMPLATE = CARD_HEADER + """
 A LoRA adapter (peft) for [{{ base_model }}](https://huggingface.co/{{ base_model }}), trained with hfgpt.
 
 ## Usage
@@ -78,9 +72,7 @@ model = PeftModel.from_pretrained(base, "{{ repo_id }}")
 
 ## Adapter
 
-| setting | value |
-| --- | --- |
-{{ config_rows }}
+{{ config_table }}
 """
 
 
@@ -95,6 +87,11 @@ def _run_metrics(folder: str) -> dict:
         if os.path.isfile(path):
             return _read_json(path)
     return {}
+
+
+def _table(rows: dict, head: str = "setting") -> str:
+    """A Markdown table of ``name -> value`` rows."""
+    return f"| {head} | value |\n| --- | --- |\n" + "\n".join(f"| {k} | {v} |" for k, v in rows.items())
 
 
 def _usage(repo_id: str, pipeline_tag: str) -> str:
@@ -132,12 +129,12 @@ def model_card(folder: str, repo_id: str, datasets: list[str] | None = None, sum
     )
     keys = ("n_layer", "n_embd", "n_head", "n_positions", "vocab_size", "qkv_bias", "tie_word_embeddings",
             "embd_pdrop", "attn_pdrop", "resid_pdrop")
-    rows = "\n".join(f"| `{k}` | {config[k]} |" for k in keys if k in config)
+    rows = {f"`{k}`": config[k] for k in keys if k in config}
     if config.get("id2label"):
-        rows += f"\n| labels | {', '.join(str(v) for v in config['id2label'].values())} |"
+        rows["labels"] = ", ".join(str(v) for v in config["id2label"].values())
     if metrics:
-        training = "Metrics of the run that produced this model:\n\n| metric | value |\n| --- | --- |\n" + "\n".join(
-            f"| `{k}` | {v:.4g} |" for k, v in sorted(metrics.items()))
+        training = "Metrics of the run that produced this model:\n\n" + _table(
+            {f"`{k}`": f"{v:.4g}" for k, v in sorted(metrics.items())}, head="metric")
     else:
         training = "No run metrics were found next to the model."
     if os.path.isfile(os.path.join(folder, "loss_curve.png")):
@@ -148,7 +145,7 @@ def model_card(folder: str, repo_id: str, datasets: list[str] | None = None, sum
         repo_id=repo_id,
         summary=summary or f"A {pipeline_tag} model with {config.get('n_layer')} layers, {config.get('n_embd')} wide.",
         usage=_usage(repo_id, pipeline_tag),
-        config_rows=rows,
+        config_table=_table(rows),
         training=training,
     )
 
@@ -162,9 +159,9 @@ def adapter_card(folder: str, repo_id: str) -> ModelCard:
     card_data = ModelCardData(library_name="peft", base_model=base_model, tags=["hfgpt", "lora", "peft"],
                               license="apache-2.0")
     keys = ("peft_type", "task_type", "r", "lora_alpha", "lora_dropout", "target_modules", "modules_to_save")
-    rows = "\n".join(f"| `{k}` | {adapter[k]} |" for k in keys if k in adapter)
+    rows = {f"`{k}`": adapter[k] for k in keys if k in adapter}
     return ModelCard.from_template(card_data, template_str=ADAPTER_TEMPLATE, repo_id=repo_id, base_model=base_model,
-                                   config_rows=rows)
+                                   config_table=_table(rows))
 
 
 def build_upload_folder(folder: str, repo_id: str, out_dir: str, datasets: list[str] | None = None) -> str:

@@ -9,7 +9,6 @@ size with ``tokenizers`` (a small vocabulary leaves more of a tiny model's param
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, GPT2Tokenizer, PreTrainedTokenizerFast
@@ -19,24 +18,6 @@ from .errors import HfgptInputError
 ENDOFTEXT = "<|endoftext|>"
 GPT2_HUB_ID = "openai-community/gpt2"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt")
-
-
-def _text_batches(texts) -> Iterable[list[str]]:
-    """Accept a string, a list of strings, or any iterator of strings or of batches of strings."""
-    if isinstance(texts, str):
-        yield [texts]
-        return
-    batch: list[str] = []
-    for item in texts:
-        if isinstance(item, str):
-            batch.append(item)
-            if len(batch) == 1000:
-                yield batch
-                batch = []
-        else:
-            yield [t for t in item if t]
-    if batch:
-        yield batch
 
 
 def train_bpe_tokenizer(
@@ -55,14 +36,17 @@ def train_bpe_tokenizer(
     minimum = 256 + len(special_tokens)
     if vocab_size <= minimum:
         raise HfgptInputError(
-            f"vocab_size must be larger than {minimum} (256 byte tokens + {len(special_tokens)} special), got {vocab_size}."
+            f"vocab_size must be larger than {minimum} (256 byte tokens + {len(special_tokens)} special), "
+            f"got {vocab_size}."
         )
-    seen = {"chars": 0}
+    texts = [texts] if isinstance(texts, str) else texts
+    chars = 0
 
-    def counted():
-        for batch in _text_batches(texts):
-            seen["chars"] += sum(len(t) for t in batch)
-            yield batch
+    def counted():  # train_from_iterator takes strings and lists of strings; count them to spot an empty corpus
+        nonlocal chars
+        for item in texts:
+            chars += len(item) if isinstance(item, str) else sum(len(text) for text in item)
+            yield item
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -75,7 +59,7 @@ def train_bpe_tokenizer(
         show_progress=show_progress,
     )
     tokenizer.train_from_iterator(counted(), trainer=trainer)
-    if seen["chars"] == 0:
+    if chars == 0:
         raise HfgptInputError("There is no text to train the tokenizer on (the corpus is empty).")
     eos = special_tokens[0]
     return PreTrainedTokenizerFast(

@@ -1,23 +1,20 @@
-"""Fast paths (issue #8): torch.compile, graph breaks, bf16 autocast, the padded vocabulary, the chunked CPU loss and
-fused AdamW under the Trainer. All on CPU with the tiny config (2 layers, 64 wide).
+"""Fast paths (issue #8): torch.compile, graph breaks, bf16 autocast, the padded vocabulary and fused AdamW under the
+Trainer, on CPU with the tiny config. (The CPU loss and decoding copy: test_cpu_speedups.py.)
 
 torch.compile is checked with two backends: ``aot_eager`` (Dynamo's graph capture + AOTAutograd's joint forward /
-backward graph, run with eager kernels: a few seconds) always, and ``inductor`` (the default backend, generated C++
-kernels) where a C++ compiler is installed; its first compile takes ~45 s on a 2-core machine with a cold cache,
-~5 s warm.
+backward graph, run with eager kernels) always, and ``inductor`` (the default backend, generated C++ kernels, slow
+to compile the first time) where a C++ compiler is installed.
 """
 
 import shutil
 
 import pytest
 import torch
-import torch.nn.functional as F
 from conftest import tiny_config
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from hfgpt import GPTScratchConfig, GPTScratchForCausalLM
 from hfgpt.convert import from_hf_gpt2, to_hf_gpt2
-from hfgpt.modeling_gpt_scratch import ChunkedCrossEntropy, chunked_causal_lm_loss
 
 VOCAB = 100  # not a multiple of 64: padded to 128 rows
 
@@ -44,60 +41,6 @@ def padded_copy(model: GPTScratchForCausalLM, multiple=64) -> GPTScratchForCausa
         state[key][: tensor.shape[0]] = tensor  # the vocabulary tensors keep their random padded rows
     padded.load_state_dict(state)
     return padded.train(model.training)
-
-
-def shifted_cross_entropy(logits, labels, num_items_in_batch=None):
-    """The book's calc_loss_batch with F.cross_entropy: position t predicts token t + 1."""
-    logits, targets = logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1)
-    if num_items_in_batch is None:
-        return F.cross_entropy(logits, targets, ignore_index=-100)
-    return F.cross_entropy(logits, targets, ignore_index=-100, reduction="sum") / num_items_in_batch
-
-
-# ================================================================================================ chunked CPU loss
-@pytest.mark.parametrize("num_items_in_batch", [None, 37, torch.tensor(37)])
-def test_chunked_loss_equals_cross_entropy(num_items_in_batch):
-    logits = (3 * torch.randn(4, 25, 300)).requires_grad_()
-    labels = torch.randint(0, 300, (4, 25))
-    labels[0, :10] = -100  # prompt-style masking
-    labels[2] = -100  # a row without any labelled position
-    reference = logits.detach().clone().requires_grad_()
-    expected = shifted_cross_entropy(reference, labels, num_items_in_batch)
-    expected.backward()
-    loss = chunked_causal_lm_loss(logits, labels, num_items_in_batch=num_items_in_batch)
-    loss.backward()
-    assert torch.allclose(loss, expected, atol=1e-5, rtol=0), (loss.item(), expected.item())
-    assert torch.allclose(logits.grad, reference.grad, atol=1e-5, rtol=0)
-
-
-def test_chunked_cross_entropy_blocks_and_padded_columns():
-    """Several row blocks (one of them partial), and padded columns that must not count nor get a gradient."""
-    logits = (3 * torch.randn(50, 72)).requires_grad_()
-    targets = torch.randint(0, 60, (50,))
-    targets[::7] = -100
-    reference = logits.detach()[:, :60].clone().requires_grad_()
-    expected = F.cross_entropy(reference, targets, ignore_index=-100, reduction="sum") / 11.0
-    expected.backward()
-    loss = ChunkedCrossEntropy.apply(logits, targets, torch.tensor(11.0), -100, 16, 60)
-    loss.backward()
-    assert torch.allclose(loss, expected, atol=1e-5, rtol=0)
-    assert torch.allclose(logits.grad[:, :60], reference.grad, atol=1e-5, rtol=0)
-    assert torch.all(logits.grad[:, 60:] == 0)
-
-
-def test_model_uses_the_chunked_loss_on_cpu_and_it_matches_cross_entropy(monkeypatch):
-    model = make_lm().train()
-    ids = batch()
-    labels = ids.clone()
-    labels[:, :5] = -100
-    calls = []
-    original = ChunkedCrossEntropy.apply
-    monkeypatch.setattr(ChunkedCrossEntropy, "apply", lambda *a: calls.append(1) or original(*a))
-    out = model(input_ids=ids, labels=labels)
-    assert calls, "CPU fp32 eager training should take the chunked loss"
-    assert torch.allclose(out.loss, shifted_cross_entropy(out.logits, labels), atol=1e-5, rtol=0)
-    out = model(input_ids=ids, labels=labels, num_items_in_batch=50)
-    assert torch.allclose(out.loss, shifted_cross_entropy(out.logits, labels, 50), atol=1e-5, rtol=0)
 
 
 # ================================================================================================ torch.compile
@@ -289,30 +232,3 @@ def test_trainer_with_fused_adamw_on_cpu(tmp_path):
     # The padded rows get no gradient and stay put (weight decay is 0 by default).
     padded_rows = before["model.embeddings.tok_emb.weight"][VOCAB:]  # tied: lm_head.weight is the same tensor
     assert torch.equal(model.lm_head.weight[VOCAB:], padded_rows)
-
-
-# ================================================================================================ CPU decoding head
-def test_cpu_decode_head_copy_matches_lm_head_and_follows_weight_changes():
-    model = make_lm(vocab_size=VOCAB, pad_vocab_size_multiple=64).eval()
-    ids = batch(VOCAB, shape=(2, 6))
-    with torch.no_grad():
-        reference = model.lm_head(model.model(ids).last_hidden_state)[..., :VOCAB]
-        logits = model(ids).logits  # 12 rows: through the [n_embd, vocab] copy
-        assert model._decode_head is not None and model._decode_head.shape == (64, 128)
-        assert torch.allclose(logits, reference, atol=1e-5, rtol=0)
-        model.lm_head.weight.mul_(2.0)  # tied: also the embedding; the copy must follow
-        doubled = model.lm_head(model.model(ids).last_hidden_state)[..., :VOCAB]
-        assert torch.allclose(model(ids).logits, doubled, atol=1e-5, rtol=0)
-    # training (autograd on) never uses the copy, so gradients reach lm_head as usual
-    model.train()
-    model._decode_head = model._decode_head_key = None
-    model(input_ids=ids, labels=ids).loss.backward()
-    assert model._decode_head is None and model.lm_head.weight.grad is not None
-    # switched off: the copy is freed and no new one is made
-    model.eval()
-    with torch.no_grad():
-        model(ids)
-        assert model._decode_head is not None
-        model.cpu_decode_head_copy = False
-        model(ids)
-    assert model._decode_head is None
