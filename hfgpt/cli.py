@@ -79,10 +79,8 @@ def run_convert(args: argparse.Namespace) -> int:
                 raise
             raise HfgptInputError(f"cannot load the GPT-2 {args.source!r} (a Hub id?): {error}") from error
     elif source_kind == "book":
-        config = {"n_heads": args.n_head} if args.n_head else {}
-        if args.pad_vocab_multiple:
-            config["pad_vocab_size_multiple"] = args.pad_vocab_multiple
-        model = convert.from_book_checkpoint(args.source, config=config or None)
+        config = {"n_heads": args.n_head, "pad_vocab_size_multiple": args.pad_vocab_multiple}  # None: the default
+        model = convert.from_book_checkpoint(args.source, config=config)
     else:
         model = args.source  # to_hf_gpt2 loads the folder
     if args.target_format == "gpt2":

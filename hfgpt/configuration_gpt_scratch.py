@@ -168,38 +168,24 @@ class GPTScratchConfig(PretrainedConfig):
                     )
 
     @classmethod
-    def preset_names(cls) -> list[str]:
-        return list(PRESETS) + list(PRESET_ALIASES)
-
-    @classmethod
     def from_preset(cls, name: str, **overrides) -> "GPTScratchConfig":
         """A named size: the book's ``"124M"``, ``"355M"``, ``"774M"``, ``"1558M"`` (or ``"gpt2"``,
         ``"gpt2-medium"``, ...), or a CPU size ``"tiny"``, ``"mini"``, ``"small"``, ``"medium-cpu"``.
         Keyword overrides replace single fields, e.g. ``from_preset("124M", n_positions=256, drop_rate=0.0)``."""
         key = PRESET_ALIASES.get(name, name)
         if key not in PRESETS:
-            raise ValueError(f"Unknown preset {name!r}. Known presets: {', '.join(cls.preset_names())}.")
-        values = dict(PRESETS[key])
-        values.update(overrides)
-        if "n_embd" in overrides and "n_inner" not in overrides:
-            values.pop("n_inner", None)
-        return cls(**values)
+            raise ValueError(f"Unknown preset {name!r}. Known presets: {', '.join([*PRESETS, *PRESET_ALIASES])}.")
+        return cls(**{**PRESETS[key], **overrides})
 
     @classmethod
     def from_book_dict(cls, book_config: dict, **overrides) -> "GPTScratchConfig":
         """Build from the book's ``GPT_CONFIG_124M``-style dict (``context_length``, ``emb_dim``, ``drop_rate``...)."""
-        values = {}
-        for key, value in book_config.items():
-            if key == "drop_rate":
-                values["drop_rate"] = value
-            elif key in BOOK_KEYS:
-                values[BOOK_KEYS[key]] = value
-            else:
-                known = sorted(BOOK_KEYS) + ["drop_rate"]
-                raise ValueError(f"Unknown key {key!r} in the book's config dict; known: {known}.")
-        values.setdefault("tie_word_embeddings", False)  # the book's GPTModel has its own out_head
-        values.update(overrides)
-        return cls(**values)
+        unknown = sorted(set(book_config) - set(BOOK_KEYS) - {"drop_rate"})
+        if unknown:
+            known = sorted(BOOK_KEYS) + ["drop_rate"]
+            raise ValueError(f"Unknown key {unknown[0]!r} in the book's config dict; known: {known}.")
+        values = {BOOK_KEYS.get(key, key): value for key, value in book_config.items()}
+        return cls(**{"tie_word_embeddings": False, **values, **overrides})  # the book's GPTModel has its own out_head
 
     @property
     def drop_rate(self) -> float | None:

@@ -2,9 +2,9 @@
 
 The book's chapter 5 ``load_weights_into_gpt`` copies GPT-2's tensors into ``GPTModel`` one by one; nanoGPT's
 ``GPT.from_pretrained`` keeps an explicit list of the tensors GPT-2 stores as ``Conv1D`` (``[in, out]``) and
-transposes those for ``nn.Linear``. Here each direction is a per-block table ``our name -> their name``; a tuple
-on the right means "concatenated along the output dimension" (the book's ``W_query``/``W_key``/``W_value`` are our
-fused ``qkv``).
+transposes those for ``nn.Linear``. Here one table maps each of our names to GPT-2's and the book's; a tuple
+means "concatenated along the output dimension" (the book's ``W_query``/``W_key``/``W_value`` are our fused
+``qkv``).
 
 * :func:`from_hf_gpt2` / :func:`to_hf_gpt2`: ``GPT2LMHeadModel`` <-> ``GPTScratchForCausalLM``, same logits;
 * :func:`from_book_checkpoint` / :func:`to_book_state_dict`: the book's ``model.pth`` <-> ``GPTScratchForCausalLM``.
@@ -27,29 +27,30 @@ from .modeling_gpt_scratch import GPTScratchForCausalLM
 
 logger = logging.get_logger(__name__)
 
+GPT2, BOOK = 0, 1  # the columns of the two tables below: our name -> (GPT-2's name, the book's name)
+TOP_KEYS = {
+    "model.embeddings.tok_emb.weight": ("transformer.wte.weight", "tok_emb.weight"),
+    "model.embeddings.pos_emb.weight": ("transformer.wpe.weight", "pos_emb.weight"),
+    "model.final_norm.weight": ("transformer.ln_f.weight", "final_norm.scale"),
+    "model.final_norm.bias": ("transformer.ln_f.bias", "final_norm.shift"),
+    "lm_head.weight": ("lm_head.weight", "out_head.weight"),
+}
+BLOCK_KEYS = {  # in each block; GPT-2's c_attn columns are q | k | v, as our qkv rows
+    "norm1.weight": ("ln_1.weight", "norm1.scale"),
+    "norm1.bias": ("ln_1.bias", "norm1.shift"),
+    "att.qkv.weight": ("attn.c_attn.weight", ("att.W_query.weight", "att.W_key.weight", "att.W_value.weight")),
+    "att.qkv.bias": ("attn.c_attn.bias", ("att.W_query.bias", "att.W_key.bias", "att.W_value.bias")),
+    "att.out_proj.weight": ("attn.c_proj.weight", "att.out_proj.weight"),
+    "att.out_proj.bias": ("attn.c_proj.bias", "att.out_proj.bias"),
+    "norm2.weight": ("ln_2.weight", "norm2.scale"),
+    "norm2.bias": ("ln_2.bias", "norm2.shift"),
+    "ff.fc_in.weight": ("mlp.c_fc.weight", "ff.layers.0.weight"),
+    "ff.fc_in.bias": ("mlp.c_fc.bias", "ff.layers.0.bias"),
+    "ff.fc_out.weight": ("mlp.c_proj.weight", "ff.layers.2.weight"),
+    "ff.fc_out.bias": ("mlp.c_proj.bias", "ff.layers.2.bias"),
+}
 OUR_BLOCK = "model.trf_blocks.{i}."
-GPT2_BLOCK = "transformer.h.{i}."
-GPT2_TOP_KEYS = {
-    "model.embeddings.tok_emb.weight": "transformer.wte.weight",
-    "model.embeddings.pos_emb.weight": "transformer.wpe.weight",
-    "model.final_norm.weight": "transformer.ln_f.weight",
-    "model.final_norm.bias": "transformer.ln_f.bias",
-    "lm_head.weight": "lm_head.weight",
-}
-GPT2_BLOCK_KEYS = {
-    "norm1.weight": "ln_1.weight",
-    "norm1.bias": "ln_1.bias",
-    "att.qkv.weight": "attn.c_attn.weight",  # columns q | k | v, as our rows
-    "att.qkv.bias": "attn.c_attn.bias",
-    "att.out_proj.weight": "attn.c_proj.weight",
-    "att.out_proj.bias": "attn.c_proj.bias",
-    "norm2.weight": "ln_2.weight",
-    "norm2.bias": "ln_2.bias",
-    "ff.fc_in.weight": "mlp.c_fc.weight",
-    "ff.fc_in.bias": "mlp.c_fc.bias",
-    "ff.fc_out.weight": "mlp.c_proj.weight",
-    "ff.fc_out.bias": "mlp.c_proj.bias",
-}
+BLOCK_PREFIX = ("transformer.h.{i}.", "trf_blocks.{i}.")
 # GPT-2's Conv1D weights are stored [in, out]; nn.Linear wants [out, in] (nanoGPT's `transposed` list).
 GPT2_TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 GPT2_SUPPORTED_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh")
@@ -58,28 +59,6 @@ GPT2_SAME_FIELDS = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", 
                     "resid_pdrop", "layer_norm_epsilon", "initializer_range")
 TOKEN_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
 
-BOOK_BLOCK = "trf_blocks.{i}."
-BOOK_TOP_KEYS = {
-    "model.embeddings.tok_emb.weight": "tok_emb.weight",
-    "model.embeddings.pos_emb.weight": "pos_emb.weight",
-    "model.final_norm.weight": "final_norm.scale",
-    "model.final_norm.bias": "final_norm.shift",
-    "lm_head.weight": "out_head.weight",
-}
-BOOK_BLOCK_KEYS = {
-    "norm1.weight": "norm1.scale",
-    "norm1.bias": "norm1.shift",
-    "att.qkv.weight": ("att.W_query.weight", "att.W_key.weight", "att.W_value.weight"),
-    "att.qkv.bias": ("att.W_query.bias", "att.W_key.bias", "att.W_value.bias"),
-    "att.out_proj.weight": "att.out_proj.weight",
-    "att.out_proj.bias": "att.out_proj.bias",
-    "norm2.weight": "norm2.scale",
-    "norm2.bias": "norm2.shift",
-    "ff.fc_in.weight": "ff.layers.0.weight",
-    "ff.fc_in.bias": "ff.layers.0.bias",
-    "ff.fc_out.weight": "ff.layers.2.weight",
-    "ff.fc_out.bias": "ff.layers.2.bias",
-}
 BOOK_BUFFER = "att.mask"  # the causal triu mask, a persistent buffer of each MultiHeadAttention: not a weight
 # n_heads is not in the tensors' shapes: by default, the GPT-2 size of that width (the book's four models).
 GPT2_HEADS_BY_WIDTH = {PRESETS[size]["n_embd"]: PRESETS[size]["n_head"] for size in PRESET_ALIASES.values()}
@@ -92,16 +71,16 @@ CONFIG_FIELDS = tuple(
 VOCAB_ROWS_KEYS = ("model.embeddings.tok_emb.weight", "lm_head.weight")
 
 
-def _key_table(top: dict, block: dict, block_prefix: str, n_layer: int, qkv_bias: bool) -> dict:
-    """Full ``our key -> their key(s)`` table for ``n_layer`` blocks (without ``att.qkv.bias`` if no qkv bias)."""
-    table = dict(top)
+def _key_table(side: int, n_layer: int, qkv_bias: bool) -> dict:
+    """``our key -> GPT-2's or the book's key(s)`` for ``n_layer`` blocks (no ``att.qkv.bias`` without qkv bias)."""
+    table = {ours: names[side] for ours, names in TOP_KEYS.items()}
     for i in range(n_layer):
-        prefix = block_prefix.format(i=i)
-        for ours, theirs in block.items():
+        prefix = BLOCK_PREFIX[side].format(i=i)
+        for ours, names in BLOCK_KEYS.items():
             if ours == "att.qkv.bias" and not qkv_bias:
                 continue
-            theirs = tuple(prefix + t for t in theirs) if isinstance(theirs, tuple) else prefix + theirs
-            table[OUR_BLOCK.format(i=i) + ours] = theirs
+            theirs = tuple(prefix + name for name in _flat(names[side]))
+            table[OUR_BLOCK.format(i=i) + ours] = theirs if len(theirs) > 1 else theirs[0]
     return table
 
 
@@ -237,7 +216,7 @@ def from_hf_gpt2(model_or_path, **config_overrides) -> GPTScratchForCausalLM:
         raise HfgptInputError(str(error)) from error
 
     source = gpt2.state_dict()
-    table = _key_table(GPT2_TOP_KEYS, GPT2_BLOCK_KEYS, GPT2_BLOCK, config.n_layer, qkv_bias=True)
+    table = _key_table(GPT2, config.n_layer, qkv_bias=True)
     missing = [theirs for theirs in table.values() if theirs not in source]
     if missing:
         raise HfgptInputError(f"The GPT-2 model lacks {_listing(missing)}.")
@@ -272,7 +251,7 @@ def to_hf_gpt2(model):
         activation_function="gelu_new",
         tie_word_embeddings=bool(c.tie_word_embeddings) and torch.equal(tok_emb, lm_head),  # really one matrix
     )
-    table = _key_table(GPT2_TOP_KEYS, GPT2_BLOCK_KEYS, GPT2_BLOCK, c.n_layer, qkv_bias=True)
+    table = _key_table(GPT2, c.n_layer, qkv_bias=True)
     state_dict = {}
     for our_key, theirs in table.items():
         tensor = ours.get(our_key)
@@ -365,9 +344,9 @@ def from_book_checkpoint(path_or_state_dict, config=None) -> GPTScratchForCausal
     if "trf_blocks.0.ff.layers.0.weight" in source:
         inferred["n_inner"] = source["trf_blocks.0.ff.layers.0.weight"].shape[0]
 
-    table = _key_table(BOOK_TOP_KEYS, BOOK_BLOCK_KEYS, BOOK_BLOCK, inferred["n_layer"], inferred["qkv_bias"])
+    table = _key_table(BOOK, inferred["n_layer"], inferred["qkv_bias"])
     expected = {name for theirs in table.values() for name in _flat(theirs)}
-    buffers = {BOOK_BLOCK.format(i=i) + BOOK_BUFFER for i in range(inferred["n_layer"])}
+    buffers = {BLOCK_PREFIX[BOOK].format(i=i) + BOOK_BUFFER for i in range(inferred["n_layer"])}
     missing, unexpected = expected - set(source), set(source) - expected - buffers
     if missing or unexpected:
         problems = [f"missing keys: {_listing(missing)}"] if missing else []
@@ -412,14 +391,14 @@ def to_book_state_dict(model) -> dict:
     model = _load_ours(model)
     c = model.config
     ours = _real_vocab_rows(c, model.state_dict())
-    table = _key_table(BOOK_TOP_KEYS, BOOK_BLOCK_KEYS, BOOK_BLOCK, c.n_layer, c.qkv_bias)
+    table = _key_table(BOOK, c.n_layer, c.qkv_bias)
     book = {}
     for our_key, theirs in table.items():
         for name, part in zip(_flat(theirs), ours[our_key].detach().chunk(len(_flat(theirs)))):
             book[name] = part.clone()
     mask = torch.triu(torch.ones(c.n_positions, c.n_positions), diagonal=1)
     for i in range(c.n_layer):
-        book[BOOK_BLOCK.format(i=i) + BOOK_BUFFER] = mask.clone()
+        book[BLOCK_PREFIX[BOOK].format(i=i) + BOOK_BUFFER] = mask.clone()
     return book
 
 

@@ -11,23 +11,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import HfApi, ModelCard, ModelCardData
 
 from .errors import HfgptInputError
 
 # Run files copied next to the model when present.
 RUN_FILES = ("all_results.json", "train_results.json", "eval_results.json", "test_results.json", "loss_curve.png",
              "confusion_matrix.png", "trainer_state.json")
-PIPELINE_TAGS = {
-    "GPTScratchForCausalLM": "text-generation",
-    "GPTScratchForSequenceClassification": "text-classification",
-    "GPTScratchModel": "feature-extraction",
-}
-MODEL_CLASSES = {
-    "text-generation": "AutoModelForCausalLM",
-    "text-classification": "AutoModelForSequenceClassification",
-    "feature-extraction": "AutoModel",
+ARCHITECTURES = {  # -> (pipeline tag, Auto class)
+    "GPTScratchForCausalLM": ("text-generation", "AutoModelForCausalLM"),
+    "GPTScratchForSequenceClassification": ("text-classification", "AutoModelForSequenceClassification"),
+    "GPTScratchModel": ("feature-extraction", "AutoModel"),
 }
 
 CARD_HEADER = """---
@@ -94,8 +90,12 @@ def _table(rows: dict, head: str = "setting") -> str:
     return f"| {head} | value |\n| --- | --- |\n" + "\n".join(f"| {k} | {v} |" for k, v in rows.items())
 
 
-def _usage(repo_id: str, pipeline_tag: str) -> str:
-    auto = MODEL_CLASSES[pipeline_tag]
+def _architecture(config: dict) -> tuple[str, str]:
+    """The pipeline tag and Auto class of a saved model's ``config.json`` (a causal LM when it names none)."""
+    return ARCHITECTURES.get((config.get("architectures") or [None])[0], ARCHITECTURES["GPTScratchForCausalLM"])
+
+
+def _usage(repo_id: str, pipeline_tag: str, auto: str) -> str:
     lines = [
         f"from transformers import {auto}, AutoTokenizer, pipeline",
         "",
@@ -114,8 +114,7 @@ def _usage(repo_id: str, pipeline_tag: str) -> str:
 def model_card(folder: str, repo_id: str, datasets: list[str] | None = None, summary: str | None = None) -> ModelCard:
     """The model card for a saved hfgpt model folder (its config.json, and the run's metrics when present)."""
     config = _read_json(os.path.join(folder, "config.json"))
-    architecture = (config.get("architectures") or ["GPTScratchForCausalLM"])[0]
-    pipeline_tag = PIPELINE_TAGS.get(architecture, "text-generation")
+    pipeline_tag, auto = _architecture(config)
     metrics = {k: v for k, v in _run_metrics(folder).items() if isinstance(v, (int, float))}
     metric_names = sorted({k.split("_", 1)[1] for k in metrics if k.startswith(("eval_", "test_")) and
                            not k.endswith(("runtime", "per_second"))})
@@ -144,7 +143,7 @@ def model_card(folder: str, repo_id: str, datasets: list[str] | None = None, sum
         template_str=CARD_TEMPLATE,
         repo_id=repo_id,
         summary=summary or f"A {pipeline_tag} model with {config.get('n_layer')} layers, {config.get('n_embd')} wide.",
-        usage=_usage(repo_id, pipeline_tag),
+        usage=_usage(repo_id, pipeline_tag, auto),
         config_table=_table(rows),
         training=training,
     )
@@ -187,8 +186,7 @@ def build_upload_folder(folder: str, repo_id: str, out_dir: str, datasets: list[
     config = transformers.AutoConfig.from_pretrained(folder)
     if config.model_type != "gpt_scratch":
         raise HfgptInputError(f"{folder!r} holds a {config.model_type!r} model, not an hfgpt (gpt_scratch) one.")
-    architecture = (config.architectures or ["GPTScratchForCausalLM"])[0]
-    auto = getattr(transformers, MODEL_CLASSES[PIPELINE_TAGS.get(architecture, "text-generation")])
+    auto = getattr(transformers, _architecture(config.to_dict())[1])
     auto.from_pretrained(folder).save_pretrained(out_dir)  # weights + configuration/modeling code + auto_map
     if tokenization.has_tokenizer_files(folder):
         tokenization.load_tokenizer(folder).save_pretrained(out_dir)
@@ -202,16 +200,12 @@ def build_upload_folder(folder: str, repo_id: str, out_dir: str, datasets: list[
 def push_to_hub(folder: str, repo_id: str, out_dir: str | None = None, private: bool = False,
                 token: str | None = None, dry_run: bool = False, datasets: list[str] | None = None) -> list[str]:
     """Build the upload folder and upload it (``dry_run``: only build and list). Returns the uploaded file names."""
-    import tempfile
-
     out_dir = out_dir or tempfile.mkdtemp(prefix="hfgpt-upload-")
     build_upload_folder(folder, repo_id, out_dir, datasets=datasets)
     files = sorted(os.path.relpath(os.path.join(root, f), out_dir)
                    for root, _, names in os.walk(out_dir) for f in names)
     if dry_run:
         return files
-    from huggingface_hub import HfApi
-
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     api.upload_folder(repo_id=repo_id, folder_path=out_dir, commit_message="Upload hfgpt model")

@@ -1,35 +1,18 @@
-"""The GPT of *Build a Large Language Model (From Scratch)* as a transformers model.
+"""The GPT of *Build a Large Language Model (From Scratch)* as a transformers model, in the book's order:
 
-Read top to bottom, this file follows the book:
+1. token + position embeddings (chapter 2)            ``GPTScratchEmbeddings``
+2. causal multi-head attention (chapter 3)            ``eager_attention_forward``, ``GPTScratchCausalSelfAttention``
+3. GELU feed-forward network (chapter 4)              ``GPTScratchFeedForward``
+4. pre-LayerNorm block with shortcuts (chapter 4)     ``GPTScratchTransformerBlock``
+5. the GPT model (chapter 4)                          ``GPTScratchModel``
+6. output head, next-token loss (chapters 4-5)        ``GPTScratchForCausalLM``
+7. classification head on the last token (chapter 6)  ``GPTScratchForSequenceClassification``
 
-1. token + absolute position embeddings (chapter 2)      -> ``GPTScratchEmbeddings``
-2. causal multi-head self-attention (chapter 3)           -> ``eager_attention_forward``, ``GPTScratchCausalSelfAttention``
-3. GELU feed-forward network (chapter 4)                  -> ``GPTScratchFeedForward``
-4. pre-LayerNorm transformer block with shortcuts (ch. 4) -> ``GPTScratchTransformerBlock``
-5. the next-token loss (chapter 5's calc_loss_batch)      -> ``chunked_causal_lm_loss`` (CPU) or transformers' loss
-6. the GPT model: blocks, final norm, output head (ch. 4) -> ``GPTScratchModel``, ``GPTScratchForCausalLM``
-7. classification head on the last token (chapter 6)      -> ``GPTScratchForSequenceClassification``
-
-What differs from the book, and why:
-
-* The attention call goes through transformers' attention interface, so ``attn_implementation="eager"`` runs the
-  book's explicit mask + softmax + dropout, ``"sdpa"`` (the default) runs
-  ``torch.nn.functional.scaled_dot_product_attention``, and flash / flex attention come for free where installed.
-* The query, key and value projections (the book's ``W_query``, ``W_key``, ``W_value``) are one fused ``qkv``
-  linear layer: the same maths, one matrix multiply instead of three.
-* Keys and values are kept in a transformers ``Cache`` so ``generate()`` decodes with a KV cache.
-* Padding is handled: an ``attention_mask`` masks padded keys, and positions come from ``position_ids`` so
-  left-padded batches generate the same tokens as unpadded prompts.
-* The book's ``LayerNorm`` (scale/shift, biased variance, eps 1e-5) is ``nn.LayerNorm`` (weight/bias), the same
-  function with a fused kernel.
-* Optionally (``pad_vocab_size_multiple``, as nanoGPT) the embedding and output head get a few unused rows, for
-  GPU-friendly matrix sizes; the logits returned are still the ``vocab_size`` real tokens'.
-* Two CPU speed-ups that do not change the maths: the training loss is computed a block of rows at a time
-  (``ChunkedCrossEntropy``: no logits-sized temporaries), and decoding multiplies by a contiguous transposed copy of
-  the output head (``cpu_decode_head_copy``).
-
-This file imports only torch, transformers and its sibling configuration file, so the copy that
-``save_pretrained`` writes next to the weights works with ``trust_remote_code=True`` where hfgpt is not installed.
+What differs from the book: attention goes through transformers' attention interface (``"eager"`` is the book's
+mask + softmax, ``"sdpa"`` the default, flash / flex where installed); one fused ``qkv`` projection; a KV ``Cache``
+for ``generate()``; padding-aware masks and positions; ``nn.LayerNorm``; an optional padded vocabulary. Two CPU
+speed-ups that keep the maths live in ``cpu_speedups.py``. Only torch, transformers and sibling files are imported:
+``save_pretrained`` copies the siblings next to the weights, so the folder loads with ``trust_remote_code=True``.
 """
 
 from __future__ import annotations
@@ -51,16 +34,14 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutputWithPast,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import can_return_tuple, logging
+from transformers.utils import can_return_tuple
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_gpt_scratch import GPTScratchConfig
+from .cpu_speedups import CPUSpeedupsMixin
+from .errors import HfgptInputError
 
-
-logger = logging.get_logger(__name__)
-
-# transformers 5.24 renamed the KV cache argument of `create_causal_mask` and field of the model outputs from
-# `past_key_values` to `cache`. Use the installed version's name, so this file also runs on earlier 5.x releases.
+# A saved folder's remote code may run on transformers < 5.24, which names the `cache` argument `past_key_values`.
 CACHE_NAME = "cache" if "cache" in inspect.signature(create_causal_mask).parameters else "past_key_values"
 
 AUTO_MAP = {
@@ -69,6 +50,12 @@ AUTO_MAP = {
     "AutoModelForCausalLM": "modeling_gpt_scratch.GPTScratchForCausalLM",
     "AutoModelForSequenceClassification": "modeling_gpt_scratch.GPTScratchForSequenceClassification",
 }
+
+
+def head_output(output_class: type, base_outputs: BaseModelOutputWithPast, **fields):
+    """A head's ``output_class`` with its own ``fields`` and the base model's cache, hidden states and attentions."""
+    cache = {CACHE_NAME: getattr(base_outputs, CACHE_NAME)}
+    return output_class(**fields, **cache, hidden_states=base_outputs.hidden_states, attentions=base_outputs.attentions)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -111,13 +98,9 @@ def eager_attention_forward(
     dropout: float = 0.0,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The book's attention, step by step (``attn_implementation="eager"``).
-
-    ``query``/``key``/``value`` are ``[batch, heads, tokens, head_dim]``. Scores ``q @ k^T`` are scaled by
-    ``1/sqrt(head_dim)``, future positions (and padding) are masked, softmax turns scores into weights, dropout
-    drops some weights, and the weights mix the values. The book masks with ``masked_fill(mask, -inf)`` on a
-    ``triu`` mask; transformers hands us an additive mask (0 where allowed, a very negative number elsewhere) that
-    also covers padding and cached positions, so we add it instead.
+    """The book's attention step by step (``attn_implementation="eager"``), on ``[batch, heads, tokens, head_dim]``:
+    scores ``q @ k^T / sqrt(head_dim)``, future positions masked, softmax, dropout, weights times values. Where the
+    book uses ``masked_fill(triu, -inf)``, transformers' mask is additive and also covers padding and the cache.
     """
     attn_scores = torch.matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None:
@@ -169,15 +152,9 @@ class GPTScratchCausalSelfAttention(nn.Module):
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
+        dropout = self.config.attn_pdrop if self.training else 0.0
         attn_output, attn_weights = attention_interface(
-            self,
-            query,
-            key,
-            value,
-            attention_mask,
-            dropout=self.config.attn_pdrop if self.training else 0.0,
-            scaling=self.scaling,
-            **kwargs,
+            self, query, key, value, attention_mask, dropout=dropout, scaling=self.scaling, **kwargs
         )
         attn_output = attn_output.reshape(batch, num_tokens, -1)  # merge the heads
         return self.out_proj(attn_output), attn_weights
@@ -231,78 +208,7 @@ class GPTScratchTransformerBlock(GradientCheckpointingLayer):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# 5. The next-token loss (chapter 5's calc_loss_batch), without logits-sized temporaries on CPU
-# ----------------------------------------------------------------------------------------------------------------
-class ChunkedCrossEntropy(torch.autograd.Function):
-    """``cross_entropy(logits, targets)`` summed over the rows whose target is not ``ignore_index`` and divided by
-    ``divisor``: the same value and gradient as ``nn.functional.cross_entropy``, computed a block of rows at a time.
-
-    Why: on CPU, ``cross_entropy`` allocates three more tensors as large as the logits (the log-probabilities, the
-    zero-filled gradient of ``nll_loss`` and the gradient of ``log_softmax``). The allocator hands blocks over 32 MB
-    straight back to the operating system, so for GPT-sized logits each of them pays page faults again at every step
-    (~30 ms each for 2048 x 8192 logits on our 2-core CPU). Here the forward keeps one log-sum-exp per row, and the
-    backward writes ``softmax - one_hot`` block by block into the single gradient tensor autograd needs anyway.
-
-    ``num_classes`` < ``logits.shape[1]`` (a padded vocabulary): only the first ``num_classes`` columns take part,
-    the others get a zero gradient, so the padded logits need not be sliced off (and copied back) first.
-    """
-
-    @staticmethod
-    def forward(ctx, logits, targets, divisor, ignore_index: int = -100, block_rows: int = 256, num_classes=None):
-        num_classes = logits.shape[1] if num_classes is None else num_classes
-        classes = logits[:, :num_classes]
-        valid = targets != ignore_index
-        targets = targets.masked_fill(~valid, 0)
-        log_sum_exp = torch.cat([torch.logsumexp(block, dim=-1) for block in classes.split(block_rows)])
-        target_logits = classes.gather(1, targets.unsqueeze(1)).squeeze(1)
-        ctx.save_for_backward(logits, targets, valid, log_sum_exp, torch.as_tensor(divisor))
-        ctx.block_rows, ctx.num_classes = block_rows, num_classes
-        return ((log_sum_exp - target_logits) * valid).sum() / divisor
-
-    @staticmethod
-    def backward(ctx, grad_loss):
-        logits, targets, valid, log_sum_exp, divisor = ctx.saved_tensors
-        num_classes = ctx.num_classes
-        grad_logits = torch.empty_like(logits, memory_format=torch.contiguous_format)
-        grad_logits[:, num_classes:] = 0.0  # padded columns (none without a padded vocabulary)
-        row_scale = (valid * (grad_loss / divisor)).to(logits.dtype).unsqueeze(1)
-        for start in range(0, logits.shape[0], ctx.block_rows):
-            rows = slice(start, start + ctx.block_rows)
-            block = grad_logits[rows, :num_classes]
-            torch.sub(logits[rows, :num_classes], log_sum_exp[rows].unsqueeze(1), out=block)
-            block.exp_()  # softmax
-            block[torch.arange(block.shape[0]), targets[rows]] -= 1.0  # - one_hot(target)
-            block.mul_(row_scale[rows])  # ignored rows get 0
-        return grad_logits, None, None, None, None, None
-
-
-def chunked_causal_lm_loss(
-    logits: torch.Tensor,
-    labels: torch.LongTensor,
-    num_items_in_batch: torch.Tensor | int | None = None,
-    ignore_index: int = -100,
-    shift_labels: torch.LongTensor | None = None,
-    vocab_size: int | None = None,
-    **kwargs,
-) -> torch.Tensor:
-    """transformers' ``ForCausalLMLoss`` (the book's ``calc_loss_batch``: each position predicts the next token)
-    through :class:`ChunkedCrossEntropy`: the mean over labelled positions, or the sum divided by
-    ``num_items_in_batch`` when the Trainer passes it (gradient accumulation). ``vocab_size``: the real tokens,
-    when ``logits`` has padded columns after them."""
-    if shift_labels is None:  # pad-then-slice shifts the labels without copying the logits
-        shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
-    logits = logits.reshape(-1, logits.shape[-1])
-    shift_labels = shift_labels.reshape(-1).to(logits.device)
-    if num_items_in_batch is None:
-        divisor = (shift_labels != ignore_index).sum()
-    else:
-        divisor = torch.as_tensor(num_items_in_batch, device=logits.device)
-    block_rows = max(1, 2**21 // logits.shape[-1])  # blocks of ~8 MB: reused by the allocator, warm in cache
-    return ChunkedCrossEntropy.apply(logits, shift_labels, divisor, ignore_index, block_rows, vocab_size)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# 6. The GPT model (chapter 4) and its language-modeling head
+# 5. The GPT model: embeddings, blocks, final norm (chapter 4)
 # ----------------------------------------------------------------------------------------------------------------
 class GPTScratchPreTrainedModel(PreTrainedModel):
     """What transformers reads about the model: config class, capabilities, GPT-2 weight initialisation."""
@@ -332,13 +238,9 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
     def resize_token_embeddings(
         self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
     ) -> nn.Embedding:
-        """transformers' ``resize_token_embeddings``, keeping ``config.vocab_size`` the number of real tokens.
-
-        ``new_num_tokens`` is the tokenizer's new size (e.g. ``len(tokenizer)`` after adding tokens). The embedding
-        and the output head get ``config.padded_vocab_size`` rows; ``pad_to_multiple_of`` sets
-        ``config.pad_vocab_size_multiple``. (transformers' own version would store the padded row count in
-        ``config.vocab_size``, and the padded ids would then be sampled.) Real tokens beyond the old vocabulary get
-        transformers' initialisation, also where they reuse rows that were padding."""
+        """transformers' ``resize_token_embeddings`` (``new_num_tokens``: e.g. ``len(tokenizer)``), keeping
+        ``config.vocab_size`` the number of real tokens: transformers' own would store the padded row count there,
+        and the padded ids would then be sampled. ``pad_to_multiple_of`` sets ``config.pad_vocab_size_multiple``."""
         if new_num_tokens is None and pad_to_multiple_of is None:
             return self.get_input_embeddings()
         if pad_to_multiple_of is not None:
@@ -402,10 +304,10 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         **kwargs,
     ) -> BaseModelOutputWithPast:
         if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
-        if cache is None and "past_key_values" in kwargs:  # the pre-5.24 name of the cache argument
-            cache = kwargs.pop("past_key_values")
-        kwargs.pop("past_key_values", None)
+            given = "neither" if input_ids is None else "both"
+            raise HfgptInputError(f"Pass exactly one of input_ids or inputs_embeds; got {given}.")
+        legacy_cache = kwargs.pop("past_key_values", None)  # see CACHE_NAME
+        cache = legacy_cache if cache is None else cache
         num_tokens = (input_ids if input_ids is not None else inputs_embeds).shape[1]
 
         if use_cache is None:
@@ -417,10 +319,10 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
 
         past_length = cache.get_seq_length() if cache is not None else 0
         if past_length + num_tokens > self.config.n_positions:
-            raise ValueError(
+            raise HfgptInputError(
                 f"The sequence is {past_length + num_tokens} tokens long ({past_length} cached + {num_tokens} new), "
-                f"but the model's context length is n_positions={self.config.n_positions}. Truncate the input "
-                f"(e.g. tokenizer(..., truncation=True, max_length={self.config.n_positions})) or generate fewer tokens."
+                f"but the model's context length is n_positions={self.config.n_positions}. Truncate the input (e.g. "
+                f"tokenizer(..., truncation=True, max_length={self.config.n_positions})) or generate fewer tokens."
             )
         if position_ids is None and attention_mask is not None and attention_mask.ndim == 2:
             # Count only real tokens, so a left-padded text gets the same positions as the text alone.
@@ -444,17 +346,17 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         return BaseModelOutputWithPast(last_hidden_state=hidden_states, **{CACHE_NAME: cache if use_cache else None})
 
 
-class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
-    """``GPTScratchModel`` + the output head (the book's ``out_head``; here ``lm_head``, tied to the token embedding
-    when ``config.tie_word_embeddings``), with the next-token loss and ``generate()``.
+# ----------------------------------------------------------------------------------------------------------------
+# 6. Causal-LM head: next-token logits, the loss, generate() (chapters 4 and 5)
+# ----------------------------------------------------------------------------------------------------------------
+class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin, CPUSpeedupsMixin):
+    """``GPTScratchModel`` + the book's ``out_head`` (here ``lm_head``, tied to the token embedding when
+    ``config.tie_word_embeddings``), with the next-token loss and ``generate()``.
 
-    With ``config.pad_vocab_size_multiple`` (nanoGPT's vocabulary padding), ``lm_head`` has
-    ``config.padded_vocab_size`` outputs, so its matrix multiply runs on tensor-core friendly sizes, and the forward
-    returns ``logits[..., :vocab_size]``: the real tokens only. Slicing rather than setting the padded logits to
-    ``-inf``: the slice is a free view, and it gives every consumer (``generate()``, the loss, metrics, comparisons
-    with GPT-2) exactly ``vocab_size`` columns, with nothing that can be sampled or that turns an entropy into NaN.
-    Its one cost, a padded-size gradient in the backward, is fused into the loss kernels by ``torch.compile`` and
-    avoided by the CPU loss (it reads the padded logits directly)."""
+    With a padded vocabulary (``config.pad_vocab_size_multiple``, as nanoGPT) ``lm_head`` has
+    ``config.padded_vocab_size`` outputs, and the forward returns the ``vocab_size`` real tokens' logits only, so
+    nothing can sample a padded id. ``model.cpu_decode_head_copy = False`` saves the memory of the CPU decoding copy
+    of ``lm_head`` (see ``cpu_speedups.py``)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embeddings.tok_emb.weight"}
 
@@ -469,45 +371,6 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
 
     def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
         self.lm_head = new_embeddings
-
-    def _chunked_loss_applies(self, logits: torch.Tensor) -> bool:
-        """The page-fault-free loss is for fp32 logits on CPU in eager mode. CUDA's caching allocator has no such
-        cost, and compiled graphs fuse the loss themselves: there, and for a custom ``loss_type``, transformers'
-        ``loss_function``."""
-        return (
-            logits.device.type == "cpu"
-            and logits.dtype == torch.float32
-            and getattr(self.config, "loss_type", None) in (None, "ForCausalLM")
-            and not torch.compiler.is_compiling()
-        )
-
-    # Decoding on CPU reads the whole output matrix for every new token. BLAS streams a contiguous [n_embd, vocab]
-    # copy ~1.4x faster for a few rows than the [vocab, n_embd] weight through `x @ W.T` (124M: ~7 vs ~10 ms per
-    # token on our 2-core CPU), so inference on CPU keeps such a copy (vocab x n_embd floats more memory; rebuilt
-    # whenever the weight changes). Set to False on a model to save that memory.
-    cpu_decode_head_copy: bool = True
-    _decode_head: torch.Tensor | None = None
-    _decode_head_key: tuple | None = None
-
-    def _output_projection(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """``lm_head(hidden_states)``; for a few rows on CPU without autograd, the same product against the copy."""
-        weight = self.lm_head.weight
-        use_copy = (
-            self.cpu_decode_head_copy
-            and type(self.lm_head) is nn.Linear  # not a LoRA / quantised layer
-            and weight.device.type == "cpu"
-            and not torch.is_grad_enabled()
-            and not torch.compiler.is_compiling()
-            and hidden_states.shape[:-1].numel() <= 64
-        )
-        if not use_copy:
-            if self._decode_head is not None and (not self.cpu_decode_head_copy or weight.device.type != "cpu"):
-                self._decode_head = self._decode_head_key = None  # switched off or moved off the CPU: free the copy
-            return self.lm_head(hidden_states)
-        key = (weight.data_ptr(), weight._version, weight.dtype, tuple(weight.shape))
-        if self._decode_head_key != key:
-            self._decode_head, self._decode_head_key = weight.detach().t().contiguous(), key
-        return hidden_states.to(weight.dtype) @ self._decode_head
 
     @can_return_tuple
     def forward(
@@ -524,37 +387,17 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
     ) -> CausalLMOutputWithPast:
         r"""``labels`` are the input ids themselves (the model shifts them by one, as the book's
         ``calc_loss_batch`` does with its shifted target windows); ``-100`` marks positions without a loss."""
-        outputs: BaseModelOutputWithPast = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=cache,
-            inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
-            **kwargs,
-        )
+        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                             cache=cache, inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs)
         hidden_states = outputs.last_hidden_state
         if isinstance(logits_to_keep, int) and logits_to_keep > 0:
             hidden_states = hidden_states[:, -logits_to_keep:, :]
         elif isinstance(logits_to_keep, torch.Tensor):
             hidden_states = hidden_states[:, logits_to_keep, :]
-        logits = self._output_projection(hidden_states)
-
-        loss = None
-        vocab_size = self.config.vocab_size
-        if labels is not None and self._chunked_loss_applies(logits):
-            loss = chunked_causal_lm_loss(logits, labels, vocab_size=vocab_size, **kwargs)
-        if logits.shape[-1] != vocab_size:  # padded vocabulary: the real tokens' logits only
-            logits = logits[..., :vocab_size]
-        if labels is not None and loss is None:
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=vocab_size, **kwargs)
-        return CausalLMOutputWithPast(
-            loss=loss,
-            logits=logits,
-            **{CACHE_NAME: getattr(outputs, CACHE_NAME)},
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
+        logits = self.lm_head_logits(hidden_states)  # lm_head(hidden_states)
+        loss = None if labels is None else self.causal_lm_loss(logits, labels, **kwargs)
+        logits = logits[..., : self.config.vocab_size]  # without the padded vocabulary's logits
+        return head_output(CausalLMOutputWithPast, outputs, loss=loss, logits=logits)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -575,33 +418,16 @@ class GPTScratchForSequenceClassification(GPTScratchPreTrainedModel):
         self.score = nn.Linear(config.n_embd, config.num_labels)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.embeddings.tok_emb
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.model.embeddings.tok_emb = value
-
     @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        cache: Cache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
-        use_cache: bool | None = None,
         **kwargs,
     ) -> SequenceClassifierOutputWithPast:
-        outputs: BaseModelOutputWithPast = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=cache,
-            inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
-            **kwargs,
-        )
+        """``kwargs`` (``position_ids``, ``inputs_embeds``, ...) go to ``GPTScratchModel``."""
+        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         hidden_states = outputs.last_hidden_state
         batch, num_tokens = hidden_states.shape[:2]
         positions = torch.arange(num_tokens, device=hidden_states.device)
@@ -611,19 +437,12 @@ class GPTScratchForSequenceClassification(GPTScratchPreTrainedModel):
             last_token = (positions * (input_ids != self.config.pad_token_id).to(positions.dtype)).argmax(-1)
         else:
             last_token = torch.full((batch,), num_tokens - 1, device=hidden_states.device)
-        pooled = hidden_states[torch.arange(batch, device=hidden_states.device), last_token]
-        logits = self.score(pooled)
+        logits = self.score(hidden_states[torch.arange(batch, device=hidden_states.device), last_token])
 
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, pooled_logits=logits, config=self.config)
-        return SequenceClassifierOutputWithPast(
-            loss=loss,
-            logits=logits,
-            **{CACHE_NAME: getattr(outputs, CACHE_NAME)},
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
+        return head_output(SequenceClassifierOutputWithPast, outputs, loss=loss, logits=logits)
 
 
 __all__ = [

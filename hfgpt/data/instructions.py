@@ -1,16 +1,12 @@
 """Instruction data (the book's chapter 7): Alpaca records, the book's split, its prompt as a chat template, and its
 padding/masking collator.
 
-A record is ``{"instruction": str, "input": str, "output": str}`` (``input`` may be empty or absent), as in the
-book's ``instruction-data.json`` and the Hub's ``tatsu-lab/alpaca``. The book writes the prompt as
-``format_input(entry) + "\\n\\n### Response:\\n"``; here that text is the tokenizer's ``chat_template``
-(:data:`ALPACA_CHAT_TEMPLATE`), so ``apply_chat_template`` and ``pipeline("text-generation")`` on chat messages give
-exactly what the model was trained on. A ``user`` message holds the instruction (and the optional input in an extra
-``input`` field), an ``assistant`` message the response, closed by ``<|endoftext|>``; a leading ``system`` message
-replaces the book's preamble.
-
-A training example is the prompt tokens + the response tokens + eos, tokenized separately, so the prompt a user sends
-at generation time tokenizes to exactly the training prefix.
+A record is ``{"instruction", "input", "output"}`` (``input`` may be empty or absent), as in the book's
+``instruction-data.json``. The book's prompt, ``format_input(entry) + "\n\n### Response:\n"``, is here the
+tokenizer's chat template (:data:`ALPACA_CHAT_TEMPLATE`), so ``apply_chat_template`` and ``pipeline()`` on chat messages
+give exactly the training prompt: a ``user`` message holds the instruction (and an optional ``input`` field), an
+``assistant`` message the response, and a leading ``system`` message replaces the book's preamble. Prompt and
+response are tokenized separately, so the prompt a user sends tokenizes to exactly the training prefix.
 """
 
 from __future__ import annotations
@@ -23,15 +19,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from ..errors import HfgptInputError
 
 logger = logging.getLogger("hfgpt.instructions")
 
 INSTRUCTION_FIELDS = ("instruction", "input", "output")
-PREAMBLE = (
-    "Below is an instruction that describes a task. Write a response that appropriately completes the request."
-)
+PREAMBLE = "Below is an instruction that describes a task. Write a response that appropriately completes the request."
 IGNORE_INDEX = -100
 
 # Jinja: rendered by transformers' apply_chat_template (eos_token comes from the tokenizer's special tokens).
@@ -55,7 +50,6 @@ ALPACA_CHAT_TEMPLATE = (
 )
 
 
-# ------------------------------------------------------------------------------------------------ prompt format
 def format_input(entry: Mapping) -> str:
     """The book's ``format_input``: preamble, ``### Instruction:`` and, when the input is not empty, ``### Input:``."""
     instruction_text = f"{PREAMBLE}\n\n### Instruction:\n{entry['instruction']}"
@@ -86,7 +80,6 @@ def add_chat_template(tokenizer):
     return tokenizer
 
 
-# ------------------------------------------------------------------------------------------------------ records
 @dataclass
 class RecordReport:
     """What :func:`clean_records` and :func:`tokenize_records` dropped, to be reported to the user."""
@@ -160,9 +153,9 @@ def clean_records(records: Sequence, report: RecordReport | None = None) -> tupl
         if not isinstance(record, Mapping):
             raise HfgptInputError(f"Record {index} is a {type(record).__name__}, not an object with "
                                   f"'instruction', 'input' and 'output'.")
-        for name in ("instruction", "output"):
-            if name not in record or record[name] is None:
-                raise HfgptInputError(f"Record {index} has no {name!r} field (its fields: {sorted(record)}).")
+        missing = [name for name in ("instruction", "output") if record.get(name) is None]
+        if missing:
+            raise HfgptInputError(f"Record {index} has no {missing[0]!r} field (its fields: {sorted(record)}).")
         entry = {"instruction": record["instruction"], "input": record.get("input") or "", "output": record["output"]}
         for name, value in entry.items():
             if not isinstance(value, str):
@@ -193,27 +186,20 @@ def split_records(records: Sequence, train_fraction: float = 0.85, test_fraction
     records = list(records)
     if seed is not None:
         random.Random(seed).shuffle(records)
-    train_portion = int(len(records) * train_fraction)
-    test_portion = int(len(records) * test_fraction)
-    splits = {
-        "train": records[:train_portion],
-        "test": records[train_portion:train_portion + test_portion],
-        "validation": records[train_portion + test_portion:],
-    }
+    train_end = int(len(records) * train_fraction)
+    test_end = train_end + int(len(records) * test_fraction)
+    splits = {"train": records[:train_end], "test": records[train_end:test_end], "validation": records[test_end:]}
     if not splits["train"] or not splits["validation"]:
         raise HfgptInputError(f"{len(records)} records give {len(splits['train'])} training and "
                               f"{len(splits['validation'])} validation examples; at least one of each is needed.")
     return splits
 
 
-# --------------------------------------------------------------------------------------------------- tokenizing
 def tokenize_records(records: Sequence[Mapping], tokenizer, max_length: int | None = None,
                      report: RecordReport | None = None, split: str = "train") -> list[dict]:
-    """``[{"input_ids": prompt + response + [eos], "prompt_length": n}, ...]`` through the chat template.
-
-    The tokenizer's chat template is used (the Alpaca one when it has none). Examples longer than ``max_length``
-    tokens are skipped, not truncated (a cut response would teach the model to stop mid-sentence without its
-    end-of-text), and counted in ``report.too_long[split]``."""
+    """``[{"input_ids": prompt + response + [eos], "prompt_length": n}, ...]`` through the tokenizer's chat template
+    (the Alpaca one when it has none). Examples longer than ``max_length`` are skipped, not truncated (a cut response
+    would teach the model to stop without its end-of-text), and counted in ``report.too_long[split]``."""
     template = tokenizer.chat_template or ALPACA_CHAT_TEMPLATE
     prompts = [tokenizer.apply_chat_template(entry_to_messages(entry, with_response=False), chat_template=template,
                                              tokenize=False, add_generation_prompt=True) for entry in records]
@@ -249,7 +235,6 @@ class InstructionDataset(torch.utils.data.Dataset):
         return self.items[index]
 
 
-# ---------------------------------------------------------------------------------------------------- collating
 @dataclass
 class InstructionCollator:
     """The book's ``custom_collate_fn`` for a Hugging Face model, which shifts the labels itself (the book shifts
@@ -267,21 +252,14 @@ class InstructionCollator:
     ignore_index: int = IGNORE_INDEX
 
     def __call__(self, batch: list[dict]) -> dict[str, torch.Tensor]:
-        longest = max(len(item["input_ids"]) for item in batch)
-        if self.allowed_max_length is not None:
-            longest = min(longest, self.allowed_max_length)
-        input_ids = torch.full((len(batch), longest), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), longest), dtype=torch.long)
-        labels = torch.full((len(batch), longest), self.ignore_index, dtype=torch.long)
+        ids = [torch.tensor(item["input_ids"][:self.allowed_max_length], dtype=torch.long) for item in batch]
+        labels = pad_sequence(ids, batch_first=True, padding_value=self.ignore_index)
         for row, item in enumerate(batch):
-            ids = torch.tensor(item["input_ids"][:longest], dtype=torch.long)
-            n = len(ids)
-            input_ids[row, :n] = ids
-            attention_mask[row, :n] = 1
-            labels[row, :n] = ids
             if item.get("mask_prompt", self.mask_prompt):
-                labels[row, :min(item["prompt_length"], n)] = self.ignore_index
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+                labels[row, :item["prompt_length"]] = self.ignore_index
+        return {"input_ids": pad_sequence(ids, batch_first=True, padding_value=self.pad_token_id),
+                "attention_mask": pad_sequence([torch.ones_like(i) for i in ids], batch_first=True),
+                "labels": labels}
 
 
 __all__ = [

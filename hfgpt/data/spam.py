@@ -1,12 +1,10 @@
 """The SMS Spam Collection for the book's chapter 6 (spam classification), as a ``datasets`` pipeline.
 
-The book downloads the UCI zip, reads ``ham|spam<TAB>text`` lines with pandas, undersamples "ham" to the number of
-"spam" messages, shuffles with ``random_state=123`` and cuts 70% / 10% / 20%. What differs here: the raw file is read
-line by line (no CSV quoting, which merges messages that start with a quote); tables (csv/json/jsonl/parquet) and Hub
-datasets work too, and unknown labels or missing columns are errors; the split is *stratified*, so both classes keep
-their share in every split; messages are padded per batch (``DataCollatorWithPadding``), not all to the longest; and
-:func:`write_pretraining_text` writes the messages outside the validation and test splits, so a model can be
-pretrained on SMS text without seeing an evaluation message.
+The book reads the UCI file with pandas, undersamples "ham" to the number of "spam" messages (``random_state=123``)
+and cuts 70% / 10% / 20%. What differs: the raw file is read line by line (CSV quoting merges messages that start
+with a quote); tables and Hub datasets work too; unknown labels and missing columns are errors; the split is
+stratified; batches are padded per batch; and :func:`write_pretraining_text` gives SMS text for pretraining that
+holds no validation or test message.
 """
 
 from __future__ import annotations
@@ -36,12 +34,10 @@ class SpamReport:
     truncated: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        out = {"messages_read": self.read, "empty_skipped": self.empty_skipped}
-        out.update({f"truncated_{split}": n for split, n in self.truncated.items()})
-        return out
+        truncated = {f"truncated_{split}": n for split, n in self.truncated.items()}
+        return {"messages_read": self.read, "empty_skipped": self.empty_skipped, **truncated}
 
 
-# ------------------------------------------------------------------------------------------------------ reading
 def read_sms_file(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     """The raw collection: one ``label<TAB>text`` message per line, no header, no quoting.
 
@@ -147,7 +143,6 @@ def load_spam_dataset(data_file: str | None = None, dataset_name: str | None = N
     return _as_dataset(table[column], _normalise_labels(table[label_column], names, source), report)
 
 
-# ------------------------------------------------------------------------------------------ balancing, splitting
 def balance(dataset, seed: int = 123):
     """The book's ``create_balanced_dataset``: keep every message of the smaller class and as many randomly chosen
     messages of the larger one."""
@@ -192,7 +187,6 @@ def write_pretraining_text(dataset, splits, path: str) -> int:
     return len(lines)
 
 
-# --------------------------------------------------------------------------------------------------- tokenizing
 def tokenize_dataset(dataset, tokenizer, max_length: int, report: SpamReport | None = None, split: str = "train"):
     """Token ids for each message, cut to ``max_length`` (the book's ``encoded_text[:max_length]``); the number of
     messages that were cut is logged and kept in ``report.truncated[split]``. Padding happens per batch later."""

@@ -45,8 +45,8 @@ def parse_score(reply: str | None) -> int | None:
 
 
 class LocalModelJudge:
-    """A transformers causal LM as judge. ``model`` is a folder, a Hub id or a loaded model (then pass
-    ``tokenizer``). Greedy decoding of ``max_new_tokens``; a prompt longer than the model's context keeps its end."""
+    """A transformers causal LM as judge (a folder, a Hub id, or a loaded model with its ``tokenizer``), greedy; a
+    prompt longer than the model's context keeps its end."""
 
     def __init__(self, model, tokenizer=None, max_new_tokens: int = 8, device: str | None = None):
         from transformers import AutoModelForCausalLM
@@ -61,17 +61,14 @@ class LocalModelJudge:
         self.model = model.eval() if device is None else model.to(device).eval()
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
-        self.name = getattr(model.config, "_name_or_path", None) or type(model).__name__
 
     def __call__(self, prompt: str) -> str:
         import torch
 
-        if self.tokenizer.chat_template is not None:
-            text = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                      add_generation_prompt=True)
-            ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
-        else:
-            ids = self.tokenizer(prompt, return_tensors="pt").input_ids
+        chat = self.tokenizer.chat_template is not None  # the template already holds any special tokens
+        text = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                  add_generation_prompt=True) if chat else prompt
+        ids = self.tokenizer(text, add_special_tokens=not chat, return_tensors="pt").input_ids
         context = getattr(self.model.config, "max_position_embeddings", None)
         if context is not None and ids.shape[1] + self.max_new_tokens > context:
             keep = max(1, context - self.max_new_tokens)
@@ -87,10 +84,9 @@ class LocalModelJudge:
 
 
 class OpenAIChatJudge:
-    """An OpenAI-compatible chat-completions endpoint as judge (standard library only).
-
-    ``url``: the API base (``http://localhost:11434/v1`` for Ollama, ``https://api.openai.com/v1``) or the full
-    ``.../chat/completions`` address. Deterministic like the book: temperature 0 and seed 123."""
+    """An OpenAI-compatible chat-completions endpoint as judge, through urllib. ``url`` is the API base (Ollama's
+    ``http://localhost:11434/v1``) or the full ``.../chat/completions`` address. Temperature 0 and seed 123, as in
+    the book."""
 
     def __init__(self, url: str, model: str, api_key: str | None = None, timeout: float = 120.0,
                  temperature: float = 0.0, seed: int | None = 123, max_tokens: int | None = None):
@@ -103,12 +99,8 @@ class OpenAIChatJudge:
         self.model = model
         self.api_key = api_key
         self.timeout = timeout
-        self.options = {"temperature": temperature}
-        if seed is not None:
-            self.options["seed"] = seed
-        if max_tokens is not None:
-            self.options["max_tokens"] = max_tokens
-        self.name = f"{model} @ {self.url}"
+        options = dict(temperature=temperature, seed=seed, max_tokens=max_tokens)
+        self.options = {name: value for name, value in options.items() if value is not None}
 
     def __call__(self, prompt: str) -> str:
         body = {"model": self.model, "messages": [{"role": "user", "content": prompt}], **self.options}
@@ -148,10 +140,8 @@ def load_judge(judge_model: str | None = None, judge_url: str | None = None, jud
 
 def score_responses(entries: Sequence[Mapping], judge: Callable[[str], str], response_key: str = "model_response",
                     progress: bool = False) -> dict:
-    """Ask ``judge`` to grade every entry; returns the mean of the parsed scores and the counts.
-
-    ``{"mean_score", "scores" (int or None per entry), "replies", "n_scored", "n_unparsed", "n_total"}``;
-    ``mean_score`` is None when no reply held a score."""
+    """Ask ``judge`` to grade every entry: ``{"mean_score" (None when no reply held a score), "scores" (int or None
+    per entry), "replies", "n_scored", "n_unparsed", "n_total"}``."""
     scores, replies = [], []
     for index, entry in enumerate(entries):
         reply = judge(grading_prompt(entry, response_key))
@@ -163,14 +153,9 @@ def score_responses(entries: Sequence[Mapping], judge: Callable[[str], str], res
         if progress and (index + 1) % 10 == 0:
             logger.info("Judged %d/%d", index + 1, len(entries))
     parsed = [s for s in scores if s is not None]
-    return {
-        "mean_score": sum(parsed) / len(parsed) if parsed else None,
-        "scores": scores,
-        "replies": replies,
-        "n_scored": len(parsed),
-        "n_unparsed": len(scores) - len(parsed),
-        "n_total": len(scores),
-    }
+    mean = sum(parsed) / len(parsed) if parsed else None
+    return {"mean_score": mean, "scores": scores, "replies": replies, "n_scored": len(parsed),
+            "n_unparsed": len(scores) - len(parsed), "n_total": len(scores)}
 
 
 __all__ = ["GRADING_PROMPT", "LocalModelJudge", "OpenAIChatJudge", "grading_prompt", "load_judge", "parse_score",

@@ -1,9 +1,5 @@
-"""Reference losses a trained model must beat.
-
-A unigram model predicts every token with its frequency in the training data, ignoring context. Its
-cross-entropy on the validation windows is the loss of a model that learned "which tokens are common" and
-nothing else; a GPT that has learned anything from context sits well below it.
-"""
+"""Reference losses a trained model must beat: a unigram model predicts every token by its frequency in the training
+data, ignoring context, so a GPT that learned anything from context sits well below its loss."""
 
 from __future__ import annotations
 

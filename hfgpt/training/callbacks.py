@@ -1,14 +1,14 @@
 """Trainer callbacks for the book's training-loop extras (chapter 5).
 
-The book's ``train_model_simple`` prints a sample after every epoch (``generate_and_print_sample``) and plots
-train/validation loss against tokens seen (``plot_losses``). With the HF ``Trainer`` these are callbacks, so the
-loop itself stays the Trainer's (gradient accumulation, DDP, checkpoints, resuming).
+The book's ``train_model_simple`` prints a sample after every epoch (``generate_and_print_sample``) and plots train and
+validation loss against tokens seen (``plot_losses``). Here they are callbacks, so the loop stays the Trainer's.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 
 import torch
 from transformers import TrainerCallback
@@ -17,22 +17,20 @@ from transformers import TrainerCallback
 class SampleGenerationCallback(TrainerCallback):
     """The book's ``generate_and_print_sample``: after each evaluation, continue a fixed prompt and print it.
 
-    Only the main process prints; the model is put back in training mode afterwards."""
+    Decoding is the book's temperature + top-k sampling (chapter 5.3; greedy loops on a small model) with a fixed seed
+    in a forked RNG, so successive samples are comparable and training's randomness is untouched."""
 
     def __init__(self, tokenizer, prompt: str = "Every effort moves you", max_new_tokens: int = 40,
                  do_sample: bool = True, top_k: int | None = 40, temperature: float = 0.8, seed: int = 123):
         self.tokenizer = tokenizer
         self.prompt = prompt
         self.max_new_tokens = max_new_tokens
-        # The book's chapter 5.3 decoding: temperature + top-k sampling reads better than greedy decoding, which
-        # loops on a small model. A fixed seed (in a forked RNG, so training's randomness is untouched) makes the
-        # samples of successive evaluations comparable.
         self.generation_kwargs = dict(do_sample=True, top_k=top_k, temperature=temperature) if do_sample else \
             dict(do_sample=False)
         self.seed = seed
-        self.samples: list[tuple[int, str]] = []
 
     def generate(self, model) -> str:
+        """The sample text; the model is put back in training mode afterwards."""
         unwrapped = getattr(model, "module", model)
         was_training = unwrapped.training
         unwrapped.eval()
@@ -40,30 +38,20 @@ class SampleGenerationCallback(TrainerCallback):
         budget = unwrapped.config.n_positions - inputs.input_ids.shape[1]
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            out = unwrapped.generate(
-                **inputs,
-                max_new_tokens=max(1, min(self.max_new_tokens, budget)),
-                pad_token_id=self.tokenizer.pad_token_id,
-                **self.generation_kwargs,
-            )
-        if was_training:
-            unwrapped.train()
+            out = unwrapped.generate(**inputs, max_new_tokens=max(1, min(self.max_new_tokens, budget)),
+                                     pad_token_id=self.tokenizer.pad_token_id, **self.generation_kwargs)
+        unwrapped.train(was_training)
         return self.tokenizer.decode(out[0], skip_special_tokens=True)
 
     def on_evaluate(self, args, state, control, model=None, **kwargs):
-        if model is None or not state.is_world_process_zero:
-            return
-        text = self.generate(model)
-        self.samples.append((state.global_step, text))
-        print(f"\n[sample @ step {state.global_step}] {text!r}\n", flush=True)
+        if model is not None and state.is_world_process_zero:
+            print(f"\n[sample @ step {state.global_step}] {self.generate(model)!r}\n", flush=True)
 
 
 def plot_loss_curve(log_history: list[dict], tokens_per_step: int, path: str, title: str = "Training loss",
                     baseline: tuple[str, float] | None = None) -> str | None:
-    """The book's ``plot_losses``: train and validation loss against tokens seen, saved as a PNG at ``path``.
-
-    ``baseline`` = (label, loss) draws a reference loss as a dashed line (e.g. the unigram model's).
-    Returns the path, or None when the history has no loss yet."""
+    """The book's ``plot_losses``: train and validation loss against tokens seen, saved as a PNG at ``path``, with
+    perplexity on the right axis; ``baseline`` = (label, loss) adds a dashed reference line. None before any loss."""
     train = [(e["step"] * tokens_per_step, e["loss"]) for e in log_history if "loss" in e and "step" in e]
     val = [(e["step"] * tokens_per_step, e["eval_loss"]) for e in log_history if "eval_loss" in e and "step" in e]
     if not train and not val:
@@ -78,17 +66,13 @@ def plot_loss_curve(log_history: list[dict], tokens_per_step: int, path: str, ti
         ax.plot(*zip(*train), label="train loss", color="tab:blue")
     if val:
         ax.plot(*zip(*val), "o-", label="validation loss", color="tab:orange")
+        to_perplexity = (lambda y: torch.tensor(y).exp().numpy(), lambda p: torch.tensor(p).log().numpy())
+        ax.secondary_yaxis("right", functions=to_perplexity).set_ylabel("perplexity")
     if baseline is not None:
         ax.axhline(baseline[1], linestyle="--", color="gray", label=baseline[0])
-    ax.set_xlabel("tokens seen")
-    ax.set_ylabel("cross-entropy loss (nats)")
-    ax.set_title(title)
+    ax.set(xlabel="tokens seen", ylabel="cross-entropy loss (nats)", title=title)
     ax.grid(alpha=0.3)
     ax.legend()
-    if val:  # perplexity on the right axis, as a reading aid
-        sec = ax.secondary_yaxis("right", functions=(lambda y: torch.tensor(y).exp().numpy(),
-                                                     lambda p: torch.tensor(p).log().numpy()))
-        sec.set_ylabel("perplexity")
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path)
@@ -96,27 +80,22 @@ def plot_loss_curve(log_history: list[dict], tokens_per_step: int, path: str, ti
     return path
 
 
+@dataclass(eq=False)
 class LossCurveCallback(TrainerCallback):
-    """Writes ``loss_curve.png`` (train + validation loss against tokens seen) into ``output_dir`` after every
-    evaluation and at the end of training, so a run killed midway still leaves its curve."""
+    """Writes ``loss_curve.png`` into ``output_dir`` after every evaluation and at the end of training, so a run
+    killed midway still leaves its curve."""
 
-    def __init__(self, tokens_per_step: int, filename: str = "loss_curve.png", title: str = "Training loss",
-                 baseline: tuple[str, float] | None = None):
-        self.tokens_per_step = tokens_per_step
-        self.filename = filename
-        self.title = title
-        self.baseline = baseline
+    tokens_per_step: int
+    filename: str = "loss_curve.png"
+    title: str = "Training loss"
+    baseline: tuple[str, float] | None = None
 
-    def _write(self, args, state):
+    def on_evaluate(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             plot_loss_curve(state.log_history, self.tokens_per_step, os.path.join(args.output_dir, self.filename),
                             self.title, self.baseline)
 
-    def on_evaluate(self, args, state, control, **kwargs):
-        self._write(args, state)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        self._write(args, state)
+    on_train_end = on_evaluate
 
 
 def perplexity(loss: float) -> float:
