@@ -108,9 +108,9 @@ def test_padded_vocab_config():
 
 
 def test_pretrain_recipe_takes_the_option():
-    from hfgpt.training.pretrain import checked_overrides
+    from hfgpt.training.pretrain import parse_overrides
 
-    overrides = checked_overrides("pad_vocab_size_multiple=64,n_layer=2")
+    overrides = parse_overrides("pad_vocab_size_multiple=64,n_layer=2")
     assert overrides == {"pad_vocab_size_multiple": 64, "n_layer": 2}
     assert GPTScratchConfig.from_preset("tiny", vocab_size=8000, **overrides).padded_vocab_size == 8000
     assert GPTScratchConfig.from_preset("tiny", vocab_size=8001, **overrides).padded_vocab_size == 8064

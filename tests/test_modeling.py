@@ -10,6 +10,7 @@ from hfgpt import (
     GPTScratchForSequenceClassification,
     GPTScratchModel,
 )
+from hfgpt.errors import HfgptInputError
 
 
 def make_lm(attn="sdpa", **overrides) -> GPTScratchForCausalLM:
@@ -136,10 +137,10 @@ def test_loss_is_shifted_next_token_cross_entropy():
 
 def test_too_long_sequence_names_both_lengths():
     model = make_lm()
-    with pytest.raises(ValueError, match=r"65 tokens long.*n_positions=64"):
+    with pytest.raises(HfgptInputError, match=r"65 tokens long.*n_positions=64"):
         model(torch.zeros(1, 65, dtype=torch.long))
     prompt = torch.randint(1, 128, (1, 60))
-    with pytest.raises(ValueError, match=r"n_positions=64"):
+    with pytest.raises(HfgptInputError, match=r"n_positions=64"):
         model.generate(prompt, max_new_tokens=10, do_sample=False)
 
 
@@ -149,8 +150,10 @@ def test_inputs_embeds_and_input_ids_exclusive():
     embeds = model.get_input_embeddings()(x)
     with torch.no_grad():
         assert torch.allclose(model(inputs_embeds=embeds).logits, model(x).logits, atol=1e-6)
-    with pytest.raises(ValueError, match="exactly one of input_ids or inputs_embeds"):
+    with pytest.raises(HfgptInputError, match="exactly one of input_ids or inputs_embeds; got both"):
         model(x, inputs_embeds=embeds)
+    with pytest.raises(HfgptInputError, match="exactly one of input_ids or inputs_embeds; got neither"):
+        model()
 
 
 def test_hidden_states_and_attentions_outputs():
@@ -207,6 +210,17 @@ def test_cache_object_is_filled():
     assert out.cache.get_seq_length() == 7
     step = model(torch.randint(1, 128, (1, 1)), cache=out.cache, use_cache=True)
     assert step.cache.get_seq_length() == 8
+
+
+def test_cache_under_its_pre_5_24_name_past_key_values():
+    """A saved folder's code may run on transformers < 5.24, which passes the cache as ``past_key_values``."""
+    model = make_lm()
+    x, y = torch.randint(1, 128, (1, 7)), torch.randint(1, 128, (1, 1))
+    with torch.no_grad():
+        first = model(x, use_cache=True)
+        step = model(y, past_key_values=first.cache, use_cache=True)
+        assert step.cache is first.cache and step.cache.get_seq_length() == 8
+        assert torch.allclose(step.logits[0, -1], model(torch.cat([x, y], 1)).logits[0, -1], atol=1e-5)
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
@@ -282,6 +296,18 @@ def test_classifier_pools_the_last_real_token_for_either_padding_side():
             if side == "right":  # without a mask the pad id (0) is used to find the last token
                 assert torch.allclose(model(ids).logits[1], alone[1], atol=1e-5)
     assert model.config.id2label[1] == "spam"
+
+
+def test_classifier_passes_other_arguments_to_the_model():
+    model = make_classifier()
+    ids = torch.randint(1, 128, (2, 6))
+    with torch.no_grad():
+        expected = model(ids).logits
+        embeds = model.get_input_embeddings()(ids)
+        assert torch.allclose(model(inputs_embeds=embeds).logits, expected, atol=1e-6)
+        assert torch.allclose(model(ids, position_ids=torch.arange(6)[None]).logits, expected, atol=1e-6)
+        out = model(ids, use_cache=True, output_hidden_states=True)
+    assert out.cache.get_seq_length() == 6 and len(out.hidden_states) == 3
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,8 @@ def lm_folder(tmp_path_factory, tokenizer):
 def test_saved_folder_has_code_and_full_auto_map(lm_folder):
     folder, _ = lm_folder
     assert (folder / "modeling_gpt_scratch.py").exists() and (folder / "configuration_gpt_scratch.py").exists()
+    # save_pretrained copies the modeling file's relative imports too (transformers' get_relative_import_files)
+    assert (folder / "cpu_speedups.py").exists() and (folder / "errors.py").exists()
     auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
     assert auto_map["AutoModelForCausalLM"] == "modeling_gpt_scratch.GPTScratchForCausalLM"
     assert set(auto_map) == {"AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoModelForSequenceClassification"}

@@ -1,0 +1,118 @@
+"""cpu_speedups.py: the chunked CPU loss equals ``nn.functional.cross_entropy`` (value and gradient), the model takes
+it where it applies, and the CPU decoding copy of ``lm_head`` gives the same logits and tokens."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import tiny_config
+
+from hfgpt import GPTScratchForCausalLM
+from hfgpt.cpu_speedups import ChunkedCrossEntropy, chunked_causal_lm_loss
+
+VOCAB = 100  # not a multiple of 64: padded to 128 rows
+
+
+def make_lm(**overrides) -> GPTScratchForCausalLM:
+    torch.manual_seed(0)
+    return GPTScratchForCausalLM._from_config(tiny_config(**overrides), attn_implementation="sdpa")
+
+
+def batch(vocab=128, shape=(2, 24), seed=1):
+    return torch.randint(0, vocab, shape, generator=torch.Generator().manual_seed(seed))
+
+
+def shifted_cross_entropy(logits, labels, num_items_in_batch=None):
+    """The book's calc_loss_batch with F.cross_entropy: position t predicts token t + 1."""
+    logits, targets = logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1)
+    if num_items_in_batch is None:
+        return F.cross_entropy(logits, targets, ignore_index=-100)
+    return F.cross_entropy(logits, targets, ignore_index=-100, reduction="sum") / num_items_in_batch
+
+
+# ================================================================================================ chunked CPU loss
+@pytest.mark.parametrize("num_items_in_batch", [None, 37, torch.tensor(37)])
+def test_chunked_loss_equals_cross_entropy(num_items_in_batch):
+    logits = (3 * torch.randn(4, 25, 300)).requires_grad_()
+    labels = torch.randint(0, 300, (4, 25))
+    labels[0, :10] = -100  # prompt-style masking
+    labels[2] = -100  # a row without any labelled position
+    reference = logits.detach().clone().requires_grad_()
+    expected = shifted_cross_entropy(reference, labels, num_items_in_batch)
+    expected.backward()
+    loss = chunked_causal_lm_loss(logits, labels, num_items_in_batch=num_items_in_batch)
+    loss.backward()
+    assert torch.allclose(loss, expected, atol=1e-5, rtol=0), (loss.item(), expected.item())
+    assert torch.allclose(logits.grad, reference.grad, atol=1e-5, rtol=0)
+
+
+def test_chunked_cross_entropy_blocks_and_padded_columns():
+    """Several row blocks (one of them partial), and padded columns that must not count nor get a gradient."""
+    logits = (3 * torch.randn(50, 72)).requires_grad_()
+    targets = torch.randint(0, 60, (50,))
+    targets[::7] = -100
+    reference = logits.detach()[:, :60].clone().requires_grad_()
+    expected = F.cross_entropy(reference, targets, ignore_index=-100, reduction="sum") / 11.0
+    expected.backward()
+    loss = ChunkedCrossEntropy.apply(logits, targets, torch.tensor(11.0), -100, 16, 60)
+    loss.backward()
+    assert torch.allclose(loss, expected, atol=1e-5, rtol=0)
+    assert torch.allclose(logits.grad[:, :60], reference.grad, atol=1e-5, rtol=0)
+    assert torch.all(logits.grad[:, 60:] == 0)
+
+
+def test_model_uses_the_chunked_loss_on_cpu_and_it_matches_cross_entropy(monkeypatch):
+    model = make_lm().train()
+    ids = batch()
+    labels = ids.clone()
+    labels[:, :5] = -100
+    calls = []
+    original = ChunkedCrossEntropy.apply
+    monkeypatch.setattr(ChunkedCrossEntropy, "apply", lambda *a: calls.append(1) or original(*a))
+    out = model(input_ids=ids, labels=labels)
+    assert calls, "CPU fp32 eager training should take the chunked loss"
+    assert torch.allclose(out.loss, shifted_cross_entropy(out.logits, labels), atol=1e-5, rtol=0)
+    out = model(input_ids=ids, labels=labels, num_items_in_batch=50)
+    assert torch.allclose(out.loss, shifted_cross_entropy(out.logits, labels, 50), atol=1e-5, rtol=0)
+    calls.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 logits: transformers' loss
+        model(input_ids=ids, labels=labels)
+    assert not calls
+
+
+# ================================================================================================ CPU decoding head
+def test_cpu_decode_head_copy_matches_lm_head_and_follows_weight_changes():
+    model = make_lm(vocab_size=VOCAB, pad_vocab_size_multiple=64).eval()
+    ids = batch(VOCAB, shape=(2, 6))
+    with torch.no_grad():
+        reference = model.lm_head(model.model(ids).last_hidden_state)[..., :VOCAB]
+        logits = model(ids).logits  # 12 rows: through the [n_embd, vocab] copy
+        assert model._decode_head is not None and model._decode_head.shape == (64, 128)
+        assert torch.allclose(logits, reference, atol=1e-5, rtol=0)
+        model.lm_head.weight.mul_(2.0)  # tied: also the embedding; the copy must follow
+        doubled = model.lm_head(model.model(ids).last_hidden_state)[..., :VOCAB]
+        assert torch.allclose(model(ids).logits, doubled, atol=1e-5, rtol=0)
+    # training (autograd on) never uses the copy, so gradients reach lm_head as usual
+    model.train()
+    model._decode_head = model._decode_head_key = None
+    model(input_ids=ids, labels=ids).loss.backward()
+    assert model._decode_head is None and model.lm_head.weight.grad is not None
+    # switched off: the copy is freed and no new one is made
+    model.eval()
+    with torch.no_grad():
+        model(ids)
+        assert model._decode_head is not None
+        model.cpu_decode_head_copy = False
+        model(ids)
+    assert model._decode_head is None
+
+
+def test_greedy_tokens_are_the_same_with_and_without_the_decode_copy():
+    model = make_lm(vocab_size=VOCAB, pad_vocab_size_multiple=64, initializer_range=0.2).eval()
+    prompt = batch(VOCAB, shape=(2, 5))
+    kwargs = dict(attention_mask=torch.ones_like(prompt), max_new_tokens=20, do_sample=False)
+    with_copy = model.generate(prompt, **kwargs)
+    assert model._decode_head is not None  # the copy was used
+    model.cpu_decode_head_copy = False
+    without_copy = model.generate(prompt, **kwargs)
+    assert model._decode_head is None
+    assert torch.equal(with_copy, without_copy)
