@@ -16,26 +16,7 @@ from .errors import HfgptInputError
 
 
 # ---------------------------------------------------------------------------------------------------- convert
-def _looks_like_hub_id(source: str) -> bool:
-    return re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?", source) is not None and not source.endswith(
-        (".pth", ".pt", ".bin", ".safetensors")
-    )
-
-
-def _check_source(kind: str, source: str) -> None:
-    if kind == "book":
-        if not os.path.isfile(source):
-            raise HfgptInputError(f"book checkpoint not found: {source!r} (a .pth file saved with torch.save).")
-    elif kind == "gpt2":
-        if not os.path.exists(source) and not _looks_like_hub_id(source):
-            raise HfgptInputError(f"GPT-2 source not found: {source!r} is neither a folder nor a Hub id.")
-        if os.path.isfile(source):
-            raise HfgptInputError(f"GPT-2 source {source!r} is a file: pass the folder written by save_pretrained.")
-    elif not os.path.isdir(source):
-        raise HfgptInputError(f"hfgpt model folder not found: {source!r}.")
-
-
-def _check_convert_flags(args: argparse.Namespace, source_kind: str | None) -> None:
+def _check_convert_args(args: argparse.Namespace, source_kind: str | None) -> None:
     if source_kind is None:
         raise HfgptInputError("give --from gpt2|book (or --to gpt2 to convert an hfgpt folder).")
     if source_kind == "hfgpt" and args.target_format == "hfgpt":
@@ -44,7 +25,19 @@ def _check_convert_flags(args: argparse.Namespace, source_kind: str | None) -> N
         raise HfgptInputError("--n-head only applies to --from book (GPT-2 and hfgpt folders store it).")
     if args.pad_vocab_multiple is not None and (source_kind == "hfgpt" or args.target_format == "gpt2"):
         raise HfgptInputError("--pad-vocab-multiple applies when writing an hfgpt folder from --from gpt2|book.")
-    _check_source(source_kind, args.source)
+    source = args.source
+    if source_kind == "book":
+        if not os.path.isfile(source):
+            raise HfgptInputError(f"book checkpoint not found: {source!r} (a .pth file saved with torch.save).")
+    elif source_kind == "gpt2":
+        hub_id = re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?", source) and not source.endswith(
+            (".pth", ".pt", ".bin", ".safetensors"))
+        if not os.path.exists(source) and not hub_id:
+            raise HfgptInputError(f"GPT-2 source not found: {source!r} is neither a folder nor a Hub id.")
+        if os.path.isfile(source):
+            raise HfgptInputError(f"GPT-2 source {source!r} is a file: pass the folder written by save_pretrained.")
+    elif not os.path.isdir(source):
+        raise HfgptInputError(f"hfgpt model folder not found: {source!r}.")
     if os.path.isfile(args.dest):
         raise HfgptInputError(f"destination {args.dest!r} is a file; give a folder.")
 
@@ -69,7 +62,7 @@ def run_convert(args: argparse.Namespace) -> int:
     from . import convert
 
     source_kind = args.source_format or ("hfgpt" if args.target_format == "gpt2" else None)
-    _check_convert_flags(args, source_kind)
+    _check_convert_args(args, source_kind)
     tokenizer = _tokenizer_for(args, source_kind)
     if source_kind == "gpt2":
         try:
@@ -104,30 +97,22 @@ def add_convert_command(subparsers) -> None:
         help="convert weights: GPT-2 or the book's GPTModel -> hfgpt, or hfgpt -> GPT-2",
         description="Convert weights between transformers' GPT-2, the book's GPTModel state dict and hfgpt.",
     )
-    parser.add_argument(
-        "--from", dest="source_format", choices=("gpt2", "book", "hfgpt"),
-        help="gpt2: a Hub id or save_pretrained folder; book: a .pth state dict; hfgpt: an hfgpt folder "
-        "(the default with --to gpt2)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--to", dest="target_format", choices=("hfgpt", "gpt2"), default="hfgpt",
-        help="what to write: an hfgpt folder (default) or a GPT2LMHeadModel folder",
-    )  # fmt: skip
+    parser.add_argument("--from", dest="source_format", choices=("gpt2", "book", "hfgpt"),
+                        help="gpt2: a Hub id or save_pretrained folder; book: a .pth state dict; hfgpt: an hfgpt "
+                        "folder (the default with --to gpt2)")
+    parser.add_argument("--to", dest="target_format", choices=("hfgpt", "gpt2"), default="hfgpt",
+                        help="what to write: an hfgpt folder (default) or a GPT2LMHeadModel folder")
     parser.add_argument("source", metavar="SOURCE", help="Hub id, folder or .pth file")
     parser.add_argument("dest", metavar="DEST", help="output folder (written with save_pretrained)")
-    parser.add_argument(
-        "--n-head", type=int, default=None, metavar="N",
-        help="attention heads of a book checkpoint (default: the GPT-2 size of that width, e.g. 768 -> 12)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--pad-vocab-multiple", type=int, default=None, metavar="N",
-        help="give the hfgpt model's embedding and output head a row count that is a multiple of N (nanoGPT's 64: "
-        "50257 -> 50304 rows, for GPU matrix multiplies); the vocabulary and the logits stay the real size",
-    )  # fmt: skip
-    parser.add_argument(
-        "--tokenizer", default=None, metavar="PATH_OR_ID",
-        help="tokenizer to save next to the model (default: the one in a gpt2/hfgpt source, if any)",
-    )  # fmt: skip
+    parser.add_argument("--n-head", type=int, default=None, metavar="N",
+                        help="attention heads of a book checkpoint (default: the GPT-2 size of that width, "
+                        "e.g. 768 -> 12)")
+    parser.add_argument("--pad-vocab-multiple", type=int, default=None, metavar="N",
+                        help="round the hfgpt model's embedding and output head rows up to a multiple of N "
+                        "(nanoGPT's 64: 50257 -> 50304, for GPU matrix multiplies); vocabulary and logits keep "
+                        "the real size")
+    parser.add_argument("--tokenizer", default=None, metavar="PATH_OR_ID",
+                        help="tokenizer to save next to the model (default: the one in a gpt2/hfgpt source, if any)")
     parser.set_defaults(func=run_convert)
 
 

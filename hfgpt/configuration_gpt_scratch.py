@@ -43,6 +43,12 @@ BOOK_KEYS = {
 }
 
 
+def ids_outside_vocab(token_id, vocab_size: int) -> list[int]:
+    """The ids of a ``*_token_id`` value (an id, a list of ids, or ``None``) that are not in ``range(vocab_size)``."""
+    ids = token_id if isinstance(token_id, (list, tuple)) else [token_id]
+    return [i for i in ids if i is not None and not 0 <= i < vocab_size]
+
+
 class GPTScratchConfig(PretrainedConfig):
     r"""Hyperparameters of a GPTScratch model (the book's ``GPT_CONFIG_124M`` and friends).
 
@@ -58,8 +64,7 @@ class GPTScratchConfig(PretrainedConfig):
         qkv_bias: query/key/value biases (the book: ``False`` from scratch, ``True`` for OpenAI's weights).
         layer_norm_epsilon: epsilon of the layer norms (the book: 1e-5).
         initializer_range: standard deviation of the GPT-2 weight initialisation.
-        tie_word_embeddings: share the token embedding with the output head (GPT-2 does; the book's
-            ``GPTModel`` keeps a separate ``out_head``).
+        tie_word_embeddings: share the token embedding with the output head (GPT-2 does; the book has ``out_head``).
         pad_vocab_size_multiple: round the rows of the token embedding and output head up to a multiple of this
             (nanoGPT's 50,257 -> 50,304 with 64, for GPU matrix multiplies); ``None`` pads nothing. The padded rows
             belong to no token: logits cover the ``vocab_size`` real tokens only and the converters drop them.
@@ -158,14 +163,11 @@ class GPTScratchConfig(PretrainedConfig):
         if not isinstance(self.initializer_range, (int, float)) or self.initializer_range < 0:
             raise ValueError(f"GPTScratchConfig.initializer_range must be >= 0, got {self.initializer_range!r}.")
         for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
-            value = getattr(self, name, None)
-            ids = value if isinstance(value, (list, tuple)) else [value]
-            for token_id in ids:
-                if token_id is not None and not 0 <= token_id < self.vocab_size:
-                    raise ValueError(
-                        f"GPTScratchConfig.{name} ({token_id}) is outside the vocabulary "
-                        f"(vocab_size={self.vocab_size})."
-                    )
+            outside = ids_outside_vocab(getattr(self, name, None), self.vocab_size)
+            if outside:
+                raise ValueError(
+                    f"GPTScratchConfig.{name} ({outside[0]}) is outside the vocabulary (vocab_size={self.vocab_size})."
+                )
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "GPTScratchConfig":

@@ -2,9 +2,8 @@
 
 The book's chapter 5 ``load_weights_into_gpt`` copies GPT-2's tensors into ``GPTModel`` one by one; nanoGPT's
 ``GPT.from_pretrained`` keeps an explicit list of the tensors GPT-2 stores as ``Conv1D`` (``[in, out]``) and
-transposes those for ``nn.Linear``. Here one table maps each of our names to GPT-2's and the book's; a tuple
-means "concatenated along the output dimension" (the book's ``W_query``/``W_key``/``W_value`` are our fused
-``qkv``).
+transposes those for ``nn.Linear``. Here one table maps each of our names to GPT-2's and the book's; a tuple is
+concatenated along the output dimension (the book's ``W_query``/``W_key``/``W_value`` are our fused ``qkv``).
 
 * :func:`from_hf_gpt2` / :func:`to_hf_gpt2`: ``GPT2LMHeadModel`` <-> ``GPTScratchForCausalLM``, same logits;
 * :func:`from_book_checkpoint` / :func:`to_book_state_dict`: the book's ``model.pth`` <-> ``GPTScratchForCausalLM``.
@@ -21,7 +20,7 @@ import torch
 from transformers import PretrainedConfig
 from transformers.utils import logging
 
-from .configuration_gpt_scratch import BOOK_KEYS, PRESET_ALIASES, PRESETS, GPTScratchConfig
+from .configuration_gpt_scratch import BOOK_KEYS, PRESET_ALIASES, PRESETS, GPTScratchConfig, ids_outside_vocab
 from .errors import HfgptInputError
 from .modeling_gpt_scratch import GPTScratchForCausalLM
 
@@ -63,10 +62,7 @@ BOOK_BUFFER = "att.mask"  # the causal triu mask, a persistent buffer of each Mu
 # n_heads is not in the tensors' shapes: by default, the GPT-2 size of that width (the book's four models).
 GPT2_HEADS_BY_WIDTH = {PRESETS[size]["n_embd"]: PRESETS[size]["n_head"] for size in PRESET_ALIASES.values()}
 # What `config=` of from_book_checkpoint may set: the config's own arguments (tying is read from the weights).
-CONFIG_FIELDS = tuple(
-    name for name in inspect.signature(GPTScratchConfig.__init__).parameters
-    if name not in ("self", "kwargs", "tie_word_embeddings")
-)  # fmt: skip
+CONFIG_FIELDS = set(inspect.signature(GPTScratchConfig.__init__).parameters) - {"self", "kwargs", "tie_word_embeddings"}
 # The tensors with one row per token: padded to config.padded_vocab_size in hfgpt, real vocab_size rows elsewhere.
 VOCAB_ROWS_KEYS = ("model.embeddings.tok_emb.weight", "lm_head.weight")
 
@@ -111,11 +107,8 @@ def _real_vocab_rows(config: GPTScratchConfig, state_dict: dict) -> dict:
 
 
 def _assemble(model_class, config, state_dict: dict, source_names: Mapping | None = None):
-    """A ``model_class(config)`` holding exactly ``state_dict``, in eval mode.
-
-    Built on the meta device (no random initialisation, instant even for GPT-2 XL); the tensors are assigned as its
-    parameters (copies: nothing is shared with the source) and ``tie_weights`` re-ties the head when the config says
-    so."""
+    """A ``model_class(config)`` holding copies of exactly ``state_dict``, in eval mode: built on the meta device
+    (no random initialisation), the tensors assigned as its parameters, the head re-tied when the config says so."""
     with torch.device("meta"):
         model = model_class(config)
     expected = model.state_dict()
@@ -176,8 +169,7 @@ def _check_gpt2_supported(config) -> None:
 
 
 def _token_id_in_vocab(token_id, vocab_size: int, name: str):
-    ids = token_id if isinstance(token_id, (list, tuple)) else [token_id]
-    if any(i is not None and not 0 <= i < vocab_size for i in ids):
+    if ids_outside_vocab(token_id, vocab_size):
         logger.warning(f"Dropping GPT-2's {name}={token_id!r}: outside the vocabulary (vocab_size={vocab_size}).")
         return None
     return token_id
@@ -263,7 +255,7 @@ def to_hf_gpt2(model):
 
 # ----------------------------------------------------------------------------------------------------------- book
 def _read_checkpoint(path: str) -> Mapping:
-    """A ``.pth`` (``torch.load(weights_only=True)``) or ``.safetensors`` file; unreadable ones are bad input."""
+    """A ``.pth`` (read with ``torch.load(weights_only=True)``) or ``.safetensors`` file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No such checkpoint file: {path!r}.")
     if path.endswith(".safetensors"):
@@ -308,9 +300,9 @@ def _user_config_values(config) -> dict:
         return {name: getattr(config, name) for name in CONFIG_FIELDS if hasattr(config, name)}
     if not isinstance(config, Mapping):
         raise TypeError(f"config must be a GPTScratchConfig or a dict, got {type(config).__name__}.")
-    unknown = set(config) - set(BOOK_KEYS) - set(CONFIG_FIELDS) - {"tie_word_embeddings"}
+    unknown = set(config) - set(BOOK_KEYS) - CONFIG_FIELDS - {"tie_word_embeddings"}
     if unknown:
-        known = ", ".join(sorted(set(BOOK_KEYS) | set(CONFIG_FIELDS)))
+        known = ", ".join(sorted(set(BOOK_KEYS) | CONFIG_FIELDS))
         raise HfgptInputError(f"Unknown config key {sorted(unknown)[0]!r}; known: {known}.")
     return {BOOK_KEYS.get(key, key): value for key, value in config.items() if key != "tie_word_embeddings"}
 
@@ -341,8 +333,6 @@ def from_book_checkpoint(path_or_state_dict, config=None) -> GPTScratchForCausal
         n_layer=max(blocks) + 1,
         qkv_bias="trf_blocks.0.att.W_query.bias" in source,
     )
-    if "trf_blocks.0.ff.layers.0.weight" in source:
-        inferred["n_inner"] = source["trf_blocks.0.ff.layers.0.weight"].shape[0]
 
     table = _key_table(BOOK, inferred["n_layer"], inferred["qkv_bias"])
     expected = {name for theirs in table.values() for name in _flat(theirs)}
@@ -352,6 +342,7 @@ def from_book_checkpoint(path_or_state_dict, config=None) -> GPTScratchForCausal
         problems = [f"missing keys: {_listing(missing)}"] if missing else []
         problems += [f"unexpected keys: {_listing(unexpected)}"] if unexpected else []
         raise HfgptInputError("The state dict does not match the book's GPTModel: " + "; ".join(problems) + ".")
+    inferred["n_inner"] = source["trf_blocks.0.ff.layers.0.weight"].shape[0]
 
     user = _user_config_values(config)
     book_name = {ours: f" ({book})" for book, ours in BOOK_KEYS.items() if book != ours}

@@ -118,14 +118,9 @@ def model_card(folder: str, repo_id: str, datasets: list[str] | None = None, sum
     metrics = {k: v for k, v in _run_metrics(folder).items() if isinstance(v, (int, float))}
     metric_names = sorted({k.split("_", 1)[1] for k in metrics if k.startswith(("eval_", "test_")) and
                            not k.endswith(("runtime", "per_second"))})
-    card_data = ModelCardData(
-        library_name="transformers",
-        pipeline_tag=pipeline_tag,
-        tags=["hfgpt", "gpt2", "from-scratch", "custom_code", pipeline_tag],
-        datasets=datasets or None,
-        metrics=metric_names or None,
-        license="apache-2.0",
-    )
+    card_data = ModelCardData(library_name="transformers", pipeline_tag=pipeline_tag, license="apache-2.0",
+                              tags=["hfgpt", "gpt2", "from-scratch", "custom_code", pipeline_tag],
+                              datasets=datasets or None, metrics=metric_names or None)
     keys = ("n_layer", "n_embd", "n_head", "n_positions", "vocab_size", "qkv_bias", "tie_word_embeddings",
             "embd_pdrop", "attn_pdrop", "resid_pdrop")
     rows = {f"`{k}`": config[k] for k in keys if k in config}

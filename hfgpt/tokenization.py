@@ -62,13 +62,8 @@ def train_bpe_tokenizer(
     if chars == 0:
         raise HfgptInputError("There is no text to train the tokenizer on (the corpus is empty).")
     eos = special_tokens[0]
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        bos_token=eos,
-        eos_token=eos,
-        pad_token=eos,
-        model_max_length=model_max_length,
-    )
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=eos, eos_token=eos, pad_token=eos,
+                                   model_max_length=model_max_length)
 
 
 def load_gpt2_tokenizer(name_or_path: str | os.PathLike = GPT2_HUB_ID) -> PreTrainedTokenizerFast:
