@@ -64,7 +64,8 @@ def make_chat_fn(model, tokenizer):
              top_k: int = 40):
         message = (message or "").strip()
         if not message:
-            yield "Type a message (an instruction such as 'Rewrite this sentence in passive voice: ...') and press Enter."
+            yield ("Type a message (an instruction such as 'Rewrite this sentence in passive voice: ...') "
+                   "and press Enter.")
             return
         note = ""
         if len(message) > MAX_INPUT_CHARS:

@@ -13,13 +13,8 @@ import tempfile
 import torch
 
 from hfgpt import GPTScratchConfig, GPTScratchForCausalLM, GPTScratchForSequenceClassification
+from hfgpt.data.instructions import add_chat_template
 from hfgpt.tokenization import special_token_ids, train_bpe_tokenizer
-
-# The shape of the book's Alpaca prompt; the instruction fine-tuning recipe saves the real template with its model.
-CHAT_TEMPLATE = (
-    "{% for m in messages %}{% if m['role'] == 'user' %}### Instruction:\n{{ m['content'] }}\n\n### Response:\n"
-    "{% else %}{{ m['content'] }}{{ eos_token }}\n\n{% endif %}{% endfor %}"
-)
 
 
 def launch_local(chat_model: str | None = None, spam_model: str | None = None):
@@ -39,10 +34,11 @@ def launch_local(chat_model: str | None = None, spam_model: str | None = None):
 
 
 def make_tiny_models(root: str) -> tuple[str, str]:
+    """A random chat model and spam classifier under ``root`` (``chat/`` and ``spam/``), with one tokenizer."""
     from pydoc_data.topics import topics
 
-    tokenizer = train_bpe_tokenizer([topics[k] for k in sorted(topics)[:40]], vocab_size=400)
-    tokenizer.chat_template = CHAT_TEMPLATE
+    # the instruction recipe's Alpaca template, so the demo builds the prompt a fine-tuned model was trained on
+    tokenizer = add_chat_template(train_bpe_tokenizer([topics[k] for k in sorted(topics)[:40]], vocab_size=400))
     sizes = dict(vocab_size=len(tokenizer), n_positions=256, drop_rate=0.0, **special_token_ids(tokenizer))
     torch.manual_seed(0)
     chat, spam = os.path.join(root, "chat"), os.path.join(root, "spam")

@@ -9,16 +9,11 @@ import torch
 from conftest import REPO_ROOT, tiny_config
 
 from hfgpt import GPTScratchForCausalLM, GPTScratchForSequenceClassification
+from hfgpt.data.instructions import add_chat_template, entry_to_messages, format_input
 from hfgpt.tokenization import train_bpe_tokenizer
 
 gr = pytest.importorskip("gradio")
 from gradio_client import Client  # noqa: E402
-
-ALPACA_LIKE = (
-    "{% for m in messages %}{% if m['role'] == 'user' %}### Instruction:\n{{ m['content'] }}\n\n### Response:\n"
-    "{% else %}{{ m['content'] }}{{ eos_token }}\n\n{% endif %}{% endfor %}"
-)
-
 
 def load_app():
     spec = importlib.util.spec_from_file_location("hfgpt_space_app", os.path.join(REPO_ROOT, "spaces_demo", "app.py"))
@@ -37,8 +32,7 @@ def free_port() -> int:
 def model_folders(tmp_path_factory):
     from pydoc_data.topics import topics
 
-    tokenizer = train_bpe_tokenizer([topics[k] for k in sorted(topics)[:30]], vocab_size=300)
-    tokenizer.chat_template = ALPACA_LIKE
+    tokenizer = add_chat_template(train_bpe_tokenizer([topics[k] for k in sorted(topics)[:30]], vocab_size=300))
     root = tmp_path_factory.mktemp("demo-models")
     torch.manual_seed(0)
     ids = dict(vocab_size=len(tokenizer), n_positions=128)
@@ -73,6 +67,21 @@ def test_chat_streams_growing_text(server):
     assert all(later.startswith(earlier) for earlier, later in zip(outputs, outputs[1:]))
     assert isinstance(final, str) and len(final) >= len(outputs[0])
     assert "Type a message" in client.predict("   ", 10, 0.8, 20, api_name="/chat")
+
+
+def test_chat_prompt_is_the_one_the_recipe_trains_on(server, model_folders):
+    """The demo builds its prompt from the saved tokenizer's template: the instruction recipe's Alpaca prompt."""
+    from transformers import AutoTokenizer
+
+    _, app = server
+    tokenizer = AutoTokenizer.from_pretrained(model_folders / "chat")
+    first = {"instruction": "Name three colours.", "output": "Red, green and blue."}
+    assert app.build_prompt(tokenizer, first["instruction"], []) == format_input(first) + "\n\n### Response:\n"
+    history = [{"role": m["role"], "content": m["content"]} for m in entry_to_messages(first)]
+    training = add_chat_template(tokenizer).apply_chat_template(
+        [*entry_to_messages(first), {"role": "user", "content": "And one more?"}], tokenize=False,
+        add_generation_prompt=True)
+    assert app.build_prompt(tokenizer, "And one more?", history) == training
 
 
 def test_spam_classifier_returns_both_probabilities(server):
