@@ -1,11 +1,9 @@
 """Raw text for pretraining, as ``"train"`` and ``"validation"`` splits: the book's chapter 5 data step.
 
-The book reads one text file and trains on its first 90 % of characters. Here the text comes from local files (the
-formats ``datasets`` tells from the extension: txt, json/jsonl, csv/tsv, parquet, arrow; globs allowed; one txt
-file is one document), a Hub dataset, or the embedded default corpus (:mod:`hfgpt.data.corpus`). Without
-validation data, ``validation_fraction`` is held out: a seeded choice of whole documents when there are at least
-``MIN_DOCUMENTS_FOR_DOCUMENT_SPLIT``, else the book's cut at the tail of the characters. A streamed split holds out
-each document with that probability, by a seeded coin per document.
+The book reads one text file and trains on its first 90 % of characters. Here the text comes from local files (any
+text format ``datasets`` tells from the extension; globs; a txt file is one document), a Hub dataset or the default
+corpus (:mod:`.corpus`). Without validation data, ``validation_fraction`` is held out: seeded whole documents, or
+the book's cut of the characters when there are few documents; a streamed split by a seeded coin per document.
 """
 
 from __future__ import annotations
@@ -30,9 +28,8 @@ _EXTENSIONS = ".txt, .json, .jsonl, .csv, .tsv, .parquet, .arrow (also compresse
 def check_text_column(ds, column: str, where: str) -> None:
     """HfgptInputError unless ``ds`` has the column (a streamed split whose columns are unknown yet passes)."""
     if ds.column_names is not None and column not in ds.column_names:
-        raise HfgptInputError(
-            f"{where}: no text column {column!r}; the columns are {ds.column_names} (pass text_column=)"
-        )
+        raise HfgptInputError(f"{where}: no text column {column!r}; the columns are {ds.column_names} "
+                              "(pass text_column=)")
 
 
 def _text_only(ds, column: str, where: str):
@@ -58,17 +55,14 @@ def _load_files(patterns, what: str, text_column: str, streaming: bool):
     files = list(dict.fromkeys(files))
     if not files:
         raise HfgptInputError(f"{what}: the list of files is empty")
-    formats = {}
-    for file in files:
-        module, kwargs = infer_module_for_data_files_list([file])
+    formats = {file: infer_module_for_data_files_list([file]) for file in files}
+    for file, (module, _) in formats.items():
         if module not in _TEXT_FORMATS:
-            extension = os.path.splitext(file)[1]
-            raise HfgptInputError(f"{what}: cannot tell the format of {file!r} from its extension {extension!r}; "
-                                  f"supported: {_EXTENSIONS}")
-        formats.setdefault(f"{module}{kwargs or ''}", []).append(file)
-    if len(formats) > 1:
+            raise HfgptInputError(f"{what}: cannot tell the format of {file!r} from its extension "
+                                  f"{os.path.splitext(file)[1]!r}; supported: {_EXTENSIONS}")
+    module, kwargs = formats[files[0]]
+    if any(found != (module, kwargs) for found in formats.values()):
         raise HfgptInputError(f"{what}: the files mix formats ({formats}); load one format per split")
-    module, kwargs = infer_module_for_data_files_list(files[:1])
     if module == "text":
         kwargs = {**kwargs, "sample_by": "document"}
     ds = datasets.load_dataset(module, data_files=files, split="train", streaming=streaming, **kwargs)
@@ -104,13 +98,9 @@ def _held_out(_example, index: int, seed: int, fraction: float, validation: bool
 def load_text_datasets(train_files=None, validation_files=None, dataset_name=None, dataset_config_name=None,
                        text_column="text", streaming=False, validation_fraction=0.05, seed=42,
                        default_corpus_max_chars=None):
-    """``"train"`` and ``"validation"`` splits of raw text, each with the column ``text_column``.
-
-    ``train_files`` / ``validation_files``: a path, a folder or a glob, or a list of them; else ``dataset_name``
-    (``datasets.load_dataset(dataset_name, dataset_config_name)``, its own ``"validation"`` split if it has one);
-    else the embedded default corpus, capped at ``default_corpus_max_chars``. ``streaming=True`` gives an
-    ``IterableDatasetDict`` read lazily.
-    """
+    """``"train"`` and ``"validation"`` splits of raw text with the column ``text_column``: from ``train_files`` /
+    ``validation_files`` (paths, folders, globs, or lists of them), else ``dataset_name`` (its ``"validation"`` split
+    if it has one), else the default corpus; ``streaming=True`` gives an ``IterableDatasetDict`` read lazily."""
     if validation_files is None and not 0 < validation_fraction < 1:
         raise HfgptInputError(f"validation_fraction must lie between 0 and 1, got {validation_fraction!r}")
     validation = None

@@ -1,16 +1,11 @@
 """Token windows for pretraining: the book's chapter 2 ``GPTDatasetV1``, as a ``datasets`` step.
 
-The book encodes one text and loops over the token list, keeping every ``stride`` tokens ``max_length`` inputs and
-the same shifted by one as targets. What differs here:
-
-* documents are tokenized in a batched ``Dataset.map`` and joined with the eos token (``<|endoftext|>``, the book's
-  advice for unrelated texts in section 2.4);
-* ``labels == input_ids``: Hugging Face models shift the labels inside ``forward``, so a window of ``max_length``
-  tokens scores ``max_length - 1`` predictions (the book's reads ``max_length + 1`` tokens);
-* the windows are cut with numpy's ``sliding_window_view`` into fixed-length Arrow columns;
-* a streamed split (``IterableDataset``) gives the same windows, cut from a token buffer as the text is read.
-
-Batching, shuffling and ``drop_last`` are the ``Trainer``'s job.
+The book encodes one text and keeps, every ``stride`` tokens, ``max_length`` inputs and the same shifted by one as
+targets. Here documents are tokenized in a batched ``Dataset.map`` and joined with the eos token (section 2.4's
+``<|endoftext|>``); ``labels == input_ids`` because Hugging Face models shift the labels in ``forward``, so a
+window scores ``max_length - 1`` predictions (the book's reads ``max_length + 1`` tokens); numpy's
+``sliding_window_view`` cuts the windows; a streamed split gives the same windows from a token buffer. Batching and
+shuffling are the ``Trainer``'s job.
 """
 
 from __future__ import annotations
@@ -37,10 +32,8 @@ def _is_count(value) -> bool:
 def check_window_args(max_length, stride=None) -> tuple[int, int]:
     """``(max_length, stride)`` as ints, ``stride=None`` meaning ``max_length`` (windows side by side)."""
     if not _is_count(max_length) or max_length < 2:
-        raise HfgptInputError(
-            f"--max_length must be at least 2 tokens, got {max_length!r}: the model shifts the labels by one "
-            "position, so a window of one token has nothing to predict"
-        )
+        raise HfgptInputError(f"--max_length must be at least 2 tokens, got {max_length!r}: the model shifts the "
+                              "labels by one position, so one token has nothing to predict")
     stride = max_length if stride is None else stride
     if not _is_count(stride) or stride < 1:
         raise HfgptInputError(f"--stride must be a positive number of tokens between window starts, got {stride!r}")
@@ -53,9 +46,8 @@ def _backend(tokenizer):
 
     backend = tokenizer if isinstance(tokenizer, Tokenizer) else getattr(tokenizer, "backend_tokenizer", None)
     if not isinstance(backend, Tokenizer):
-        raise HfgptInputError(
-            f"a fast tokenizer is needed (PreTrainedTokenizerFast or tokenizers.Tokenizer), got {type(tokenizer)}"
-        )
+        raise HfgptInputError(f"a fast tokenizer is needed (PreTrainedTokenizerFast or tokenizers.Tokenizer), "
+                              f"got {type(tokenizer)}")
     eos = backend.token_to_id("<|endoftext|>") if backend is tokenizer else tokenizer.eos_token_id
     if eos is None:
         raise HfgptInputError("the tokenizer has no eos token to join documents with: set tokenizer.eos_token")
@@ -71,7 +63,10 @@ def _encode(batch, backend, column):
     return {"input_ids": [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=False)]}
 
 
-def _token_stream(dataset, backend, eos, text_column, num_proc) -> np.ndarray:
+def token_stream(dataset, tokenizer, *, text_column: str = "text", num_proc: int | None = None) -> np.ndarray:
+    """All documents' tokens joined with eos (none after the last) in one int32 array: the book's
+    ``tokenizer.encode``, without the special tokens a tokenizer may add per document."""
+    backend, eos = _backend(tokenizer)
     check_text_column(dataset, text_column, "the dataset")
     if len(dataset) == 0:
         raise HfgptInputError("no text: the dataset has no rows")
@@ -93,18 +88,10 @@ def _token_stream(dataset, backend, eos, text_column, num_proc) -> np.ndarray:
     return np.insert(values, ends, np.int32(eos))
 
 
-def token_stream(dataset, tokenizer, *, text_column: str = "text", num_proc: int | None = None) -> np.ndarray:
-    """All documents' tokens joined with eos (none after the last) in one int32 array: ``tokenizer.encode`` of the
-    book, without the special tokens a tokenizer may add per document."""
-    return _token_stream(dataset, *_backend(tokenizer), text_column, num_proc)
-
-
 def _check_enough(n_tokens: int, max_length: int, where: str) -> None:
     if n_tokens < max_length:
-        raise HfgptInputError(
-            f"{where} has {n_tokens} tokens, fewer than max_length={max_length}: not even one window; use more text "
-            "(or a larger validation_fraction) or a smaller max_length"
-        )
+        raise HfgptInputError(f"{where} has {n_tokens} tokens, fewer than max_length={max_length}: not even one "
+                              "window; use more text (or a larger validation_fraction) or a smaller max_length")
 
 
 def _features(max_length: int) -> datasets.Features:
@@ -115,10 +102,8 @@ def _features(max_length: int) -> datasets.Features:
 def group_into_windows(token_ids, max_length: int, stride: int | None = None) -> datasets.Dataset:
     """Windows of ``max_length`` tokens starting every ``stride`` tokens, as ``input_ids`` and equal ``labels``.
 
-    Window ``k`` is ``ids[k*S : k*S + L]``, the book's ``input_ids[k]``. There are ``(N - L) // S + 1`` windows: one
-    more than the book's when ``(N - L) % S == 0`` (the last ends on the last token, which has no next-token target
-    in the book). Tokens after the last full window are dropped.
-    """
+    Window ``k`` is ``ids[k*S : k*S + L]``, the book's ``input_ids[k]``; there are ``(N - L) // S + 1``, one more than
+    the book's when ``(N - L) % S == 0`` (its last target needs one token more). The tail after them is dropped."""
     max_length, stride = check_window_args(max_length, stride)
     stream = np.asarray(token_ids, dtype=np.int32)
     if stream.size == 0:
@@ -155,13 +140,11 @@ def _stream_windows(source, backend, eos, text_column, max_length, stride, where
 
 def _tokenize_and_window(dataset, tokenizer, max_length, stride, text_column, num_proc, where):
     if isinstance(dataset, (datasets.DatasetDict, datasets.IterableDatasetDict)):
-        raise HfgptInputError(
-            f"pass one split (e.g. dataset['train']), not the splits {list(dataset)}: "
-            "build_pretraining_datasets windows every split"
-        )
+        raise HfgptInputError(f"pass one split (e.g. dataset['train']), not the splits {list(dataset)}: "
+                              "build_pretraining_datasets windows every split")
     max_length, stride = check_window_args(max_length, stride)
-    backend, eos = _backend(tokenizer)
     if isinstance(dataset, datasets.IterableDataset):
+        backend, eos = _backend(tokenizer)
         logger.info("%s: streamed windows of %d tokens, stride %d", where, max_length, stride)
         return datasets.IterableDataset.from_generator(
             _stream_windows,
@@ -169,7 +152,7 @@ def _tokenize_and_window(dataset, tokenizer, max_length, stride, text_column, nu
             gen_kwargs=dict(source=dataset, backend=backend, eos=eos, text_column=text_column,
                             max_length=max_length, stride=stride, where=where),
         )
-    stream = _token_stream(dataset, backend, eos, text_column, num_proc)
+    stream = token_stream(dataset, tokenizer, text_column=text_column, num_proc=num_proc)
     _check_enough(stream.size, max_length, where)
     windows = group_into_windows(stream, max_length, stride)
     dropped = stream.size - (len(windows) - 1) * stride - max_length
@@ -180,25 +163,19 @@ def _tokenize_and_window(dataset, tokenizer, max_length, stride, text_column, nu
 
 def tokenize_and_window(dataset, tokenizer, max_length: int, stride: int | None = None, *, text_column: str = "text",
                         num_proc: int | None = None):
-    """Tokenize one split (``Dataset`` or ``IterableDataset``) with a fast tokenizer and cut it into windows.
-
-    :func:`token_stream`, then :func:`group_into_windows`; a streamed split gives an ``IterableDataset`` of the
-    same windows (its errors come once it is read).
-    """
+    """:func:`token_stream` then :func:`group_into_windows` for one split; a streamed split (``IterableDataset``)
+    gives an ``IterableDataset`` of the same windows, whose errors come as it is read."""
     return _tokenize_and_window(dataset, tokenizer, max_length, stride, text_column, num_proc, "the dataset")
 
 
 def build_pretraining_datasets(raw, tokenizer, max_length: int, stride: int | None = None, *, text_column: str = "text",
                                num_proc: int | None = None):
-    """Window ``raw["train"]`` every ``stride`` tokens and ``raw["validation"]`` every ``max_length`` tokens.
-
-    The book's two ``create_dataloader_v1`` calls of chapter 5, minus the ``DataLoader``: no validation token is
-    scored twice. ``raw`` comes from :func:`~hfgpt.data.load_text_datasets`; the tokenizer may be trained on
-    ``raw["train"]`` in between.
-    """
-    out = {
-        split: _tokenize_and_window(raw[split], tokenizer, max_length, step, text_column, num_proc, f"the {split} split")
-        for split, step in (("train", stride), ("validation", max_length))
-    }
+    """Windows of ``raw["train"]`` every ``stride`` tokens and of ``raw["validation"]`` every ``max_length`` (no token
+    scored twice): the book's two ``create_dataloader_v1`` calls of chapter 5, minus the ``DataLoader``. ``raw`` is
+    :func:`~hfgpt.data.load_text_datasets`'s; the tokenizer may be trained on ``raw["train"]`` in between."""
+    out = {}
+    for split, step in (("train", stride), ("validation", max_length)):
+        out[split] = _tokenize_and_window(raw[split], tokenizer, max_length, step, text_column, num_proc,
+                                          f"the {split} split")
     streamed = isinstance(out["train"], datasets.IterableDataset)
     return datasets.IterableDatasetDict(out) if streamed else datasets.DatasetDict(out)
