@@ -1,12 +1,10 @@
-"""Instruction data (the book's chapter 7): Alpaca records, the book's split, its prompt as a chat template, and its
-padding/masking collator.
+"""Instruction data (the book's chapter 7): Alpaca records, the book's split, its prompt, and its collator.
 
-A record is ``{"instruction", "input", "output"}`` (``input`` may be empty or absent), as in the book's
-``instruction-data.json``. The book's prompt, ``format_input(entry) + "\n\n### Response:\n"``, is here the
-tokenizer's chat template (:data:`ALPACA_CHAT_TEMPLATE`), so ``apply_chat_template`` and ``pipeline()`` on chat messages
-give exactly the training prompt: a ``user`` message holds the instruction (and an optional ``input`` field), an
-``assistant`` message the response, and a leading ``system`` message replaces the book's preamble. Prompt and
-response are tokenized separately, so the prompt a user sends tokenizes to exactly the training prefix.
+A record is ``{"instruction", "input", "output"}`` (``input`` may be empty), as in the book's ``instruction-data.json``.
+The book's prompt, ``format_input(entry) + "\n\n### Response:\n"``, is here the tokenizer's chat template
+(:data:`ALPACA_CHAT_TEMPLATE`), so ``apply_chat_template`` and ``pipeline()`` on chat messages give the training
+prompt; a leading ``system`` message replaces the book's preamble. Prompt and response are tokenized separately, so
+the prompt a user sends tokenizes to exactly the training prefix.
 """
 
 from __future__ import annotations
@@ -17,6 +15,7 @@ import os
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -62,10 +61,8 @@ def entry_to_messages(entry: Mapping, with_response: bool = True) -> list[dict]:
     user = {"role": "user", "content": entry["instruction"]}
     if entry.get("input"):
         user["input"] = entry["input"]
-    messages = [user]
-    if with_response:
-        messages.append({"role": "assistant", "content": entry["output"]})
-    return messages
+    assistant = [{"role": "assistant", "content": entry["output"]}] if with_response else []
+    return [user, *assistant]
 
 
 def add_chat_template(tokenizer):
@@ -100,8 +97,7 @@ def _read_local(path: str) -> list:
     """A JSON array of records, or JSON Lines (one record per line)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No instruction data file at {path!r}.")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    text = Path(path).read_text(encoding="utf-8")
     if text.lstrip().startswith("["):
         try:
             return json.loads(text)
@@ -139,11 +135,8 @@ def load_instruction_records(data_file: str | None = None, dataset_name: str | N
 
 
 def clean_records(records: Sequence, report: RecordReport | None = None) -> tuple[list[dict], RecordReport]:
-    """Check every record; returns ``(records, report)``.
-
-    A record that is not an object, lacks ``instruction`` or ``output``, or holds a non-string is an error naming the
-    record. A missing or null ``input`` is ``""``. Records with an empty instruction or output are skipped and
-    counted."""
+    """``(records, report)``: a record that is not an object, lacks ``instruction`` or ``output``, or holds a
+    non-string is an error; a missing ``input`` is ``""``; an empty instruction or output is skipped and counted."""
     report = report or RecordReport()
     if not isinstance(records, Sequence) or isinstance(records, (str, bytes)):
         raise HfgptInputError(f"Instruction data must be a list of records, got {type(records).__name__}.")
@@ -237,14 +230,10 @@ class InstructionDataset(torch.utils.data.Dataset):
 
 @dataclass
 class InstructionCollator:
-    """The book's ``custom_collate_fn`` for a Hugging Face model, which shifts the labels itself (the book shifts
-    inputs and targets here).
-
-    Each batch is right-padded to its longest example, capped at ``allowed_max_length``. ``labels`` are
-    ``input_ids`` with ``-100`` on padding; each example's own ``<|endoftext|>`` stays a label, the book's rule of
-    keeping the first padding token so the model learns to stop. ``mask_prompt=True`` also masks the prompt, so only
-    the response counts (the book's exercise 7.2); an example's own ``mask_prompt`` key overrides it.
-    """
+    """The book's ``custom_collate_fn``, minus the shift (a Hugging Face model shifts labels itself): right-padding to
+    the batch's longest example, capped at ``allowed_max_length``; ``-100`` labels on padding, but each example's own
+    ``<|endoftext|>`` stays a label, as the book keeps the first padding token. ``mask_prompt=True`` (the book's
+    exercise 7.2) masks the prompt too; an example's own ``mask_prompt`` key overrides it."""
 
     pad_token_id: int
     allowed_max_length: int | None = None

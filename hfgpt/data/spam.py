@@ -13,6 +13,8 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..errors import HfgptInputError
 
 logger = logging.getLogger("hfgpt.data.spam")
@@ -39,9 +41,7 @@ class SpamReport:
 
 
 def read_sms_file(path: str | os.PathLike) -> tuple[list[str], list[str]]:
-    """The raw collection: one ``label<TAB>text`` message per line, no header, no quoting.
-
-    Returns ``(texts, labels)`` with the label strings as written; a line without a tab is an error naming it."""
+    """``(texts, labels)`` of the raw collection: one ``label<TAB>text`` message per line, no header, no quoting."""
     texts, labels = [], []
     with open(path, encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, start=1):
@@ -60,8 +60,7 @@ def read_sms_file(path: str | os.PathLike) -> tuple[list[str], list[str]]:
 
 
 def download_sms_spam(cache_dir: str | None = None) -> str:
-    """The book's download: the UCI zip, fetched and unpacked once into the datasets cache; returns the path of
-    ``SMSSpamCollection``."""
+    """The path of ``SMSSpamCollection`` from the book's UCI zip, fetched and unpacked once into the datasets cache."""
     from datasets import DownloadConfig, DownloadManager
 
     manager = DownloadManager(download_config=DownloadConfig(cache_dir=cache_dir))
@@ -108,12 +107,9 @@ def load_spam_dataset(data_file: str | None = None, dataset_name: str | None = N
                       dataset_config_name: str | None = None, dataset_split: str = "train",
                       text_column: str | None = None, label_column: str = "label",
                       report: SpamReport | None = None):
-    """All messages as a ``Dataset`` with ``text`` and a ``label`` ClassLabel (0 = ham, 1 = spam); empty messages are
-    dropped and counted in ``report``.
-
-    ``data_file``: the raw collection (any extension but csv/json/jsonl/parquet), or a table with a text column
-    (``text``, ``sms`` or ``message`` unless ``text_column`` says) and ``label_column``. ``dataset_name``: a Hub
-    dataset (``ucirvine/sms_spam``). Neither: the UCI zip, downloaded once."""
+    """Every non-empty message as a ``Dataset`` of ``text`` and a ``label`` ClassLabel (0 = ham, 1 = spam), from the raw
+    collection, a csv/json/jsonl/parquet table (text column ``text``, ``sms`` or ``message`` unless ``text_column``
+    says), a Hub dataset (``ucirvine/sms_spam``) or, with neither, the UCI zip, downloaded once."""
     from datasets import load_dataset
 
     report = report if report is not None else SpamReport()
@@ -146,8 +142,6 @@ def load_spam_dataset(data_file: str | None = None, dataset_name: str | None = N
 def balance(dataset, seed: int = 123):
     """The book's ``create_balanced_dataset``: keep every message of the smaller class and as many randomly chosen
     messages of the larger one."""
-    import numpy as np
-
     labels = np.asarray(dataset["label"])
     counts = np.bincount(labels, minlength=len(LABELS))
     if counts.min() == 0:

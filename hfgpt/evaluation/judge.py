@@ -1,9 +1,8 @@
 """LLM-as-judge (the book's chapter 7.8): another model scores each response from 0 to 100.
 
-The book asks Llama 3 through Ollama with this grading prompt and averages the integer replies. Here a judge is any
-callable ``judge(prompt) -> reply``: :class:`LocalModelJudge` (a transformers causal LM, greedy) or
-:class:`OpenAIChatJudge` (an OpenAI-compatible endpoint such as Ollama's ``http://localhost:11434/v1``, vLLM or
-llama.cpp's server). A reply with no score in 0..100 is counted as unparsed, not fatal; the mean is over the rest.
+The book asks Llama 3 through Ollama with this grading prompt. Here a judge is any callable ``judge(prompt) -> reply``:
+a local transformers model or an OpenAI-compatible endpoint (Ollama, vLLM, llama.cpp's server). A reply with no score
+in 0..100 is counted as unparsed, not fatal; the mean is over the rest.
 """
 
 from __future__ import annotations
@@ -16,8 +15,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 
+import torch
+from transformers import AutoModelForCausalLM
+
 from ..data.instructions import format_input
 from ..errors import HfgptInputError
+from ..tokenization import load_tokenizer
 
 logger = logging.getLogger("hfgpt.judge")
 
@@ -49,10 +52,6 @@ class LocalModelJudge:
     prompt longer than the model's context keeps its end."""
 
     def __init__(self, model, tokenizer=None, max_new_tokens: int = 8, device: str | None = None):
-        from transformers import AutoModelForCausalLM
-
-        from ..tokenization import load_tokenizer
-
         if isinstance(model, (str, os.PathLike)):
             tokenizer = tokenizer or load_tokenizer(model)
             model = AutoModelForCausalLM.from_pretrained(model)
@@ -63,8 +62,6 @@ class LocalModelJudge:
         self.max_new_tokens = max_new_tokens
 
     def __call__(self, prompt: str) -> str:
-        import torch
-
         chat = self.tokenizer.chat_template is not None  # the template already holds any special tokens
         text = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                                   add_generation_prompt=True) if chat else prompt

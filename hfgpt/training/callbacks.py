@@ -15,10 +15,8 @@ from transformers import TrainerCallback
 
 
 class SampleGenerationCallback(TrainerCallback):
-    """The book's ``generate_and_print_sample``: after each evaluation, continue a fixed prompt and print it.
-
-    Decoding is the book's temperature + top-k sampling (chapter 5.3; greedy loops on a small model) with a fixed seed
-    in a forked RNG, so successive samples are comparable and training's randomness is untouched."""
+    """The book's ``generate_and_print_sample`` after each evaluation, with its temperature + top-k sampling
+    (chapter 5.3) under a fixed seed in a forked RNG: samples stay comparable and training's randomness untouched."""
 
     def __init__(self, tokenizer, prompt: str = "Every effort moves you", max_new_tokens: int = 40,
                  do_sample: bool = True, top_k: int | None = 40, temperature: float = 0.8, seed: int = 123):
