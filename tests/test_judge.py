@@ -135,7 +135,7 @@ def test_openai_judge_errors_are_clear():
         OpenAIChatJudge("localhost:11434", "llama3")
     with pytest.raises(HfgptInputError, match="not both"):
         load_judge(judge_model="x", judge_url="http://127.0.0.1:1/v1", judge_model_name="m")
-    with pytest.raises(HfgptInputError, match="needs a model name"):
+    with pytest.raises(HfgptInputError, match="--judge_url needs --judge_model_name"):
         load_judge(judge_url="http://127.0.0.1:1/v1")
     with pytest.raises(HfgptInputError, match="give --judge_url too"):
         load_judge(judge_model_name="llama3")

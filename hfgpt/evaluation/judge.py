@@ -90,7 +90,7 @@ class OpenAIChatJudge:
         if not url.startswith(("http://", "https://")):
             raise HfgptInputError(f"--judge_url must start with http:// or https://, got {url!r}.")
         if not model:
-            raise HfgptInputError("An OpenAI-compatible judge needs a model name (--judge_model_name, e.g. llama3).")
+            raise HfgptInputError("--judge_url needs --judge_model_name (the served model, e.g. llama3).")
         url = url.rstrip("/")
         self.url = url if url.endswith("/chat/completions") else url + "/chat/completions"
         self.model = model
