@@ -38,7 +38,7 @@ def build_corpus(args) -> list[str]:
         with open(args.text_file, encoding="utf-8") as fh:
             base = [fh.read()]
     else:
-        from hfgpt.data.corpus import default_corpus
+        from hfgpt.data import default_corpus
 
         base = default_corpus(max_chars=target)
     docs, total = [], 0
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     import datasets
     import numpy as np
 
-    from hfgpt.data.sampling import group_into_windows, token_stream, tokenize_and_window
+    from hfgpt.data import group_into_windows, token_stream, tokenize_and_window
 
     datasets.disable_progress_bars()
     t = time.perf_counter()
