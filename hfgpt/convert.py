@@ -21,7 +21,7 @@ from transformers import PretrainedConfig
 from transformers.utils import logging
 
 from .configuration_gpt_scratch import BOOK_KEYS, PRESET_ALIASES, PRESETS, GPTScratchConfig, ids_outside_vocab
-from .errors import HfgptInputError
+from .errors import HfgptFileNotFoundError, HfgptInputError
 from .modeling_gpt_scratch import GPTScratchForCausalLM
 
 logger = logging.get_logger(__name__)
@@ -257,7 +257,7 @@ def to_hf_gpt2(model):
 def _read_checkpoint(path: str) -> Mapping:
     """A ``.pth`` (read with ``torch.load(weights_only=True)``) or ``.safetensors`` file."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"No such checkpoint file: {path!r}.")
+        raise HfgptFileNotFoundError(f"No such checkpoint file: {path!r}.")
     if path.endswith(".safetensors"):
         from safetensors import SafetensorError
         from safetensors.torch import load_file

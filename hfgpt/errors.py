@@ -10,4 +10,8 @@ class HfgptInputError(ValueError):
     """Bad input from the user (a flag, a file, a value); a ``ValueError``, so ``except ValueError`` still works."""
 
 
-__all__ = ["HfgptInputError"]
+class HfgptFileNotFoundError(HfgptInputError, FileNotFoundError):
+    """A file or folder the user named is not there: bad input that ``except FileNotFoundError`` also catches."""
+
+
+__all__ = ["HfgptFileNotFoundError", "HfgptInputError"]

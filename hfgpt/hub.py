@@ -15,7 +15,7 @@ import tempfile
 
 from huggingface_hub import HfApi, ModelCard, ModelCardData
 
-from .errors import HfgptInputError
+from .errors import HfgptFileNotFoundError, HfgptInputError
 
 # Run files copied next to the model when present.
 RUN_FILES = ("all_results.json", "train_results.json", "eval_results.json", "test_results.json", "loss_curve.png",
@@ -161,7 +161,7 @@ def adapter_card(folder: str, repo_id: str) -> ModelCard:
 def build_upload_folder(folder: str, repo_id: str, out_dir: str, datasets: list[str] | None = None) -> str:
     """Write into ``out_dir`` exactly what ``push_to_hub`` uploads for the model (or adapter) in ``folder``."""
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"No model folder at {folder!r}.")
+        raise HfgptFileNotFoundError(f"No model folder at {folder!r}.")
     if os.path.abspath(out_dir) == os.path.abspath(folder):
         raise HfgptInputError(f"The upload folder must differ from the model folder ({folder!r}).")
     os.makedirs(out_dir, exist_ok=True)

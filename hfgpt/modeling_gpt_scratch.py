@@ -296,10 +296,10 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
         cache: Cache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:

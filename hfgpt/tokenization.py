@@ -13,7 +13,7 @@ import os
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, GPT2Tokenizer, PreTrainedTokenizerFast
 
-from .errors import HfgptInputError
+from .errors import HfgptFileNotFoundError, HfgptInputError
 
 ENDOFTEXT = "<|endoftext|>"
 GPT2_HUB_ID = "openai-community/gpt2"
@@ -81,9 +81,9 @@ def load_gpt2_tokenizer(name_or_path: str | os.PathLike = GPT2_HUB_ID) -> PreTra
     elif os.path.isdir(path) and os.path.isfile(os.path.join(path, "tokenizer.json")):
         tokenizer = AutoTokenizer.from_pretrained(path)
     elif os.path.isdir(path):
-        raise FileNotFoundError(f"{path!r} holds neither vocab.json + merges.txt nor tokenizer.json.")
+        raise HfgptFileNotFoundError(f"{path!r} holds neither vocab.json + merges.txt nor tokenizer.json.")
     elif os.path.exists(path) or path.startswith((".", "/", "~")) or path.count("/") > 1:
-        raise FileNotFoundError(f"No GPT-2 tokenizer folder at {path!r}.")
+        raise HfgptFileNotFoundError(f"No GPT-2 tokenizer folder at {path!r}.")
     else:
         tokenizer = AutoTokenizer.from_pretrained(path)  # a Hub id
     if tokenizer.pad_token is None:
@@ -107,13 +107,13 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerFast:
                 and not os.path.isfile(os.path.join(path, "tokenizer.json")):
             return load_gpt2_tokenizer(path)
         if not has_tokenizer_files(path):
-            raise FileNotFoundError(f"{path!r} has no tokenizer files ({', '.join(TOKENIZER_FILES)}).")
+            raise HfgptFileNotFoundError(f"{path!r} has no tokenizer files ({', '.join(TOKENIZER_FILES)}).")
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError) as error:  # the user's folder holds a broken tokenizer
             raise HfgptInputError(f"{path!r} holds no loadable tokenizer: {' '.join(str(error).split())}") from error
     elif os.path.exists(path):
-        raise FileNotFoundError(f"{path!r} is a file; a tokenizer is loaded from a folder or a Hub id.")
+        raise HfgptFileNotFoundError(f"{path!r} is a file; a tokenizer is loaded from a folder or a Hub id.")
     else:
         tokenizer = AutoTokenizer.from_pretrained(path)  # a Hub id
     if len(tokenizer) <= 1:  # transformers 5 can build an empty GPT2Tokenizer from a bare config.json

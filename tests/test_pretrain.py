@@ -298,7 +298,7 @@ BAD_INPUT = {
     "stride 0": (["--stride", "0"], "--stride must be a positive number", True),
     "max_length over n_positions": (["--max_length", "200", "--config_overrides", "n_positions=64"],
                                     "--max_length 200 is longer than the model's context (n_positions=64)", True),
-    "missing train_file": (["--train_file", "{missing}"], "No file matches", True),
+    "missing train_file": (["--train_file", "{missing}"], "No file matches", False),  # found by the loader
     "unknown preset": (["--preset", "gigantic"], "Unknown preset 'gigantic'", True),
     "unknown config field": (["--config_overrides", "n_layers=2"], "unknown GPTScratchConfig fields: ['n_layers']",
                              True),
@@ -309,7 +309,7 @@ BAD_INPUT = {
 
 @pytest.mark.parametrize("case", list(BAD_INPUT))
 def test_bad_input(case, recipe_main, corpus, tmp_path, capsys, monkeypatch):
-    import hfgpt.data.sampling
+    import hfgpt.data
 
     flags, message, early = BAD_INPUT[case]
     (tmp_path / "empty.txt").write_text("")
@@ -320,7 +320,7 @@ def test_bad_input(case, recipe_main, corpus, tmp_path, capsys, monkeypatch):
         def no_corpus(*args, **kwargs):
             raise AssertionError("the corpus was read before the arguments were checked")
 
-        monkeypatch.setattr(hfgpt.data.sampling, "load_text_datasets", no_corpus)
+        monkeypatch.setattr(hfgpt.data, "load_text_datasets", no_corpus)
     out = tmp_path / "out"
     argv = ["--train_file", corpus, *TINY, "--output_dir", str(out), "--max_steps", "2", *flags]
     # (a later --flag overrides an earlier one, so each case's flags replace the defaults above)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from ..errors import HfgptInputError
+from ..errors import HfgptFileNotFoundError, HfgptInputError
 
 logger = logging.getLogger("hfgpt.instructions")
 
@@ -96,7 +96,7 @@ class RecordReport:
 def _read_local(path: str) -> list:
     """A JSON array of records, or JSON Lines (one record per line)."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"No instruction data file at {path!r}.")
+        raise HfgptFileNotFoundError(f"No instruction data file at {path!r}.")
     text = Path(path).read_text(encoding="utf-8")
     if text.lstrip().startswith("["):
         try:

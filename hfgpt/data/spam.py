@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import HfgptInputError
+from ..errors import HfgptFileNotFoundError, HfgptInputError
 
 logger = logging.getLogger("hfgpt.data.spam")
 
@@ -118,7 +118,7 @@ def load_spam_dataset(data_file: str | None = None, dataset_name: str | None = N
     if dataset_name is None:
         path = os.path.expanduser(data_file) if data_file is not None else download_sms_spam()
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"No SMS data file at {data_file!r}.")
+            raise HfgptFileNotFoundError(f"No SMS data file at {data_file!r}.")
         builder = TABLE_EXTENSIONS.get(os.path.splitext(path)[1].lower())
         if builder is None:
             texts, labels = read_sms_file(path)

@@ -1,14 +1,6 @@
-"""What the three recipes share: argument dataclasses, loading a base model for a head, what trains, CPU threads.
-
-The book trains each chapter's model with its own loop; here every recipe is the ``Trainer`` plus this module:
-
-* :class:`BaseModelArguments`, :class:`FinetuneArguments` (``--mode full|last-block|lora``), :class:`LoraArguments`
-  and :class:`RecipeTrainingArguments` (``TrainingArguments`` that run real DDP on a CPU-only machine);
-* :func:`load_base_model`: an hfgpt or GPT-2 causal-LM checkpoint as a causal LM, or its body under a new head;
-* :func:`set_trainable`: the book's three ways to fine-tune (all weights, the last block, LoRA adapters);
-* :func:`check_context`, :func:`check_vocabulary`: the facts every recipe checks once, as ``HfgptInputError``;
-* :func:`share_cpu_cores`, :func:`finish_run`.
-"""
+"""What the three recipes share: argument dataclasses (``--mode full|last-block|lora``, LoRA, DDP on CPU-only
+machines), :func:`load_base_model` (an hfgpt or GPT-2 causal LM, or its body under a new head), :func:`set_trainable`
+(the book's three ways to fine-tune), the checks every recipe makes once, CPU threads and the end of a run."""
 
 from __future__ import annotations
 
@@ -18,7 +10,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from ..errors import HfgptInputError
+from ..errors import HfgptFileNotFoundError, HfgptInputError
 from .lora import DEFAULT_TARGETS
 
 logger = logging.getLogger("hfgpt.training")
@@ -69,18 +61,6 @@ class RecipeTrainingArguments(TrainingArguments):
 
 
 # ------------------------------------------------------------------------------------------------ checks
-def check_path(path: str | None, what: str, kind: str = "file", hub_id_ok: bool = False) -> None:
-    """A ``kind`` ("file" or "folder") the user named must exist; with ``hub_id_ok`` a name that does not look like a
-    local path (e.g. ``openai-community/gpt2``) passes, for the Hub to resolve."""
-    if path is None:
-        return
-    expanded = os.path.expanduser(path)
-    if hub_id_ok and not (expanded.startswith((".", "/", "~")) or os.path.exists(expanded)):
-        return
-    if not (os.path.isdir(expanded) if kind == "folder" else os.path.isfile(expanded)):
-        raise HfgptInputError(f"No {what} at {path!r}.")
-
-
 def check_context(max_length: int, config, flag: str = "--max_length") -> None:
     """``max_length`` tokens must fit the model's context (the one place this is checked)."""
     if max_length > config.n_positions:
@@ -107,7 +87,9 @@ def checkpoint_config(path: str, flag: str = "--model_name_or_path"):
     """The config of an hfgpt or GPT-2 *causal-LM* checkpoint; anything else is refused with the reason."""
     from transformers import AutoConfig
 
-    check_path(path, f"model folder ({flag})", "folder", hub_id_ok=True)
+    expanded = os.path.expanduser(path)
+    if (expanded.startswith((".", "/", "~")) or os.path.exists(expanded)) and not os.path.isdir(expanded):
+        raise HfgptFileNotFoundError(f"No model folder at {path!r} ({flag}).")  # (a Hub id is left to the Hub)
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as err:
@@ -222,22 +204,3 @@ def finish_run(trainer, metrics: dict, tokenizer, mode: str, push: bool, dataset
     if push:  # model or adapter + tokenizer + code + metrics + card (the merged export stays local)
         push_run(trainer.args.output_dir, trainer.args, datasets)
     return metrics
-
-
-__all__ = [
-    "MODES",
-    "BaseModelArguments",
-    "FinetuneArguments",
-    "LoraArguments",
-    "RecipeTrainingArguments",
-    "check_context",
-    "check_path",
-    "check_mode",
-    "check_vocabulary",
-    "checkpoint_config",
-    "finish_run",
-    "load_base_model",
-    "set_trainable",
-    "share_cpu_cores",
-    "train",
-]

@@ -88,26 +88,18 @@ ARGUMENT_TYPES = (FinetuneArguments, LoraArguments, InstructionDataArguments, Ju
 
 
 # ------------------------------------------------------------------------------------------------------ loading
-def check_arguments(model_args: FinetuneArguments, data_args, judge_args) -> None:
-    """Cheap checks before any model or data is loaded."""
-    from .common import check_mode, check_path, checkpoint_config
+def check_arguments(model_args: FinetuneArguments, data_args) -> None:
+    """Cheap checks of the flags this module owns, before any model or data is loaded (the data and judge flags are
+    checked where they are used: :func:`load_instruction_records`, :func:`load_judge`)."""
+    from .common import check_mode, checkpoint_config
 
     check_mode(model_args.mode)
     if not model_args.model_name_or_path:
         raise HfgptInputError("--model_name_or_path is required: an hfgpt folder (e.g. runs/pretrain) or a GPT-2.")
-    if (data_args.data_file is None) == (data_args.dataset_name is None):
-        raise HfgptInputError("Give exactly one of --data_file (a local JSON/JSONL file) or --dataset_name (a Hub id).")
-    check_path(data_args.data_file, "instruction data file (--data_file)")
     if data_args.max_length is not None and data_args.max_length < 2:
         raise HfgptInputError(f"--max_length must be at least 2 tokens, got {data_args.max_length}.")
     if data_args.max_new_tokens < 1 or data_args.generation_batch_size < 1:
         raise HfgptInputError("--max_new_tokens and --generation_batch_size must be positive.")
-    if judge_args.judge_url and judge_args.judge_model:
-        raise HfgptInputError("Give --judge_model (a local transformers model) or --judge_url (an API), not both.")
-    if judge_args.judge_url and not judge_args.judge_model_name:
-        raise HfgptInputError("--judge_url needs --judge_model_name (the served model, e.g. llama3).")
-    if judge_args.judge_model_name and not judge_args.judge_url:
-        raise HfgptInputError("--judge_model_name names the model behind --judge_url; give --judge_url too.")
     checkpoint_config(model_args.model_name_or_path)  # a causal-LM checkpoint, refused before any data is read
 
 
@@ -125,19 +117,16 @@ def load_model_and_tokenizer(model_args: FinetuneArguments):
     return model, tokenizer
 
 
-def prepare_data(data_args, tokenizer, max_length: int) -> tuple[dict, dict, RecordReport]:
-    """Records -> book split -> tokenized train/validation examples; returns (splits, tokenized, report)."""
-    records = load_instruction_records(data_args.data_file, data_args.dataset_name, data_args.dataset_config_name,
-                                       data_args.dataset_split)
-    records, report = clean_records(records)
+def prepare_data(records: list[dict], report: RecordReport, data_args, tokenizer, max_length: int):
+    """Checked records -> book split -> tokenized train/validation examples; returns ``(splits, tokenized)``."""
     splits = split_records(records, data_args.train_fraction, data_args.test_fraction, data_args.split_seed)
     tokenized = {name: tokenize_records(splits[name], tokenizer, max_length, report, split=name)
                  for name in ("train", "validation")}
     for name, items in tokenized.items():
         if not items:
             raise HfgptInputError(f"Every {name} example is longer than {max_length} tokens; raise --max_length "
-                             f"(at most the model's context) or shorten the data.")
-    return splits, tokenized, report
+                                  f"(at most the model's context) or shorten the data.")
+    return splits, tokenized
 
 
 # --------------------------------------------------------------------------------------------------- evaluation
@@ -215,20 +204,22 @@ def finetune_instructions(model_args: FinetuneArguments, lora_args: LoraArgument
     from .common import check_context, finish_run, set_trainable, share_cpu_cores, train
 
     started = time.time()
-    check_arguments(model_args, data_args, judge_args)
+    check_arguments(model_args, data_args)
+    records, report = clean_records(load_instruction_records(data_args.data_file, data_args.dataset_name,
+                                                             data_args.dataset_config_name, data_args.dataset_split))
+    if judge is None:
+        judge = load_judge(judge_args.judge_model, judge_args.judge_url, judge_args.judge_model_name,
+                           api_key=os.environ.get(judge_args.judge_api_key_env),
+                           max_new_tokens=judge_args.judge_max_new_tokens)
     share_cpu_cores()
     push = defer_trainer_push(training_args)
     set_seed(training_args.seed)
     model, tokenizer = load_model_and_tokenizer(model_args)
     max_length = data_args.max_length or model.config.n_positions
     check_context(max_length, model.config)
-    splits, tokenized, report = prepare_data(data_args, tokenizer, max_length)
+    splits, tokenized = prepare_data(records, report, data_args, tokenizer, max_length)
     logger.info("Examples: %d train, %d validation, %d test", len(tokenized["train"]), len(tokenized["validation"]),
                 len(splits["test"]))
-    if judge is None:
-        judge = load_judge(judge_args.judge_model, judge_args.judge_url, judge_args.judge_model_name,
-                           api_key=os.environ.get(judge_args.judge_api_key_env),
-                           max_new_tokens=judge_args.judge_max_new_tokens)
     model = set_trainable(model, model_args.mode, lora_args)
 
     trainer = Trainer(
@@ -267,16 +258,3 @@ def finetune_instructions(model_args: FinetuneArguments, lora_args: LoraArgument
     metrics["total_seconds"] = time.time() - started
     return finish_run(trainer, metrics, tokenizer, model_args.mode, push,
                       [data_args.dataset_name] if data_args.dataset_name else None)
-
-
-__all__ = [
-    "InstructionDataArguments",
-    "InstructionTrainingArguments",
-    "JudgeArguments",
-    "RESPONSES_FILE",
-    "evaluate_losses",
-    "finetune_instructions",
-    "generate_responses",
-    "load_model_and_tokenizer",
-    "prepare_data",
-]

@@ -69,13 +69,11 @@ ARGUMENT_TYPES = (FinetuneArguments, LoraArguments, SpamDataArguments, SpamTrain
 
 # ------------------------------------------------------------------------------------------------------ loading
 def check_arguments(model_args: FinetuneArguments, data_args: SpamDataArguments) -> None:
-    """Cheap checks before any model or data is loaded."""
-    from .common import check_mode, check_path, checkpoint_config
+    """Cheap checks of the flags this module owns, before any model or data is loaded (the data flags are checked by
+    :func:`load_spam_dataset`, which runs first)."""
+    from .common import check_mode, checkpoint_config
 
     check_mode(model_args.mode)
-    if data_args.data_file is not None and data_args.dataset_name is not None:
-        raise HfgptInputError("Give --data_file (a local file) or --dataset_name (a Hub id), not both.")
-    check_path(data_args.data_file, "SMS data file (--data_file)")
     if data_args.export_pretraining_text:
         return
     if not model_args.model_name_or_path:
@@ -219,14 +217,3 @@ def finetune_spam(model_args: FinetuneArguments, lora_args: LoraArguments, data_
     metrics.update(test_metrics)
     metrics["total_seconds"] = time.time() - started
     return finish_run(trainer, metrics, tokenizer, model_args.mode, push, [data_args.dataset_name or SMS_SPAM_HUB_ID])
-
-
-__all__ = [
-    "SpamDataArguments",
-    "SpamTrainingArguments",
-    "compute_metrics_fn",
-    "finetune_spam",
-    "load_classifier_from_causal_lm",
-    "load_spam_classifier",
-    "plot_confusion_matrix",
-]
