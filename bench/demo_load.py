@@ -1,7 +1,7 @@
 """Load test of the Space demo: N concurrent chat requests against the real Gradio server on 127.0.0.1.
 
     python bench/demo_load.py                         # tiny random models, 24 concurrent chats
-    python bench/demo_load.py --chat-model runs/sft --spam-model runs/spam --requests 32
+    python bench/demo_load.py --chat-model runs/instructions --spam-model runs/spam --requests 32
     python bench/demo_load.py --quick                 # smoke run: 4 requests
 
 Reports errors (must be 0), per-request latency (p50 / p95 / max) and total wall time. Traffic goes only to the

@@ -2,7 +2,7 @@
 
 Runs locally after the recipes, or as a Hugging Face Space:
 
-    python spaces_demo/app.py --chat-model runs/sft --spam-model runs/spam      # local folders
+    python spaces_demo/app.py --chat-model runs/instructions --spam-model runs/spam      # local folders
     HFGPT_CHAT_MODEL=you/hfgpt-sft HFGPT_SPAM_MODEL=you/hfgpt-spam python spaces_demo/app.py   # Hub ids
 
 The app needs only transformers and gradio: hfgpt folders carry their own modeling code (trust_remote_code), so

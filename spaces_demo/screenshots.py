@@ -2,7 +2,7 @@
 
     apt-get install chromium chromium-driver && pip install selenium
     python spaces_demo/screenshots.py --out screenshots/            # tiny random models
-    python spaces_demo/screenshots.py --chat-model runs/sft --spam-model runs/spam --out screenshots/
+    python spaces_demo/screenshots.py --chat-model runs/instructions --spam-model runs/spam --out screenshots/
 
 Writes chat.png (the streamed answer in the Chat tab) and spam.png (the ham/spam label). Chromium is started
 with the background-networking features off, so it talks only to the local server.

@@ -13,6 +13,7 @@ for _key, _value in {
     os.environ.setdefault(_key, _value)
 
 import json  # noqa: E402
+import random  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import textwrap  # noqa: E402
@@ -31,6 +32,66 @@ def tiny_config(**overrides) -> GPTScratchConfig:
     values = dict(vocab_size=128, n_positions=64, drop_rate=0.0, bos_token_id=0, eos_token_id=0, pad_token_id=0)
     values.update(overrides)
     return GPTScratchConfig.from_preset("tiny", **values)
+
+
+def pydoc_topics(n: int) -> list[str]:
+    """The first ``n`` of CPython's pydoc topics: English text every Python install has."""
+    from pydoc_data.topics import topics
+
+    return [topics[name] for name in sorted(topics)[:n]]
+
+
+def save_tiny_checkpoint(folder, tokenizer, model_class=None, **overrides):
+    """A tiny random hfgpt model (``tiny_config``) sized to ``tokenizer`` (its vocabulary; eos as bos, eos and pad),
+    saved with the tokenizer into ``folder`` as recipes/pretrain.py saves a run; returns ``(str(folder), model)``."""
+    from hfgpt import GPTScratchForCausalLM
+
+    torch.manual_seed(0)
+    eos = tokenizer.eos_token_id
+    config = tiny_config(vocab_size=len(tokenizer), bos_token_id=eos, eos_token_id=eos, pad_token_id=eos, **overrides)
+    model = (model_class or GPTScratchForCausalLM)(config).eval()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder), model
+
+
+# The SMS Spam Collection in miniature, for the spam data and recipe tests.
+HAM = ["Are we still meeting for lunch today?", "Ok see you at home later", "Can you pick up milk on the way",
+       "Sorry I'll call you back in a bit", "Happy birthday! Have a great day", "I'm running late, start without me",
+       "Did you finish the report for Monday?", "Thanks for dinner last night", "What time does the film start?",
+       "Going to bed now, good night"]
+SPAM = ["WINNER!! You have won a 1000 cash prize. Call 09061701461 now to claim",
+        "FREE entry in 2 a weekly comp to win FA Cup final tkts. Text FA to 87121",
+        "URGENT! Your mobile number has been awarded a 2000 bonus. Call 09066362231",
+        "Congratulations ur awarded 500 of CD vouchers or 125gift guaranteed. Call 09061790126",
+        "You have been selected to receive a FREE holiday. Txt WIN to 80086 now"]
+
+
+def sms_messages(n_ham=60, n_spam=30, seed=0):
+    rng = random.Random(seed)
+    rows = [("ham", f"{rng.choice(HAM)} {i}") for i in range(n_ham)]
+    rows += [("spam", f"{rng.choice(SPAM)} ref{i}") for i in range(n_spam)]
+    rng.shuffle(rows)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def sms_file(tmp_path_factory):
+    """A file in the SMS Spam Collection's own format: ``label<TAB>text``, no header, no quoting."""
+    path = tmp_path_factory.mktemp("sms") / "SMSSpamCollection"
+    path.write_text("\n".join(f"{label}\t{text}" for label, text in sms_messages()) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    """A tiny causal-LM checkpoint (2 layers, 64 wide) with a BPE trained on the SMS messages, as a pretraining run
+    on them saves one."""
+    folder = tmp_path_factory.mktemp("tiny-base")
+    from hfgpt.tokenization import train_bpe_tokenizer
+
+    tokenizer = train_bpe_tokenizer([t for _, t in sms_messages()] * 3, vocab_size=400, model_max_length=64)
+    return save_tiny_checkpoint(folder, tokenizer)[0]
 
 
 @pytest.fixture

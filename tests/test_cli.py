@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 from conftest import REPO_ROOT
-from test_convert import assert_close, book_model, logits, tiny_gpt2
+from reference_models import assert_close, book_model, logits, tiny_gpt2
 from transformers import AutoModelForCausalLM, GPT2LMHeadModel
 
 from hfgpt import GPTScratchForCausalLM, convert

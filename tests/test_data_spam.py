@@ -1,12 +1,8 @@
 """Spam data (chapter 6): reading the raw SMS Spam Collection, csv/json files and their labels, balancing and the
 stratified split, the pretraining text, and counting truncation."""
 
-import random
-
 import pytest
-import torch
 
-from hfgpt import GPTScratchConfig, GPTScratchForCausalLM
 from hfgpt.data.spam import (
     SpamReport,
     balance,
@@ -17,47 +13,6 @@ from hfgpt.data.spam import (
     write_pretraining_text,
 )
 from hfgpt.errors import HfgptInputError
-from hfgpt.tokenization import train_bpe_tokenizer
-
-HAM = ["Are we still meeting for lunch today?", "Ok see you at home later", "Can you pick up milk on the way",
-       "Sorry I'll call you back in a bit", "Happy birthday! Have a great day", "I'm running late, start without me",
-       "Did you finish the report for Monday?", "Thanks for dinner last night", "What time does the film start?",
-       "Going to bed now, good night"]
-SPAM = ["WINNER!! You have won a 1000 cash prize. Call 09061701461 now to claim",
-        "FREE entry in 2 a weekly comp to win FA Cup final tkts. Text FA to 87121",
-        "URGENT! Your mobile number has been awarded a 2000 bonus. Call 09066362231",
-        "Congratulations ur awarded 500 of CD vouchers or 125gift guaranteed. Call 09061790126",
-        "You have been selected to receive a FREE holiday. Txt WIN to 80086 now"]
-
-
-def _messages(n_ham=60, n_spam=30, seed=0):
-    rng = random.Random(seed)
-    rows = [("ham", f"{rng.choice(HAM)} {i}") for i in range(n_ham)]
-    rows += [("spam", f"{rng.choice(SPAM)} ref{i}") for i in range(n_spam)]
-    rng.shuffle(rows)
-    return rows
-
-
-@pytest.fixture(scope="module")
-def sms_file(tmp_path_factory):
-    """A file in the SMS Spam Collection's own format: ``label<TAB>text``, no header, no quoting."""
-    path = tmp_path_factory.mktemp("sms") / "SMSSpamCollection"
-    path.write_text("\n".join(f"{label}\t{text}" for label, text in _messages()) + "\n")
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory):
-    """A tiny causal-LM checkpoint (2 layers, 64 wide) with its BPE tokenizer, as recipes/pretrain.py saves one."""
-    folder = tmp_path_factory.mktemp("tiny-base")
-    tokenizer = train_bpe_tokenizer([t for _, t in _messages()] * 3, vocab_size=400, model_max_length=64)
-    torch.manual_seed(0)
-    config = GPTScratchConfig.from_preset("tiny", vocab_size=len(tokenizer), n_positions=64, drop_rate=0.0,
-                                          bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-                                          pad_token_id=tokenizer.eos_token_id)
-    GPTScratchForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
 
 
 # ---------------------------------------------------------------------------------------------------------- data
@@ -143,7 +98,7 @@ def test_balance_and_stratified_split(sms_file):
         balance(data.filter(lambda row: row["label"] == 0))
 
 
-def test_pretraining_text_never_holds_evaluation_messages(tmp_path, sms_file):
+def test_pretraining_text_never_holds_evaluationsms_messages(tmp_path, sms_file):
     data = load_spam_dataset(sms_file)
     splits = split_dataset(balance(data))
     path = tmp_path / "pretrain.txt"

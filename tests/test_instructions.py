@@ -8,9 +8,9 @@ import os
 
 import pytest
 import torch
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, save_tiny_checkpoint
 
-from hfgpt import GPTScratchConfig, GPTScratchForCausalLM
+from hfgpt import GPTScratchForCausalLM
 from hfgpt.data.instructions import (
     ALPACA_CHAT_TEMPLATE,
     add_chat_template,
@@ -57,14 +57,7 @@ def tokenizer():
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, tokenizer):
     """A tiny hfgpt checkpoint (2 layers, 64 wide, context 256) with its tokenizer, as recipes/pretrain.py saves."""
-    folder = tmp_path_factory.mktemp("tiny-instruct")
-    torch.manual_seed(0)
-    config = GPTScratchConfig.from_preset("tiny", vocab_size=len(tokenizer), n_positions=256, drop_rate=0.0,
-                                          bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-                                          pad_token_id=tokenizer.eos_token_id)
-    GPTScratchForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny-instruct"), tokenizer, n_positions=256)[0]
 
 
 @pytest.fixture

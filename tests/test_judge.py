@@ -6,9 +6,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import torch
+from conftest import pydoc_topics, save_tiny_checkpoint
 
-from hfgpt import GPTScratchConfig, GPTScratchForCausalLM
 from hfgpt.data.instructions import add_chat_template, format_input
 from hfgpt.evaluation.judge import (
     LocalModelJudge,
@@ -48,14 +47,8 @@ def test_parse_score(reply, score):
 
 
 def test_local_model_judge(tmp_path):
-    from pydoc_data.topics import topics
-
-    tokenizer = add_chat_template(train_bpe_tokenizer([topics[k] for k in sorted(topics)[:10]], vocab_size=400))
-    config = GPTScratchConfig.from_preset("tiny", vocab_size=len(tokenizer), n_positions=64, drop_rate=0.0,
-                                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
-    torch.manual_seed(0)
-    GPTScratchForCausalLM(config).save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
+    tokenizer = add_chat_template(train_bpe_tokenizer(pydoc_topics(10), vocab_size=400))
+    save_tiny_checkpoint(tmp_path, tokenizer)
     judge = load_judge(judge_model=str(tmp_path), max_new_tokens=4)
     assert isinstance(judge, LocalModelJudge)
     with pytest.raises(HfgptInputError, match="needs the tokenizer"):
@@ -144,7 +137,6 @@ def test_openai_judge_errors_are_clear():
 
 def test_recipe_scores_test_responses_through_the_http_judge(tmp_path):
     """End to end: a few training steps, responses for the test split, judged by the local HTTP endpoint."""
-    from pydoc_data.topics import topics
     from transformers import HfArgumentParser
 
     from hfgpt.training.finetune_instructions import (
@@ -156,11 +148,8 @@ def test_recipe_scores_test_responses_through_the_http_judge(tmp_path):
     records = [{k: v for k, v in e.items() if k != "model_response"} for e in ENTRIES] * 7  # 21 records
     data = tmp_path / "data.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in records))
-    tokenizer = add_chat_template(train_bpe_tokenizer([topics[k] for k in sorted(topics)[:10]], vocab_size=400))
-    config = GPTScratchConfig.from_preset("tiny", vocab_size=len(tokenizer), n_positions=256, drop_rate=0.0,
-                                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
-    GPTScratchForCausalLM(config).save_pretrained(tmp_path / "model")
-    tokenizer.save_pretrained(tmp_path / "model")
+    tokenizer = add_chat_template(train_bpe_tokenizer(pydoc_topics(10), vocab_size=400))
+    save_tiny_checkpoint(tmp_path / "model", tokenizer, n_positions=256)
     parser = HfArgumentParser(ARGUMENT_TYPES)
     with _Server(["70", "no idea"]) as server:
         args = parser.parse_args_into_dataclasses(args=[

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import load_in_clean_process, tiny_config
+from conftest import load_in_clean_process, save_tiny_checkpoint, tiny_config
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification, pipeline
 
 from hfgpt import GPTScratchForCausalLM, GPTScratchForSequenceClassification, GPTScratchModel
@@ -20,13 +20,7 @@ def tokenizer():
 @pytest.fixture(scope="module")
 def lm_folder(tmp_path_factory, tokenizer):
     folder = tmp_path_factory.mktemp("lm")
-    torch.manual_seed(0)
-    eos = tokenizer.eos_token_id
-    model = GPTScratchForCausalLM(tiny_config(vocab_size=len(tokenizer), eos_token_id=eos, bos_token_id=eos,
-                                              pad_token_id=eos, initializer_range=0.2)).eval()
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder, model
+    return folder, save_tiny_checkpoint(folder, tokenizer, initializer_range=0.2)[1]
 
 
 def test_saved_folder_has_code_and_full_auto_map(lm_folder):
