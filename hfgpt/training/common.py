@@ -116,7 +116,7 @@ def load_base_model(path: str, model_class=None, drop_rate: float | None = None,
     if config.model_type == "gpt2":
         from ..convert import from_hf_gpt2
 
-        causal = from_hf_gpt2(path, **({} if drop_rate is None else {"drop_rate": drop_rate}))
+        causal = from_hf_gpt2(path, drop_rate=drop_rate)  # None keeps the checkpoint's dropouts
         causal.config.update(config_updates)
         causal.config._attn_implementation = attn_implementation
         if model_class is GPTScratchForCausalLM:
