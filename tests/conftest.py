@@ -94,6 +94,57 @@ def base_dir(tmp_path_factory):
     return save_tiny_checkpoint(folder, tokenizer)[0]
 
 
+# Alpaca-style records in miniature, for the instruction data and recipe tests.
+INSTRUCTION_RECORDS = [
+    {"instruction": "Convert the active sentence to passive.", "input": "The chef cooks the meal.",
+     "output": "The meal is cooked by the chef."},
+    {"instruction": "What is the capital of France?", "input": "", "output": "The capital of France is Paris."},
+    {"instruction": "Give a synonym for 'fast'.", "input": "", "output": "A synonym for 'fast' is 'quick'."},
+    {"instruction": "Correct the spelling.", "input": "freind", "output": "The correct spelling is 'friend'."},
+    {"instruction": "Add the numbers.", "input": "2 and 3", "output": "2 + 3 = 5."},
+    {"instruction": "Name a primary color.", "input": "", "output": "Red is a primary color."},
+    {"instruction": "Translate to French.", "input": "Thank you", "output": "Merci."},
+    {"instruction": "Classify the animal.", "input": "dolphin", "output": "A dolphin is a mammal."},
+    {"instruction": "What is the opposite of 'hot'?", "input": "", "output": "The opposite of 'hot' is 'cold'."},
+    {"instruction": "Rewrite in the past tense.", "input": "She walks home.", "output": "She walked home."},
+    {"instruction": "Name the largest planet.", "input": "", "output": "Jupiter is the largest planet."},
+    {"instruction": "Make the word plural.", "input": "mouse", "output": "mice"},
+]
+
+
+def book_prompt(entry):
+    """The book's prompt: the instruction (and input) block, then the response header."""
+    from hfgpt.data.instructions import format_input
+
+    return format_input(entry) + "\n\n### Response:\n"
+
+
+def alpaca_corpus() -> list[str]:
+    """pydoc text and the records rendered in the book's prompt format."""
+    return pydoc_topics(20) + [book_prompt(r) + r["output"] for r in INSTRUCTION_RECORDS] * 3
+
+
+def alpaca_tokenizer():
+    """A byte-level BPE trained on :func:`alpaca_corpus`, with the recipe's Alpaca chat template."""
+    from hfgpt.data.instructions import add_chat_template
+    from hfgpt.tokenization import train_bpe_tokenizer
+
+    return add_chat_template(train_bpe_tokenizer(alpaca_corpus(), vocab_size=600, model_max_length=256))
+
+
+@pytest.fixture
+def isolated_datasets(tmp_path, monkeypatch):
+    """A private datasets cache and no progress bars, for tests of the data layer."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-datasets-cache"))
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    yield
+    if was_enabled:
+        datasets.enable_progress_bars()
+
+
 @pytest.fixture
 def tiny_corpus() -> list[str]:
     from pydoc_data.topics import topics

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from conftest import INSTRUCTION_RECORDS, alpaca_corpus, alpaca_tokenizer, book_prompt
 
 from hfgpt import GPTScratchConfig, GPTScratchForCausalLM
 from hfgpt.data.instructions import (
@@ -23,53 +24,24 @@ from hfgpt.data.instructions import (
 from hfgpt.errors import HfgptInputError
 from hfgpt.tokenization import ENDOFTEXT, train_bpe_tokenizer
 
-RECORDS = [
-    {"instruction": "Convert the active sentence to passive.", "input": "The chef cooks the meal.",
-     "output": "The meal is cooked by the chef."},
-    {"instruction": "What is the capital of France?", "input": "", "output": "The capital of France is Paris."},
-    {"instruction": "Give a synonym for 'fast'.", "input": "", "output": "A synonym for 'fast' is 'quick'."},
-    {"instruction": "Correct the spelling.", "input": "freind", "output": "The correct spelling is 'friend'."},
-    {"instruction": "Add the numbers.", "input": "2 and 3", "output": "2 + 3 = 5."},
-    {"instruction": "Name a primary color.", "input": "", "output": "Red is a primary color."},
-    {"instruction": "Translate to French.", "input": "Thank you", "output": "Merci."},
-    {"instruction": "Classify the animal.", "input": "dolphin", "output": "A dolphin is a mammal."},
-    {"instruction": "What is the opposite of 'hot'?", "input": "", "output": "The opposite of 'hot' is 'cold'."},
-    {"instruction": "Rewrite in the past tense.", "input": "She walks home.", "output": "She walked home."},
-    {"instruction": "Name the largest planet.", "input": "", "output": "Jupiter is the largest planet."},
-    {"instruction": "Make the word plural.", "input": "mouse", "output": "mice"},
-]
-
-
-def book_prompt(entry):
-    """The book's prompt: the instruction (and input) block, then the response header."""
-    return format_input(entry) + "\n\n### Response:\n"
-
-
-def _corpus():
-    from pydoc_data.topics import topics
-
-    text = [topics[name] for name in sorted(topics)[:20]]
-    return text + [book_prompt(r) + r["output"] for r in RECORDS] * 3
-
-
 @pytest.fixture(scope="module")
 def tokenizer():
-    return add_chat_template(train_bpe_tokenizer(_corpus(), vocab_size=600, model_max_length=256))
+    return alpaca_tokenizer()
 
 
 # ------------------------------------------------------------------------------------------------------ template
 def test_chat_template_renders_the_books_format(tokenizer):
-    for entry in (RECORDS[0], RECORDS[1]):  # with and without an input
+    for entry in (INSTRUCTION_RECORDS[0], INSTRUCTION_RECORDS[1]):  # with and without an input
         text = tokenizer.apply_chat_template(entry_to_messages(entry), tokenize=False)
         book = format_input(entry) + f"\n\n### Response:\n{entry['output']}" + ENDOFTEXT
         assert text == book
         prompt = tokenizer.apply_chat_template(entry_to_messages(entry, with_response=False), tokenize=False,
                                                add_generation_prompt=True)
         assert prompt == book_prompt(entry)
-    assert "### Input:" not in format_input(RECORDS[1])
-    assert format_input(RECORDS[0]).startswith("Below is an instruction that describes a task. Write a response "
+    assert "### Input:" not in format_input(INSTRUCTION_RECORDS[1])
+    assert format_input(INSTRUCTION_RECORDS[0]).startswith("Below is an instruction that describes a task. Write a response "
                                                "that appropriately completes the request.\n\n### Instruction:\n")
-    system = [{"role": "system", "content": "Answer briefly."}, *entry_to_messages(RECORDS[1], with_response=False)]
+    system = [{"role": "system", "content": "Answer briefly."}, *entry_to_messages(INSTRUCTION_RECORDS[1], with_response=False)]
     assert tokenizer.apply_chat_template(system, tokenize=False, add_generation_prompt=True) == \
         "Answer briefly.\n\n### Instruction:\nWhat is the capital of France?\n\n### Response:\n"
     with pytest.raises(Exception, match="not tool"):
@@ -82,10 +54,10 @@ def test_chat_template_survives_save_and_assistant_mask(tokenizer, tmp_path):
     tokenizer.save_pretrained(tmp_path)
     reloaded = AutoTokenizer.from_pretrained(tmp_path)
     assert reloaded.chat_template == ALPACA_CHAT_TEMPLATE
-    out = reloaded.apply_chat_template(entry_to_messages(RECORDS[0]), return_dict=True,
+    out = reloaded.apply_chat_template(entry_to_messages(INSTRUCTION_RECORDS[0]), return_dict=True,
                                        return_assistant_tokens_mask=True)
     answer = [t for t, m in zip(out["input_ids"], out["assistant_masks"]) if m]
-    assert reloaded.decode(answer) == RECORDS[0]["output"] + ENDOFTEXT
+    assert reloaded.decode(answer) == INSTRUCTION_RECORDS[0]["output"] + ENDOFTEXT
 
 
 # ------------------------------------------------------------------------------------------------ records, split
@@ -104,20 +76,20 @@ def test_book_split_in_file_order_and_seeded_shuffle():
 
 def test_local_json_and_jsonl(tmp_path):
     array = tmp_path / "a.json"
-    array.write_text(json.dumps(RECORDS))
+    array.write_text(json.dumps(INSTRUCTION_RECORDS))
     lines = tmp_path / "a.jsonl"
-    lines.write_text("\n".join(json.dumps(r) for r in RECORDS) + "\n")
-    assert load_instruction_records(str(array)) == load_instruction_records(str(lines)) == RECORDS
+    lines.write_text("\n".join(json.dumps(r) for r in INSTRUCTION_RECORDS) + "\n")
+    assert load_instruction_records(str(array)) == load_instruction_records(str(lines)) == INSTRUCTION_RECORDS
 
 
 def test_bad_records(tmp_path):
     with pytest.raises(HfgptInputError, match=r"Record 1 has no 'output' field"):
-        clean_records([RECORDS[0], {"instruction": "x", "input": ""}])
+        clean_records([INSTRUCTION_RECORDS[0], {"instruction": "x", "input": ""}])
     with pytest.raises(HfgptInputError, match=r"Record 0: 'output' must be a string"):
         clean_records([{"instruction": "x", "output": 3}])
     with pytest.raises(HfgptInputError, match="Record 0 is a str"):
         clean_records(["just text"])
-    kept, report = clean_records([*RECORDS[:3], {"instruction": "x", "output": "  "},
+    kept, report = clean_records([*INSTRUCTION_RECORDS[:3], {"instruction": "x", "output": "  "},
                                   {"instruction": "", "output": "y"}, {"instruction": "z", "output": "w"}])
     assert len(kept) == 4 and kept[-1] == {"instruction": "z", "input": "", "output": "w"}  # input defaults to ""
     assert (report.total, report.kept, report.empty_output, report.empty_instruction) == (6, 4, 1, 1)
@@ -139,27 +111,27 @@ def test_bad_records(tmp_path):
         clean_records({"instruction": "x", "output": "y"})
     with pytest.raises(HfgptInputError, match="exactly one of --data_file"):
         load_instruction_records()
-    records = [dict(RECORDS[0], input=None)]
+    records = [dict(INSTRUCTION_RECORDS[0], input=None)]
     assert clean_records(records)[0][0]["input"] == "" and records[0]["input"] is None  # the argument is not changed
 
 
 # ------------------------------------------------------------------------------------------- tokenize + collate
 def test_tokenize_records_and_skip_too_long(tokenizer):
     report = RecordReport()
-    items = tokenize_records(RECORDS[:2], tokenizer, report=report)
-    for entry, item in zip(RECORDS, items):
+    items = tokenize_records(INSTRUCTION_RECORDS[:2], tokenizer, report=report)
+    for entry, item in zip(INSTRUCTION_RECORDS, items):
         prompt = tokenizer(book_prompt(entry), add_special_tokens=False).input_ids
         response = tokenizer(entry["output"], add_special_tokens=False).input_ids
         assert item == {"input_ids": prompt + response + [tokenizer.eos_token_id], "prompt_length": len(prompt)}
     shortest = min(len(item["input_ids"]) for item in items)
-    assert len(tokenize_records(RECORDS[:2], tokenizer, max_length=shortest, report=report, split="x")) == 1
+    assert len(tokenize_records(INSTRUCTION_RECORDS[:2], tokenizer, max_length=shortest, report=report, split="x")) == 1
     assert report.as_dict()["skipped_too_long_x"] == 1
 
 
 def test_tokenize_records_leaves_a_tokenizer_without_template_alone(tokenizer):
-    plain = train_bpe_tokenizer(_corpus(), vocab_size=600, model_max_length=256)
+    plain = train_bpe_tokenizer(alpaca_corpus(), vocab_size=600, model_max_length=256)
     assert plain.chat_template is None
-    assert tokenize_records(RECORDS[:3], plain) == tokenize_records(RECORDS[:3], tokenizer)  # the Alpaca template
+    assert tokenize_records(INSTRUCTION_RECORDS[:3], plain) == tokenize_records(INSTRUCTION_RECORDS[:3], tokenizer)  # the Alpaca template
     assert plain.chat_template is None
 
 

@@ -9,14 +9,7 @@ from hfgpt.data import default_corpus, load_text_datasets
 from hfgpt.errors import HfgptInputError
 
 
-@pytest.fixture(autouse=True)
-def _quiet_and_isolated(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-datasets-cache"))
-    was_enabled = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    yield
-    if was_enabled:
-        datasets.enable_progress_bars()
+pytestmark = pytest.mark.usefixtures("isolated_datasets")
 
 
 @pytest.fixture(scope="module")

@@ -8,50 +8,14 @@ import os
 
 import pytest
 import torch
-from conftest import REPO_ROOT, save_tiny_checkpoint
+from conftest import INSTRUCTION_RECORDS, REPO_ROOT, alpaca_tokenizer, book_prompt, save_tiny_checkpoint
 
 from hfgpt import GPTScratchForCausalLM
-from hfgpt.data.instructions import (
-    ALPACA_CHAT_TEMPLATE,
-    add_chat_template,
-    entry_to_messages,
-    format_input,
-    tokenize_records,
-)
-from hfgpt.tokenization import train_bpe_tokenizer
-
-RECORDS = [
-    {"instruction": "Convert the active sentence to passive.", "input": "The chef cooks the meal.",
-     "output": "The meal is cooked by the chef."},
-    {"instruction": "What is the capital of France?", "input": "", "output": "The capital of France is Paris."},
-    {"instruction": "Give a synonym for 'fast'.", "input": "", "output": "A synonym for 'fast' is 'quick'."},
-    {"instruction": "Correct the spelling.", "input": "freind", "output": "The correct spelling is 'friend'."},
-    {"instruction": "Add the numbers.", "input": "2 and 3", "output": "2 + 3 = 5."},
-    {"instruction": "Name a primary color.", "input": "", "output": "Red is a primary color."},
-    {"instruction": "Translate to French.", "input": "Thank you", "output": "Merci."},
-    {"instruction": "Classify the animal.", "input": "dolphin", "output": "A dolphin is a mammal."},
-    {"instruction": "What is the opposite of 'hot'?", "input": "", "output": "The opposite of 'hot' is 'cold'."},
-    {"instruction": "Rewrite in the past tense.", "input": "She walks home.", "output": "She walked home."},
-    {"instruction": "Name the largest planet.", "input": "", "output": "Jupiter is the largest planet."},
-    {"instruction": "Make the word plural.", "input": "mouse", "output": "mice"},
-]
-
-
-def book_prompt(entry):
-    """The book's prompt: the instruction (and input) block, then the response header."""
-    return format_input(entry) + "\n\n### Response:\n"
-
-
-def _corpus():
-    from pydoc_data.topics import topics
-
-    text = [topics[name] for name in sorted(topics)[:20]]
-    return text + [book_prompt(r) + r["output"] for r in RECORDS] * 3
-
+from hfgpt.data.instructions import ALPACA_CHAT_TEMPLATE, entry_to_messages, tokenize_records
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return add_chat_template(train_bpe_tokenizer(_corpus(), vocab_size=600, model_max_length=256))
+    return alpaca_tokenizer()
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +27,7 @@ def model_dir(tmp_path_factory, tokenizer):
 @pytest.fixture
 def data_file(tmp_path):
     path = tmp_path / "instruction-data.json"
-    path.write_text(json.dumps(RECORDS * 2))  # 24 records: 20 train, 2 test, 2 validation
+    path.write_text(json.dumps(INSTRUCTION_RECORDS * 2))  # 24 records: 20 train, 2 test, 2 validation
     return str(path)
 
 
@@ -73,9 +37,9 @@ def test_pipeline_with_chat_messages_uses_the_training_prompt(model_dir, tokeniz
 
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
-    messages = entry_to_messages(RECORDS[0], with_response=False)
+    messages = entry_to_messages(INSTRUCTION_RECORDS[0], with_response=False)
     reply = generator(messages, max_new_tokens=6, do_sample=False)[0]["generated_text"][-1]
-    ids = tokenizer(book_prompt(RECORDS[0]), return_tensors="pt", add_special_tokens=False).input_ids
+    ids = tokenizer(book_prompt(INSTRUCTION_RECORDS[0]), return_tensors="pt", add_special_tokens=False).input_ids
     out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
                          pad_token_id=tokenizer.pad_token_id)
     assert reply["role"] == "assistant"
@@ -88,7 +52,7 @@ def test_batched_generation_matches_one_by_one(model_dir, tokenizer):
 
     model = GPTScratchForCausalLM.from_pretrained(model_dir).eval()
     tokenizer.padding_side = "right"
-    entries = RECORDS[:3]
+    entries = INSTRUCTION_RECORDS[:3]
     batched, skipped = generate_responses(model, tokenizer, entries, max_new_tokens=6, batch_size=3)
     single = [generate_responses(model, tokenizer, [e], max_new_tokens=6)[0][0] for e in entries]
     assert skipped == 0 and batched == single
@@ -124,7 +88,7 @@ def test_finetune_a_few_steps_and_write_responses(tmp_path, model_dir, data_file
     assert metrics["after_response_loss"] < metrics["before_response_loss"]
     assert metrics["after_response_perplexity"] == pytest.approx(math.exp(metrics["after_response_loss"]))
     responses = json.loads((out / RESPONSES_FILE).read_text())
-    assert [r["instruction"] for r in responses] == [r["instruction"] for r in (RECORDS * 2)[20:22]]
+    assert [r["instruction"] for r in responses] == [r["instruction"] for r in (INSTRUCTION_RECORDS * 2)[20:22]]
     assert all(set(r) == {"instruction", "input", "output", "model_response"} for r in responses)
     assert json.loads((out / "all_results.json").read_text())["after_response_loss"] == metrics["after_response_loss"]
     if mode == "lora":
@@ -147,7 +111,7 @@ def test_finetune_a_few_steps_and_write_responses(tmp_path, model_dir, data_file
 def test_finetune_skips_too_long_and_reports(tmp_path, model_dir, data_file, tokenizer):
     from hfgpt.training.finetune_instructions import finetune_instructions
 
-    lengths = sorted(len(i["input_ids"]) for i in tokenize_records(RECORDS, tokenizer))
+    lengths = sorted(len(i["input_ids"]) for i in tokenize_records(INSTRUCTION_RECORDS, tokenizer))
     metrics = finetune_instructions(*_args(tmp_path, model_dir, data_file, "--max_length", str(lengths[6]),
                                            "--max_steps", "1"))
     assert metrics["skipped_too_long_train"] > 0 and metrics["train_examples"] == 20 - metrics["skipped_too_long_train"]
@@ -168,7 +132,7 @@ def _recipe():
 def test_recipe_bad_input_is_one_line_and_exit_2(tmp_path, model_dir, data_file, capsys):
     recipe = _recipe()
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps([RECORDS[0], {"instruction": "no output here"}]))
+    bad.write_text(json.dumps([INSTRUCTION_RECORDS[0], {"instruction": "no output here"}]))
     cases = [
         (["--model_name_or_path", model_dir, "--data_file", str(bad)], "Record 1 has no 'output' field"),
         (["--model_name_or_path", model_dir, "--data_file", str(tmp_path / "none.json")], "No instruction data file"),
