@@ -25,6 +25,8 @@ def _check_convert_args(args: argparse.Namespace, source_kind: str | None) -> No
         raise HfgptInputError("--n-head only applies to --from book (GPT-2 and hfgpt folders store it).")
     if args.pad_vocab_multiple is not None and (source_kind == "hfgpt" or args.target_format == "gpt2"):
         raise HfgptInputError("--pad-vocab-multiple applies when writing an hfgpt folder from --from gpt2|book.")
+    if args.pad_vocab_multiple is not None and args.pad_vocab_multiple < 1:  # known before any weights are read
+        raise HfgptInputError(f"--pad-vocab-multiple must be a positive integer, got {args.pad_vocab_multiple}.")
     source = args.source
     if source_kind == "book":
         if not os.path.isfile(source):

@@ -8,6 +8,8 @@ dict. This file imports only ``transformers``: ``save_pretrained`` copies it nex
 
 from __future__ import annotations
 
+import inspect
+
 from transformers import PretrainedConfig
 
 
@@ -177,6 +179,12 @@ class GPTScratchConfig(PretrainedConfig):
         key = PRESET_ALIASES.get(name, name)
         if key not in PRESETS:
             raise ValueError(f"Unknown preset {name!r}. Known presets: {', '.join([*PRESETS, *PRESET_ALIASES])}.")
+        known = {*inspect.signature(cls.__init__).parameters, *inspect.signature(PretrainedConfig.__init__).parameters,
+                 *cls().to_dict(), "num_labels"} - {"self", "kwargs"}
+        unknown = sorted(set(overrides) - known)
+        if unknown:  # PretrainedConfig would store a typo such as n_layers=2 and build the preset's size regardless
+            raise ValueError(f"Preset {name!r} got unknown GPTScratchConfig fields: {unknown} (a typo?); fields "
+                             "are named as in GPT-2: n_layer, n_head, n_embd, n_positions, vocab_size, drop_rate, ...")
         return cls(**{**PRESETS[key], **overrides})
 
     @classmethod

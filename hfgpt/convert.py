@@ -12,8 +12,10 @@ concatenated along the output dimension (the book's ``W_query``/``W_key``/``W_va
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import pickle
+import zipfile
 from collections.abc import Mapping
 
 import torch
@@ -106,7 +108,8 @@ def _real_vocab_rows(config: GPTScratchConfig, state_dict: dict) -> dict:
     return {key: t[: config.vocab_size] if key in VOCAB_ROWS_KEYS else t for key, t in state_dict.items()}
 
 
-def _assemble(model_class, config, state_dict: dict, source_names: Mapping | None = None):
+def _assemble(model_class, config, state_dict: dict, source_names: Mapping | None = None,
+              where: str = "the weights"):
     """A ``model_class(config)`` holding copies of exactly ``state_dict``, in eval mode: built on the meta device
     (no random initialisation), the tensors assigned as its parameters, the head re-tied when the config says so."""
     with torch.device("meta"):
@@ -122,23 +125,90 @@ def _assemble(model_class, config, state_dict: dict, source_names: Mapping | Non
         if tensor.shape != expected[key].shape
     ]
     if wrong:
-        raise HfgptInputError("Tensor shapes do not match the configuration: " + "; ".join(wrong[:8]))
+        raise HfgptInputError(f"Tensor shapes in {where} do not match the configuration: " + "; ".join(wrong[:8]))
     model.load_state_dict({k: v.detach().clone().contiguous() for k, v in state_dict.items()}, assign=True)
     model.tie_weights()
     return model.eval()
+
+
+# ------------------------------------------------------------------------------------------- reading a checkpoint
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def _config_problem(folder: str, error: BaseException) -> str:
+    """Why ``AutoConfig`` could not read ``folder``'s config.json, in the user's terms."""
+    from transformers import CONFIG_MAPPING
+
+    config_file = os.path.join(folder, "config.json")
+    if not os.path.isfile(config_file):
+        return f"{folder!r} has no config.json: not a saved model folder ({_one_line(error)})"
+    try:
+        with open(config_file, encoding="utf-8") as f:
+            model_type = json.load(f).get("model_type")
+    except (ValueError, AttributeError) as bad:  # invalid JSON (with its line and column), or not an object
+        return f"{config_file!r} is not a JSON object of model settings: {_one_line(bad)}"
+    if model_type is not None and model_type not in CONFIG_MAPPING:
+        return (f"{config_file!r} has model_type {model_type!r}, which transformers does not know: an hfgpt "
+                "('gpt_scratch') or GPT-2 ('gpt2') checkpoint is expected")
+    return f"{config_file!r} cannot be read: {_one_line(error)}"
+
+
+def check_weight_files(folder: str) -> None:
+    """A local model folder must hold weights, and each ``*.safetensors`` file a complete header (opening it reads
+    the header only, and refuses a truncated or corrupt file), so a broken download fails here, before any data is
+    read or training starts, and not deep inside ``from_pretrained``."""
+    from safetensors import SafetensorError, safe_open
+
+    if not os.path.isdir(folder):
+        return  # a Hub id: its files are fetched by from_pretrained
+    if not any(os.path.isfile(os.path.join(folder, name)) for name in WEIGHT_FILES):
+        raise HfgptInputError(f"{folder!r} holds no weights (no {' / '.join(WEIGHT_FILES[::2])}): copy the whole "
+                              "folder that save_pretrained wrote.")
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".safetensors"):
+            try:
+                with safe_open(os.path.join(folder, name), framework="pt") as weights:
+                    weights.keys()
+            except (SafetensorError, OSError) as error:
+                raise HfgptInputError(
+                    f"Cannot read the weights in {os.path.join(folder, name)!r}, a truncated or corrupt file "
+                    f"({_one_line(error)}): copy or download the checkpoint again."
+                ) from None
+
+
+def load_checkpoint_config(path, where: str = ""):
+    """``AutoConfig.from_pretrained(path)`` of a model folder or Hub id; a missing, invalid or unknown
+    ``config.json`` is bad input (``where``, e.g. ``" (--model_name_or_path)"``, follows the path in messages).
+    Callers check the kind of model it describes, then its weights with :func:`check_weight_files`."""
+    from transformers import AutoConfig
+
+    path = os.fspath(path)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError, KeyError) as error:
+        if not os.path.isdir(path):
+            raise HfgptFileNotFoundError(f"{path!r}{where} is not a model folder or a reachable Hub id: "
+                                         f"{_one_line(error)}") from None
+        raise HfgptInputError(_config_problem(path, error) + f"{where}.") from None
+    return config
 
 
 def _load_folder(path, model_class, model_type: str, name: str, check=None):
     """``model_class.from_pretrained`` of a folder (or Hub id) that must hold a ``model_type`` model; ``check``
     sees its config before any weights are read. A wrong or unreadable checkpoint is bad input."""
     from safetensors import SafetensorError
-    from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(path)
+    config = load_checkpoint_config(path)
     if config.model_type != model_type:
         raise HfgptInputError(f"{os.fspath(path)!r} holds a {config.model_type!r} model, not a {name} one.")
     if check is not None:
         check(config)
+    check_weight_files(path)
     try:
         model, info = model_class.from_pretrained(path, config=config, output_loading_info=True)
     except (OSError, SafetensorError) as error:
@@ -266,6 +336,12 @@ def _read_checkpoint(path: str) -> Mapping:
             return load_file(path)
         except SafetensorError as error:
             raise HfgptInputError(f"{path!r} is not a readable safetensors file: {error}") from None
+    with open(path, "rb") as f:
+        legacy_pickle = f.read(1) == b"\x80"  # torch.save's pre-1.6 format starts with a pickle protocol byte
+    if not zipfile.is_zipfile(path) and not legacy_pickle:
+        raise HfgptInputError(f"{path!r} is not a PyTorch checkpoint, or a truncated one (neither torch.save's zip "
+                              "format nor its legacy pickle): save the book's model with "
+                              "torch.save(model.state_dict(), path).")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -277,15 +353,23 @@ def _read_checkpoint(path: str) -> Mapping:
         raise HfgptInputError(f"{path!r} is not a PyTorch checkpoint: {str(error).splitlines()[0]}") from None
 
 
-def _book_state_dict(path_or_state_dict) -> dict:
+def _book_state_dict(path_or_state_dict, where: str) -> dict:
     if isinstance(path_or_state_dict, (str, os.PathLike)):
         state_dict = _read_checkpoint(os.fspath(path_or_state_dict))
     else:
         state_dict = path_or_state_dict
     if isinstance(state_dict, Mapping) and "model_state_dict" in state_dict:  # chapter 5's {model, optimizer} dict
         state_dict = state_dict["model_state_dict"]
-    if not isinstance(state_dict, Mapping) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise HfgptInputError("Expected the book's GPTModel state dict (a mapping of names to tensors).")
+    save_hint = "save the book's model with torch.save(model.state_dict(), path)"
+    if not isinstance(state_dict, Mapping):
+        raise HfgptInputError(f"Expected the book's GPTModel state dict (a mapping of names to tensors), but {where} "
+                              f"holds a {type(state_dict).__name__}: {save_hint}.")
+    not_tensors = [key for key, value in state_dict.items() if not isinstance(value, torch.Tensor)]
+    if not_tensors:
+        key = not_tensors[0]
+        raise HfgptInputError(f"Expected the book's GPTModel state dict (a mapping of names to tensors), but in "
+                              f"{where} {key!r} is a {type(state_dict[key]).__name__} ({len(not_tensors)} of "
+                              f"{len(state_dict)} entries are not tensors): {save_hint}.")
     for prefix in ("module.", "_orig_mod."):  # DistributedDataParallel (appendix A) / torch.compile wrappers
         if state_dict and all(key.startswith(prefix) for key in state_dict):
             state_dict = {key[len(prefix):]: value for key, value in state_dict.items()}
@@ -316,16 +400,18 @@ def from_book_checkpoint(path_or_state_dict, config=None) -> GPTScratchForCausal
     "drop_rate": 0.1}``); ``n_heads`` defaults to the GPT-2 size of that width, ``drop_rate`` to 0.1. Shapes come
     from the tensors (a contradicting ``config`` is an error); ``out_head`` stays untied unless it equals
     ``tok_emb``."""
-    source = _book_state_dict(path_or_state_dict)
+    is_path = isinstance(path_or_state_dict, (str, os.PathLike))
+    where = repr(os.fspath(path_or_state_dict)) if is_path else "the state dict"
+    source = _book_state_dict(path_or_state_dict, where)
     if "tok_emb.weight" not in source or "pos_emb.weight" not in source:
         raise HfgptInputError(
-            "Not a state dict of the book's GPTModel: no tok_emb.weight / pos_emb.weight. "
+            f"{where} is not a state dict of the book's GPTModel: no tok_emb.weight / pos_emb.weight. "
             f"Keys found: {_listing(source)}."
         )
     vocab_size, n_embd = source["tok_emb.weight"].shape
     blocks = {int(key.split(".")[1]) for key in source if key.startswith("trf_blocks.") and key.split(".")[1].isdigit()}
     if not blocks:
-        raise HfgptInputError("The state dict has no trf_blocks.N.* keys: not the book's GPTModel.")
+        raise HfgptInputError(f"{where} has no trf_blocks.N.* keys: not the book's GPTModel.")
     inferred = dict(
         vocab_size=vocab_size,
         n_positions=source["pos_emb.weight"].shape[0],
@@ -341,7 +427,7 @@ def from_book_checkpoint(path_or_state_dict, config=None) -> GPTScratchForCausal
     if missing or unexpected:
         problems = [f"missing keys: {_listing(missing)}"] if missing else []
         problems += [f"unexpected keys: {_listing(unexpected)}"] if unexpected else []
-        raise HfgptInputError("The state dict does not match the book's GPTModel: " + "; ".join(problems) + ".")
+        raise HfgptInputError(f"{where} does not match the book's GPTModel: " + "; ".join(problems) + ".")
     inferred["n_inner"] = source["trf_blocks.0.ff.layers.0.weight"].shape[0]
 
     user = _user_config_values(config)
@@ -372,7 +458,8 @@ def from_book_checkpoint(path_or_state_dict, config=None) -> GPTScratchForCausal
         for ours, theirs in table.items()
     }
     source_names = {k: " + ".join(_flat(v)) for k, v in table.items()}
-    return _assemble(GPTScratchForCausalLM, config, _pad_vocab_rows(config, state_dict), source_names=source_names)
+    return _assemble(GPTScratchForCausalLM, config, _pad_vocab_rows(config, state_dict), source_names=source_names,
+                     where=where)
 
 
 def to_book_state_dict(model) -> dict:

@@ -159,17 +159,19 @@ def adapter_card(folder: str, repo_id: str) -> ModelCard:
 
 
 def build_upload_folder(folder: str, repo_id: str, out_dir: str, datasets: list[str] | None = None) -> str:
-    """Write into ``out_dir`` exactly what ``push_to_hub`` uploads for the model (or adapter) in ``folder``."""
+    """Write into ``out_dir`` exactly what ``push_to_hub`` uploads for the model (or adapter) in ``folder``. The
+    folder is checked (config, weights, adapter base) before anything is written."""
     if not os.path.isdir(folder):
         raise HfgptFileNotFoundError(f"No model folder at {folder!r}.")
     if os.path.abspath(out_dir) == os.path.abspath(folder):
         raise HfgptInputError(f"The upload folder must differ from the model folder ({folder!r}).")
-    os.makedirs(out_dir, exist_ok=True)
     if os.path.isfile(os.path.join(folder, "adapter_config.json")):
+        card = adapter_card(folder, repo_id)
+        os.makedirs(out_dir, exist_ok=True)
         for name in os.listdir(folder):
             if os.path.isfile(os.path.join(folder, name)) and name != "README.md":
                 shutil.copy2(os.path.join(folder, name), out_dir)
-        adapter_card(folder, repo_id).save(os.path.join(out_dir, "README.md"))
+        card.save(os.path.join(out_dir, "README.md"))
         return out_dir
     if not os.path.isfile(os.path.join(folder, "config.json")):
         raise HfgptInputError(f"{folder!r} has no config.json: not a saved model folder.")
@@ -177,12 +179,17 @@ def build_upload_folder(folder: str, repo_id: str, out_dir: str, datasets: list[
     import transformers
 
     from . import tokenization  # importing hfgpt registers the Auto classes
+    from .convert import check_weight_files, load_checkpoint_config
 
-    config = transformers.AutoConfig.from_pretrained(folder)
+    config = load_checkpoint_config(folder)
     if config.model_type != "gpt_scratch":
-        raise HfgptInputError(f"{folder!r} holds a {config.model_type!r} model, not an hfgpt (gpt_scratch) one.")
+        hint = f": convert it first (hfgpt convert --from gpt2 {folder} DEST)" if config.model_type == "gpt2" else "."
+        raise HfgptInputError(f"{folder!r} holds a {config.model_type!r} model, not an hfgpt (gpt_scratch) one{hint}")
+    check_weight_files(folder)
     auto = getattr(transformers, _architecture(config.to_dict())[1])
-    auto.from_pretrained(folder).save_pretrained(out_dir)  # weights + configuration/modeling code + auto_map
+    model = auto.from_pretrained(folder)
+    os.makedirs(out_dir, exist_ok=True)
+    model.save_pretrained(out_dir)  # weights + configuration/modeling code + auto_map
     if tokenization.has_tokenizer_files(folder):
         tokenization.load_tokenizer(folder).save_pretrained(out_dir)
     for name in RUN_FILES:
@@ -194,8 +201,11 @@ def build_upload_folder(folder: str, repo_id: str, out_dir: str, datasets: list[
 
 def push_to_hub(folder: str, repo_id: str, out_dir: str | None = None, private: bool = False,
                 token: str | None = None, dry_run: bool = False, datasets: list[str] | None = None) -> list[str]:
-    """Build the upload folder and upload it (``dry_run``: only build and list). Returns the uploaded file names."""
-    out_dir = out_dir or tempfile.mkdtemp(prefix="hfgpt-upload-")
+    """Build the upload folder (``out_dir``, or a temporary one removed afterwards) and upload it (``dry_run``: only
+    build and list). Returns the uploaded file names."""
+    if out_dir is None:
+        with tempfile.TemporaryDirectory(prefix="hfgpt-upload-") as temporary:
+            return push_to_hub(folder, repo_id, temporary, private, token, dry_run, datasets)
     build_upload_folder(folder, repo_id, out_dir, datasets=datasets)
     files = sorted(os.path.relpath(os.path.join(root, f), out_dir)
                    for root, _, names in os.walk(out_dir) for f in names)

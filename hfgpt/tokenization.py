@@ -33,6 +33,9 @@ def train_bpe_tokenizer(
     Like GPT-2: bytes are the initial alphabet (any text encodes, nothing is ever unknown), no prefix space, and
     ``<|endoftext|>`` (the first special token) is the bos, eos and pad token.
     """
+    if not special_tokens:
+        raise HfgptInputError("special_tokens must name at least one token: the first is the end-of-text token "
+                              f"(bos, eos and pad), e.g. ({ENDOFTEXT!r},).")
     minimum = 256 + len(special_tokens)
     if vocab_size <= minimum:
         raise HfgptInputError(

@@ -103,6 +103,16 @@ def _read_local(path: str) -> list:
             return json.loads(text)
         except json.JSONDecodeError as err:
             raise HfgptInputError(f"{path!r} is not valid JSON: {err}.") from None
+    try:
+        whole = json.loads(text)
+    except json.JSONDecodeError:
+        whole = None  # JSON Lines, or broken: read line by line below
+    if isinstance(whole, dict) and set(INSTRUCTION_FIELDS) & set(whole):
+        return [whole]  # one record (JSON Lines of one line, or pretty-printed)
+    if isinstance(whole, dict):  # e.g. {"data": [...]}
+        raise HfgptInputError(f"{path!r} holds one JSON object with the keys {sorted(whole)[:8]}, not records: "
+                              'expected a JSON array [{"instruction": ..., "input": ..., "output": ...}, ...] or '
+                              "JSON Lines (one such object per line).")
     records = []
     for number, line in enumerate(text.splitlines(), 1):
         if line.strip():
@@ -134,25 +144,30 @@ def load_instruction_records(data_file: str | None = None, dataset_name: str | N
     return dataset.select_columns(columns).to_list()
 
 
-def clean_records(records: Sequence, report: RecordReport | None = None) -> tuple[list[dict], RecordReport]:
+def clean_records(records: Sequence, report: RecordReport | None = None,
+                  source: str | None = None) -> tuple[list[dict], RecordReport]:
     """``(records, report)``: a record that is not an object, lacks ``instruction`` or ``output``, or holds a
-    non-string is an error; a missing ``input`` is ``""``; an empty instruction or output is skipped and counted."""
+    non-string is an error; a missing ``input`` is ``""``; an empty instruction or output is skipped and counted.
+    ``source`` (the file or dataset the records come from) is named in the errors."""
     report = report or RecordReport()
+    where = f" in {source!r}" if source else ""
     if not isinstance(records, Sequence) or isinstance(records, (str, bytes)):
-        raise HfgptInputError(f"Instruction data must be a list of records, got {type(records).__name__}.")
+        raise HfgptInputError(f"Instruction data{where} must be a list of records, got {type(records).__name__}.")
     report.total = len(records)
     kept = []
     for index, record in enumerate(records):
         if not isinstance(record, Mapping):
-            raise HfgptInputError(f"Record {index} is a {type(record).__name__}, not an object with "
+            raise HfgptInputError(f"Record {index}{where} is a {type(record).__name__}, not an object with "
                                   f"'instruction', 'input' and 'output'.")
         missing = [name for name in ("instruction", "output") if record.get(name) is None]
         if missing:
-            raise HfgptInputError(f"Record {index} has no {missing[0]!r} field (its fields: {sorted(record)}).")
+            raise HfgptInputError(f"Record {index} has no {missing[0]!r} field{where} (its fields: {sorted(record)}); "
+                                  "each record needs 'instruction' and 'output' ('input' may be empty).")
         entry = {"instruction": record["instruction"], "input": record.get("input") or "", "output": record["output"]}
         for name, value in entry.items():
             if not isinstance(value, str):
-                raise HfgptInputError(f"Record {index}: {name!r} must be a string, got {type(value).__name__}.")
+                raise HfgptInputError(f"Record {index}: {name!r} must be a string, got {type(value).__name__}"
+                                      f"{where}.")
         if not entry["instruction"].strip():
             report.empty_instruction += 1
         elif not entry["output"].strip():
@@ -164,7 +179,7 @@ def clean_records(records: Sequence, report: RecordReport | None = None) -> tupl
         logger.warning("Skipped %d record(s) with an empty instruction and %d with an empty output (of %d).",
                        report.empty_instruction, report.empty_output, report.total)
     if not kept:
-        raise HfgptInputError(f"None of the {report.total} instruction records is usable "
+        raise HfgptInputError(f"None of the {report.total} instruction records{where} is usable "
                               "(empty data or empty fields).")
     return kept, report
 

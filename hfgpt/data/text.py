@@ -15,6 +15,7 @@ import datasets
 import numpy as np
 import pyarrow.compute as pc
 from datasets.data_files import resolve_pattern
+from datasets.exceptions import DatasetGenerationError
 from datasets.load import infer_module_for_data_files_list
 
 from ..errors import HfgptInputError
@@ -65,10 +66,15 @@ def _load_files(patterns, what: str, text_column: str, streaming: bool):
         raise HfgptInputError(f"{what}: the files mix formats ({formats}); load one format per split")
     if module == "text":
         kwargs = {**kwargs, "sample_by": "document"}
-    ds = datasets.load_dataset(module, data_files=files, split="train", streaming=streaming, **kwargs)
+    shown = files if len(files) <= 3 else files[:3] + ["..."]
+    try:
+        ds = datasets.load_dataset(module, data_files=files, split="train", streaming=streaming, **kwargs)
+    except DatasetGenerationError as error:  # the builder could not parse a file (e.g. invalid JSON)
+        cause = " ".join(str(error.__cause__ or error).split())[:300]
+        raise HfgptInputError(f"{what}: cannot read {shown} as {module}: {cause}") from error
     if module == "text" and text_column != "text":
         ds = ds.rename_column("text", text_column)
-    return _text_only(ds, text_column, f"{what} {files if len(files) <= 3 else files[:3] + ['...']}")
+    return _text_only(ds, text_column, f"{what} {shown}")
 
 
 def _split(ds, column: str, fraction: float, seed: int):
