@@ -70,11 +70,15 @@ def check_context(max_length: int, config, flag: str = "--max_length") -> None:
         )
 
 
-def check_vocabulary(tokenizer, config, tokenizer_source: str | None = None) -> None:
+def check_vocabulary(tokenizer, config, model_source: str | None = None) -> None:
+    """Every token id needs a row in the model's embedding (a larger tokenizer fails deep inside training)."""
     if len(tokenizer) > config.vocab_size:
-        hint = f" (--tokenizer_name {tokenizer_source})" if tokenizer_source else ""
-        raise HfgptInputError(f"The tokenizer has {len(tokenizer)} tokens but the model only {config.vocab_size}: "
-                              f"pass the checkpoint's own tokenizer{hint}.")
+        name = f" {tokenizer.name_or_path!r}" if tokenizer.name_or_path else ""
+        model = f"the model {model_source!r}" if model_source else "the model"
+        fix = (f"use the model's own tokenizer (--tokenizer_name {model_source}, or leave the flag out)" if model_source
+               else "use the model's own tokenizer, or a vocab_size at least the tokenizer's")
+        raise HfgptInputError(f"The tokenizer{name} has {len(tokenizer)} tokens but {model} only "
+                              f"{config.vocab_size} (vocab_size): {fix}.")
 
 
 def check_mode(mode: str) -> None:
@@ -84,16 +88,14 @@ def check_mode(mode: str) -> None:
 
 # ------------------------------------------------------------------------------------------------ models
 def checkpoint_config(path: str, flag: str = "--model_name_or_path"):
-    """The config of an hfgpt or GPT-2 *causal-LM* checkpoint; anything else is refused with the reason."""
-    from transformers import AutoConfig
+    """The config of an hfgpt or GPT-2 *causal-LM* checkpoint whose weights are readable; anything else is refused
+    with the reason, before any data is read."""
+    from ..convert import check_weight_files, load_checkpoint_config
 
     expanded = os.path.expanduser(path)
     if (expanded.startswith((".", "/", "~")) or os.path.exists(expanded)) and not os.path.isdir(expanded):
         raise HfgptFileNotFoundError(f"No model folder at {path!r} ({flag}).")  # (a Hub id is left to the Hub)
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError) as err:
-        raise HfgptInputError(f"{flag} {path!r} is not a model checkpoint: {err}") from None
+    config = load_checkpoint_config(path, f" ({flag})")  # config.json readable and of a model transformers knows
     architectures = config.architectures or []
     if config.model_type not in ("gpt2", "gpt_scratch") or (
         architectures and not any(name.endswith("LMHeadModel") or "CausalLM" in name for name in architectures)
@@ -101,6 +103,7 @@ def checkpoint_config(path: str, flag: str = "--model_name_or_path"):
         kind = ", ".join(architectures) or config.model_type
         raise HfgptInputError(f"{flag} {path!r} is {kind}, not a causal language model: start from an hfgpt "
                               f"pretraining checkpoint (GPTScratchForCausalLM) or a GPT-2.")
+    check_weight_files(expanded)  # a truncated download fails now, not after the data is prepared
     return config
 
 

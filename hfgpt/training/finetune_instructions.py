@@ -111,7 +111,7 @@ def load_model_and_tokenizer(model_args: FinetuneArguments):
     model = load_base_model(model_args.model_name_or_path, drop_rate=model_args.drop_rate,
                             attn_implementation=model_args.attn_implementation)
     tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path)
-    check_vocabulary(tokenizer, model.config)
+    check_vocabulary(tokenizer, model.config, model_args.model_name_or_path)
     add_chat_template(tokenizer)
     tokenizer.model_max_length = model.config.n_positions
     return model, tokenizer
@@ -206,7 +206,8 @@ def finetune_instructions(model_args: FinetuneArguments, lora_args: LoraArgument
     started = time.time()
     check_arguments(model_args, data_args)
     records, report = clean_records(load_instruction_records(data_args.data_file, data_args.dataset_name,
-                                                             data_args.dataset_config_name, data_args.dataset_split))
+                                                             data_args.dataset_config_name, data_args.dataset_split),
+                                    source=data_args.data_file or data_args.dataset_name)
     if judge is None:
         judge = load_judge(judge_args.judge_model, judge_args.judge_url, judge_args.judge_model_name,
                            api_key=os.environ.get(judge_args.judge_api_key_env),

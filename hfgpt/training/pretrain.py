@@ -83,10 +83,8 @@ ARGUMENT_TYPES = (ModelArguments, DataArguments, PretrainingArguments)
 
 # ------------------------------------------------------------------------------------------------ the model
 def parse_overrides(text: str | None) -> dict:
-    """``'n_layer=2,drop_rate=0.0,qkv_bias=true'`` -> ``{'n_layer': 2, 'drop_rate': 0.0, 'qkv_bias': True}``, refusing
-    names that are not ``GPTScratchConfig`` fields (a typo would otherwise be stored and silently ignored)."""
-    from ..configuration_gpt_scratch import GPTScratchConfig
-
+    """``'n_layer=2,drop_rate=0.0,qkv_bias=true'`` -> ``{'n_layer': 2, 'drop_rate': 0.0, 'qkv_bias': True}`` (names
+    that are not ``GPTScratchConfig`` fields are refused by ``GPTScratchConfig.from_preset``)."""
     values = {}
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         if "=" not in item:
@@ -96,9 +94,6 @@ def parse_overrides(text: str | None) -> dict:
             values[key] = json.loads(raw.lower() if raw.lower() in ("true", "false", "null") else raw)
         except json.JSONDecodeError:
             values[key] = raw
-    unknown = set(values) - set(GPTScratchConfig().to_dict()) - {"drop_rate"}
-    if unknown:
-        raise HfgptInputError(f"--config_overrides names unknown GPTScratchConfig fields: {sorted(unknown)}.")
     return values
 
 
@@ -121,6 +116,10 @@ def planned_config(model_args: ModelArguments):
     from .common import checkpoint_config
 
     if model_args.model_name_or_path is not None:
+        if model_args.config_overrides:  # it would be silently ignored: a checkpoint keeps its own sizes
+            raise HfgptInputError(f"--config_overrides {model_args.config_overrides!r} shapes a new model (--preset); "
+                                  f"the checkpoint {model_args.model_name_or_path!r} keeps its own sizes: drop one "
+                                  "of the two flags.")
         return checkpoint_config(model_args.model_name_or_path)
     return build_config(model_args)
 
@@ -132,6 +131,7 @@ def load_model(model_args: ModelArguments, tokenizer):
 
     if model_args.model_name_or_path is None:
         config = build_config(model_args, tokenizer)
+        check_vocabulary(tokenizer, config)  # --config_overrides vocab_size=... smaller than the tokenizer
         return GPTScratchForCausalLM._from_config(config, attn_implementation=model_args.attn_implementation)
     model = load_base_model(model_args.model_name_or_path, attn_implementation=model_args.attn_implementation)
     check_vocabulary(tokenizer, model.config, model_args.model_name_or_path)
@@ -176,15 +176,42 @@ def last_complete_checkpoint(output_dir: str, flag: str = "last") -> str:
     )
 
 
-def resolve_resume(training_args) -> str | None:
-    """``--resume_from_checkpoint last`` (or ``true``) means the newest complete checkpoint in ``output_dir``."""
+# The config fields that fix the tensors' shapes (vocab_size comes from the tokenizer, checked when it is loaded).
+SHAPE_FIELDS = ("n_layer", "n_embd", "n_head", "n_inner", "n_positions")
+
+
+def _shapes(config) -> dict:
+    shapes = {name: getattr(config, name, None) for name in SHAPE_FIELDS}
+    shapes["n_inner"] = shapes["n_inner"] or 4 * config.n_embd  # GPT-2's None means 4 * n_embd, as ours
+    return shapes
+
+
+def check_checkpoint_matches(checkpoint: str, planned, flag: str = "--resume_from_checkpoint") -> None:
+    """A checkpoint to resume must hold the model this run builds (a readable hfgpt causal LM of the same sizes);
+    otherwise the Trainer fails on a size mismatch after the data is prepared."""
+    from .common import checkpoint_config
+
+    found = checkpoint_config(checkpoint, flag=flag)
+    differ = [f"{name}={value} (this run: {_shapes(planned)[name]})" for name, value in _shapes(found).items()
+              if value != _shapes(planned)[name]]
+    if differ:
+        raise HfgptInputError(f"{flag} {checkpoint!r} holds a model of another size: {', '.join(differ)}. Resume "
+                              "with the --preset / --config_overrides / --model_name_or_path of the run that wrote "
+                              "it, or start a new run in another --output_dir.")
+
+
+def resolve_resume(training_args, planned=None) -> str | None:
+    """``--resume_from_checkpoint last`` (or ``true``) means the newest complete checkpoint in ``output_dir``; with
+    ``planned`` (the run's :func:`planned_config`), the checkpoint must hold a model of the same sizes."""
     resume = training_args.resume_from_checkpoint
     if resume is None or str(resume).lower() in ("", "false", "none"):
         return None
     if str(resume).lower() in ("last", "true"):
-        return last_complete_checkpoint(training_args.output_dir, flag=str(resume))
-    if not os.path.isdir(resume):
+        resume = last_complete_checkpoint(training_args.output_dir, flag=str(resume))
+    elif not os.path.isdir(resume):
         raise HfgptInputError(f"--resume_from_checkpoint: no checkpoint folder at {resume!r}.")
+    if planned is not None:
+        check_checkpoint_matches(resume, planned)
     return resume
 
 
@@ -202,10 +229,11 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
 
     # 1. every cheap check, before the corpus is read or a tokenizer trained
     data.check_window_args(data_args.max_length, data_args.stride)
-    check_context(data_args.max_length, planned_config(model_args))
+    planned = planned_config(model_args)
+    check_context(data_args.max_length, planned)
     if data_args.streaming and training_args.max_steps <= 0:
         raise HfgptInputError("--streaming needs --max_steps: a streamed dataset has no length to count epochs by.")
-    resume = resolve_resume(training_args)
+    resume = resolve_resume(training_args, planned)
     # a checkpoint brings its own tokenizer; a fresh model trains one
     tokenizer_name = model_args.tokenizer_name or model_args.model_name_or_path or resume
     share_cpu_cores()
