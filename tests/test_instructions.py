@@ -116,9 +116,10 @@ def test_finetune_skips_too_long_and_reports(tmp_path, model_dir, data_file, tok
                                            "--max_steps", "1"))
     assert metrics["skipped_too_long_train"] > 0 and metrics["train_examples"] == 20 - metrics["skipped_too_long_train"]
     with pytest.raises(ValueError, match="longer than the model's context"):
-        finetune_instructions(*_args(tmp_path, model_dir, data_file, "--max_length", "100000"))
+        finetune_instructions(*_args(tmp_path, model_dir, data_file, "--max_length", "100000", "--overwrite_output_dir"))
     with pytest.raises(ValueError, match="Every train example is longer than"):
-        finetune_instructions(*_args(tmp_path, model_dir, data_file, "--max_length", str(lengths[0] - 1)))
+        finetune_instructions(*_args(tmp_path, model_dir, data_file, "--max_length", str(lengths[0] - 1),
+                                     "--overwrite_output_dir"))
 
 
 def _recipe():

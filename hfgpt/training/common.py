@@ -4,6 +4,7 @@ machines), :func:`load_base_model` (an hfgpt or GPT-2 causal LM, or its body und
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -46,17 +47,26 @@ class LoraArguments:
 
 @dataclass
 class RecipeTrainingArguments(TrainingArguments):
-    """``TrainingArguments`` with the book's AdamW weight decay, no reporting, and DDP on CPU-only machines."""
+    """``TrainingArguments`` with the book's AdamW weight decay, no reporting, DDP on CPU-only machines, and pinned
+    memory only where there is an accelerator to pin for."""
 
     weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay."})
     report_to: None | str | list[str] = field(default="none", metadata={"help": "tensorboard, wandb, ... or none."})
     ddp_find_unused_parameters: bool | None = field(default=False, metadata={"help": "Every parameter gets a grad."})
+    dataloader_pin_memory: bool | None = field(
+        default=None, metadata={"help": "Pin batches in page-locked memory; default: when there is an accelerator."}
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace the run already in output_dir (by default a new run refuses it)."}
+    )
 
     def __post_init__(self):
         # Several processes on a machine without GPU (torchrun, or `accelerate launch --multi_gpu`) get DDP only with
         # use_cpu: without it world_size is 1 and every rank silently trains on all the data on its own.
         if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and not has_accelerator():
             self.use_cpu = True
+        if self.dataloader_pin_memory is None:  # without an accelerator torch warns at every dataloader it pins for
+            self.dataloader_pin_memory = has_accelerator()
         super().__post_init__()
 
 
@@ -182,28 +192,40 @@ def share_cpu_cores() -> None:
         torch.set_num_threads(threads)
 
 
-def train(trainer, metrics: dict) -> None:
+def train(trainer, metrics: dict, resume: str | None = None) -> None:
     """``trainer.train()``, its metrics added to ``metrics`` with a ``train_`` prefix and the wall time."""
     import time
 
     started = time.time()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=resume)
     metrics["train_seconds"] = time.time() - started
     metrics.update({k if k.startswith("train") else f"train_{k}": v for k, v in result.metrics.items()})
 
 
-def finish_run(trainer, metrics: dict, tokenizer, mode: str, push: bool, datasets: list[str] | None) -> dict:
-    """After training: a merged plain checkpoint for LoRA (loads without peft), ``all_results.json``, the push."""
+@contextlib.contextmanager
+def final_save(trainer, push: bool = False, datasets: list[str] | None = None):
+    """Everything written inside goes to ``trainer.args.output_dir`` atomically (:func:`outputs.staged_output`); then
+    the push to the Hub (model or adapter + tokenizer + code + metrics + card), if asked."""
     from ..hub import push_run
+    from .outputs import staged_output
 
+    with staged_output(trainer) as staging:
+        yield staging
+    if push and trainer.is_world_process_zero():
+        push_run(trainer.args.output_dir, trainer.args, datasets)
+
+
+def finish_run(trainer, metrics: dict, tokenizer, mode: str) -> dict:
+    """The end of a fine-tuning run: a merged plain checkpoint for LoRA (loads without peft), ``all_results.json``."""
     if not trainer.is_world_process_zero():
         return metrics
     if mode == "lora":
         from .lora import save_merged
 
-        metrics["merged_dir"] = save_merged(trainer.model, tokenizer, os.path.join(trainer.args.output_dir, MERGED_DIR))
+        from .outputs import final_path
+
+        merged = save_merged(trainer.model, tokenizer, os.path.join(trainer.args.output_dir, MERGED_DIR))
+        metrics["merged_dir"] = final_path(merged)
     trainer.log_metrics("all", {k: v for k, v in metrics.items() if not isinstance(v, str)})
     trainer.save_metrics("all", metrics, combined=False)
-    if push:  # model or adapter + tokenizer + code + metrics + card (the merged export stays local)
-        push_run(trainer.args.output_dir, trainer.args, datasets)
     return metrics

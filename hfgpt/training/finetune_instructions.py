@@ -201,10 +201,14 @@ def finetune_instructions(model_args: FinetuneArguments, lora_args: LoraArgument
 
     from ..evaluation.judge import load_judge, score_responses
     from ..hub import defer_trainer_push
-    from .common import check_context, finish_run, set_trainable, share_cpu_cores, train
+    from .common import check_context, final_save, finish_run, set_trainable, share_cpu_cores, train
+    from .outputs import final_path, protect_output_dir
+    from .pretrain import resolve_resume
 
     started = time.time()
     check_arguments(model_args, data_args)
+    resume = resolve_resume(training_args)
+    protect_output_dir(training_args)
     records, report = clean_records(load_instruction_records(data_args.data_file, data_args.dataset_name,
                                                              data_args.dataset_config_name, data_args.dataset_split),
                                     source=data_args.data_file or data_args.dataset_name)
@@ -235,27 +239,29 @@ def finetune_instructions(model_args: FinetuneArguments, lora_args: LoraArgument
                "validation_examples": len(tokenized["validation"]), "test_examples": len(splits["test"]),
                "mask_prompt": data_args.mask_prompt, "mode": model_args.mode}
     metrics.update(evaluate_losses(trainer, tokenized["validation"], "before"))
-    train(trainer, metrics)
-    trainer.save_model()  # full: model + tokenizer (with the chat template) + code; LoRA: the adapter + tokenizer
-    metrics.update(evaluate_losses(trainer, tokenized["validation"], "after"))
-    logger.info("Validation response loss: %.3f before -> %.3f after fine-tuning", metrics["before_response_loss"],
-                metrics["after_response_loss"])
+    train(trainer, metrics, resume)
+    with final_save(trainer, push, [data_args.dataset_name] if data_args.dataset_name else None):
+        trainer.save_model()  # full: model + tokenizer (with the chat template) + code; LoRA: the adapter + tokenizer
+        metrics.update(evaluate_losses(trainer, tokenized["validation"], "after"))
+        logger.info("Validation response loss: %.3f before -> %.3f after fine-tuning", metrics["before_response_loss"],
+                    metrics["after_response_loss"])
 
-    test = splits["test"][: data_args.max_test_samples] if data_args.max_test_samples is not None else splits["test"]
-    generation_started = time.time()
-    responses, metrics["skipped_too_long_test"] = generate_responses(
-        model, tokenizer, test, data_args.max_new_tokens, data_args.generation_batch_size)
-    metrics["generation_seconds"] = time.time() - generation_started
-    metrics["responses_file"] = write_json(responses, os.path.join(training_args.output_dir, RESPONSES_FILE))
-    if judge is not None and responses:
-        judged = score_responses(responses, judge, progress=True)
-        for entry, score in zip(responses, judged["scores"]):
-            entry["score"] = score
-        write_json(responses, metrics["responses_file"])
-        metrics.update({"judge": getattr(judge, "name", type(judge).__name__), "judge_mean_score": judged["mean_score"],
-                        "judge_scored": judged["n_scored"], "judge_unparsed": judged["n_unparsed"]})
-        logger.info("Judge %s: mean score %s over %d responses (%d replies without a score)", metrics["judge"],
-                    judged["mean_score"], judged["n_scored"], judged["n_unparsed"])
-    metrics["total_seconds"] = time.time() - started
-    return finish_run(trainer, metrics, tokenizer, model_args.mode, push,
-                      [data_args.dataset_name] if data_args.dataset_name else None)
+        test = splits["test"][: data_args.max_test_samples] if data_args.max_test_samples is not None else splits["test"]
+        generation_started = time.time()
+        responses, metrics["skipped_too_long_test"] = generate_responses(
+            model, tokenizer, test, data_args.max_new_tokens, data_args.generation_batch_size)
+        metrics["generation_seconds"] = time.time() - generation_started
+        responses_file = write_json(responses, os.path.join(training_args.output_dir, RESPONSES_FILE))
+        metrics["responses_file"] = final_path(responses_file)
+        if judge is not None and responses:
+            judged = score_responses(responses, judge, progress=True)
+            for entry, score in zip(responses, judged["scores"]):
+                entry["score"] = score
+            write_json(responses, responses_file)
+            metrics.update({"judge": getattr(judge, "name", type(judge).__name__),
+                            "judge_mean_score": judged["mean_score"], "judge_scored": judged["n_scored"],
+                            "judge_unparsed": judged["n_unparsed"]})
+            logger.info("Judge %s: mean score %s over %d responses (%d replies without a score)", metrics["judge"],
+                        judged["mean_score"], judged["n_scored"], judged["n_unparsed"])
+        metrics["total_seconds"] = time.time() - started
+        return finish_run(trainer, metrics, tokenizer, model_args.mode)

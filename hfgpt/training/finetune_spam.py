@@ -157,10 +157,15 @@ def finetune_spam(model_args: FinetuneArguments, lora_args: LoraArguments, data_
 
     from ..hub import defer_trainer_push
     from ..tokenization import load_tokenizer
-    from .common import check_context, check_vocabulary, finish_run, set_trainable, share_cpu_cores, train
+    from .common import check_context, check_vocabulary, final_save, finish_run, set_trainable, share_cpu_cores, train
+    from .outputs import final_path, protect_output_dir
+    from .pretrain import resolve_resume
 
     started = time.time()
     check_arguments(model_args, data_args)
+    resume = resolve_resume(training_args)
+    if not data_args.export_pretraining_text:
+        protect_output_dir(training_args)
     report = SpamReport()
     messages, splits = prepare_splits(data_args, report)
     counts = {f"{name}_messages": len(split) for name, split in splits.items()}
@@ -197,23 +202,23 @@ def finetune_spam(model_args: FinetuneArguments, lora_args: LoraArguments, data_
                "test_texts_also_in_train": len(set(splits["test"]["text"]) & set(splits["train"]["text"]))}
     before = trainer.evaluate(metric_key_prefix="before")  # the book prints accuracy before fine-tuning (~50%)
     metrics.update({k: v for k, v in before.items() if k in ("before_loss", "before_accuracy")})
-    train(trainer, metrics)
-    trainer.save_model()  # full / last-block: classifier + tokenizer + code; lora: the adapter (+ head) + tokenizer
-
-    for name in ("train", "validation"):  # the book reports all three accuracies
-        result = trainer.evaluate(tokenized[name], metric_key_prefix=f"{name}_final")
-        metrics[f"{name}_accuracy"] = result[f"{name}_final_accuracy"]
-    prediction = trainer.predict(tokenized["test"], metric_key_prefix="test")
-    test_metrics = dict(prediction.metrics)
-    predictions = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-    if trainer.is_world_process_zero():
-        test_metrics["confusion_matrix_png"] = plot_confusion_matrix(
-            prediction.label_ids, predictions.argmax(-1),
-            os.path.join(training_args.output_dir, CONFUSION_MATRIX_FILE),
-            title=f"Spam classifier ({model_args.mode}), test accuracy {test_metrics['test_accuracy']:.2%}")
-        trainer.save_metrics("test", test_metrics)
-        with open(os.path.join(training_args.output_dir, "data_report.json"), "w") as f:
-            json.dump(report.as_dict(), f, indent=2)
-    metrics.update(test_metrics)
-    metrics["total_seconds"] = time.time() - started
-    return finish_run(trainer, metrics, tokenizer, model_args.mode, push, [data_args.dataset_name or SMS_SPAM_HUB_ID])
+    train(trainer, metrics, resume)
+    with final_save(trainer, push, [data_args.dataset_name or SMS_SPAM_HUB_ID]):
+        trainer.save_model()  # full / last-block: classifier + tokenizer + code; lora: the adapter (+ head) + tokenizer
+        for name in ("train", "validation"):  # the book reports all three accuracies
+            result = trainer.evaluate(tokenized[name], metric_key_prefix=f"{name}_final")
+            metrics[f"{name}_accuracy"] = result[f"{name}_final_accuracy"]
+        prediction = trainer.predict(tokenized["test"], metric_key_prefix="test")
+        test_metrics = dict(prediction.metrics)
+        predictions = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        if trainer.is_world_process_zero():
+            test_metrics["confusion_matrix_png"] = final_path(plot_confusion_matrix(
+                prediction.label_ids, predictions.argmax(-1),
+                os.path.join(training_args.output_dir, CONFUSION_MATRIX_FILE),
+                title=f"Spam classifier ({model_args.mode}), test accuracy {test_metrics['test_accuracy']:.2%}"))
+            trainer.save_metrics("test", test_metrics)
+            with open(os.path.join(training_args.output_dir, "data_report.json"), "w") as f:
+                json.dump(report.as_dict(), f, indent=2)
+        metrics.update(test_metrics)
+        metrics["total_seconds"] = time.time() - started
+        return finish_run(trainer, metrics, tokenizer, model_args.mode)

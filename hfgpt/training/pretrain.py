@@ -138,19 +138,27 @@ def load_model(model_args: ModelArguments, tokenizer):
     return model
 
 
-def prepare_tokenizer(tokenizer_name: str | None, raw_train, text_column: str, vocab_size: int, max_length: int):
-    """The named tokenizer, or a byte-level BPE trained on the training text (the book's chapter 2, our own vocabulary)."""
+def prepare_tokenizer(tokenizer_name: str | None, raw_train, text_column: str, vocab_size: int, context: int):
+    """The named tokenizer, or a byte-level BPE trained on the training text (the book's chapter 2, our own vocabulary).
+
+    ``model_max_length`` is the model's ``context`` (``n_positions``, not the window length); a named tokenizer keeps
+    its own unless it has none (transformers' "no limit" sentinel)."""
+    from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
+
     from ..tokenization import load_tokenizer, train_bpe_tokenizer
 
     if tokenizer_name is not None:
-        return load_tokenizer(tokenizer_name)
+        tokenizer = load_tokenizer(tokenizer_name)
+        if tokenizer.model_max_length >= VERY_LARGE_INTEGER:
+            tokenizer.model_max_length = context
+        return tokenizer
 
     def texts():
         for start in range(0, len(raw_train), 1000):
             yield raw_train[start : start + 1000][text_column]
 
     logger.info("Training a byte-level BPE tokenizer (vocab %d) on the training text", vocab_size)
-    return train_bpe_tokenizer(texts(), vocab_size=vocab_size, model_max_length=max_length)
+    return train_bpe_tokenizer(texts(), vocab_size=vocab_size, model_max_length=context)
 
 
 # ------------------------------------------------------------------------------------------------ resuming
@@ -222,10 +230,11 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     from transformers import Trainer, default_data_collator, set_seed
 
     from .. import data
-    from ..hub import defer_trainer_push, push_run
+    from ..hub import defer_trainer_push
     from .baselines import unigram_loss
     from .callbacks import LossCurveCallback, SampleGenerationCallback, perplexity
-    from .common import check_context, share_cpu_cores
+    from .common import check_context, final_save, share_cpu_cores
+    from .outputs import protect_output_dir
 
     # 1. every cheap check, before the corpus is read or a tokenizer trained
     data.check_window_args(data_args.max_length, data_args.stride)
@@ -234,6 +243,7 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     if data_args.streaming and training_args.max_steps <= 0:
         raise HfgptInputError("--streaming needs --max_steps: a streamed dataset has no length to count epochs by.")
     resume = resolve_resume(training_args, planned)
+    protect_output_dir(training_args)
     # a checkpoint brings its own tokenizer; a fresh model trains one
     tokenizer_name = model_args.tokenizer_name or model_args.model_name_or_path or resume
     share_cpu_cores()
@@ -253,7 +263,7 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     )
     with training_args.main_process_first(desc="tokenizer"):
         tokenizer = prepare_tokenizer(tokenizer_name, raw["train"], data_args.text_column, model_args.vocab_size,
-                                      data_args.max_length)
+                                      planned.n_positions)
     model = load_model(model_args, tokenizer)
     with training_args.main_process_first(desc="windowing"):
         windows = data.build_pretraining_datasets(raw, tokenizer, data_args.max_length, data_args.stride,
@@ -287,18 +297,17 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     train_result = trainer.train(resume_from_checkpoint=resume)
     metrics = dict(train_result.metrics)
     metrics["train_tokens"] = trainer.state.global_step * tokens_per_step
-    trainer.save_model()  # model + tokenizer (processing_class) + the remote code, into output_dir
-    trainer.log_metrics("train", metrics)
-    trainer.save_metrics("train", metrics)
-    trainer.save_state()
-
-    eval_metrics = trainer.evaluate()
-    eval_metrics["eval_perplexity"] = perplexity(eval_metrics["eval_loss"])
-    if baseline is not None:
-        eval_metrics["eval_unigram_loss"] = baseline
-        eval_metrics["eval_unigram_perplexity"] = perplexity(baseline)
-    trainer.log_metrics("eval", eval_metrics)
-    trainer.save_metrics("eval", eval_metrics)
-    if push and trainer.is_world_process_zero():  # model + tokenizer + code + metrics + model card
-        push_run(training_args.output_dir, training_args, [data_args.dataset_name] if data_args.dataset_name else None)
+    datasets = [data_args.dataset_name] if data_args.dataset_name else None
+    with final_save(trainer, push, datasets):  # model, tokenizer, code, metrics: all or nothing
+        trainer.save_model()
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+        eval_metrics = trainer.evaluate()
+        eval_metrics["eval_perplexity"] = perplexity(eval_metrics["eval_loss"])
+        if baseline is not None:
+            eval_metrics["eval_unigram_loss"] = baseline
+            eval_metrics["eval_unigram_perplexity"] = perplexity(baseline)
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
     return {**metrics, **eval_metrics}

@@ -1,0 +1,155 @@
+"""Never lose a run: the output folder is protected from a second run, and the final save is atomic.
+
+* :func:`protect_output_dir` refuses a folder that already holds a model or checkpoints, unless the run continues it
+  (``--resume_from_checkpoint``) or replaces it (``--overwrite_output_dir``), the transformers-examples convention.
+  Replacing removes the old run's checkpoints first, so checkpoint rotation only ever deletes the new run's own.
+* :func:`staged_output` points the ``Trainer`` at a staging folder for everything a recipe writes after training
+  (model, tokenizer, code, metrics, plots), then moves it into place with renames. A kill or a full disk before that
+  leaves the previous model as it was; the renames take microseconds, and ``config.json`` goes first and comes back
+  last, so a kill among them leaves a folder ``from_pretrained`` refuses (never a mix) that the next run completes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+
+from ..errors import HfgptInputError
+
+logger = logging.getLogger("hfgpt.training")
+
+STAGING_DIR = ".hfgpt-final-save"
+COMPLETE_MARKER = ".complete"
+# Files that make a folder loadable: removed first and moved in last when the final save is published.
+GATE_FILES = ("config.json", "adapter_config.json")
+WEIGHTS = re.compile(r"^(model|pytorch_model|adapter_model)(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?$")
+RUN_FILES = (*GATE_FILES, "trainer_state.json", "all_results.json", STAGING_DIR)
+
+
+def run_contents(output_dir: str) -> list[str]:
+    """What in ``output_dir`` belongs to an earlier run: a model, metrics, checkpoints or an unfinished final save."""
+    if not os.path.isdir(output_dir):
+        return []
+    return sorted(name for name in os.listdir(output_dir)
+                  if name in RUN_FILES or WEIGHTS.match(name) or re.fullmatch(r"checkpoint-\d+", name))
+
+
+def protect_output_dir(training_args) -> None:
+    """Refuse to train into a folder holding another run, unless told to continue or replace it (see module doc)."""
+    output_dir = training_args.output_dir
+    recover_final_save(output_dir, is_main=training_args.process_index == 0)
+    found = run_contents(output_dir)
+    if not found:
+        return
+    resume = str(training_args.resume_from_checkpoint or "").lower()
+    if resume not in ("", "false", "none"):
+        return
+    if not getattr(training_args, "overwrite_output_dir", False):
+        shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
+        raise HfgptInputError(
+            f"--output_dir {output_dir!r} already holds a run ({shown}); pass --overwrite_output_dir to replace it, "
+            f"--resume_from_checkpoint last to continue it, or choose another --output_dir."
+        )
+    old_checkpoints = [name for name in found if name.startswith("checkpoint-")]
+    if old_checkpoints and training_args.process_index == 0:
+        logger.warning("--overwrite_output_dir: removing the previous run's %s from %s (its final model stays until "
+                       "this run's final save replaces it)", ", ".join(old_checkpoints), output_dir)
+        for name in old_checkpoints:
+            shutil.rmtree(os.path.join(output_dir, name))
+
+
+@contextlib.contextmanager
+def staged_output(trainer):
+    """Inside the block ``trainer.args.output_dir`` is a staging folder; on success its files replace the final ones.
+
+    Every process enters (a sharded model is gathered by all of them); the main process publishes. On an exception
+    the staging folder is removed, the previous model is untouched and the exception propagates."""
+    args = trainer.args
+    output_dir = args.output_dir
+    staging = os.path.join(output_dir, STAGING_DIR)
+    is_main = trainer.is_world_process_zero()
+    if is_main:
+        shutil.rmtree(staging, ignore_errors=True)  # a kill during an earlier staging left it half-written
+        os.makedirs(staging)
+    trainer.accelerator.wait_for_everyone()
+    args.output_dir = staging
+    try:
+        yield staging
+        trainer.accelerator.wait_for_everyone()
+    except BaseException as err:
+        args.output_dir = output_dir
+        if is_main:
+            shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(err, OSError):
+                err.add_note(f"hfgpt: the final save into {output_dir!r} did not happen; the model that was there "
+                             f"before is intact.")
+        raise
+    args.output_dir = output_dir
+    if is_main:
+        _sync_tree(staging)
+        with open(os.path.join(staging, COMPLETE_MARKER), "w"):
+            pass
+        _fsync_dir(staging)
+        publish(staging, output_dir)
+    trainer.accelerator.wait_for_everyone()
+
+
+def final_path(path: str) -> str:
+    """Where a file written into the staging folder will be once the final save is published."""
+    parts = os.path.normpath(path).split(os.sep)
+    return os.sep.join(part for part in parts if part != STAGING_DIR) or path
+
+
+def publish(staging: str, output_dir: str) -> None:
+    """Move a complete staging folder's entries into ``output_dir`` (config files first out, last in)."""
+    names = [name for name in os.listdir(staging) if name != COMPLETE_MARKER]
+    for gate in GATE_FILES:  # the old model stops being loadable before any of its files change
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(output_dir, gate))
+    new_weights = {name for name in names if WEIGHTS.match(name)}
+    if new_weights:  # e.g. a smaller model replacing a sharded one: the old shards must not stay beside it
+        for name in os.listdir(output_dir):
+            if WEIGHTS.match(name) and name not in new_weights:
+                os.remove(os.path.join(output_dir, name))
+    for name in sorted(names, key=lambda n: n in GATE_FILES):
+        source, target = os.path.join(staging, name), os.path.join(output_dir, name)
+        if os.path.isdir(source) and os.path.isdir(target):  # a folder (e.g. merged/) cannot replace a full one
+            shutil.rmtree(target)
+        os.replace(source, target)
+    _fsync_dir(output_dir)
+    shutil.rmtree(staging)
+    logger.info("Saved the final model into %s", output_dir)
+
+
+def recover_final_save(output_dir: str, is_main: bool = True) -> None:
+    """Finish a final save a kill interrupted among its renames, or drop one it interrupted while staging."""
+    staging = os.path.join(output_dir, STAGING_DIR)
+    if not is_main or not os.path.isdir(staging):
+        return
+    if os.path.isfile(os.path.join(staging, COMPLETE_MARKER)):
+        logger.warning("Completing the final save of an earlier run into %s (it stopped while moving files)",
+                       output_dir)
+        publish(staging, output_dir)
+    else:
+        logger.warning("Removing an unfinished final save in %s (the model saved before it is intact)", staging)
+        shutil.rmtree(staging)
+
+
+def _sync_tree(folder: str) -> None:
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with open(os.path.join(root, name), "rb+") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(root)
+
+
+def _fsync_dir(folder: str) -> None:
+    with contextlib.suppress(OSError):  # not every platform / filesystem can fsync a directory
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
