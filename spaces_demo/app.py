@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import reprlib
 import threading
 
 import gradio as gr
@@ -26,12 +27,41 @@ from transformers import (
 
 MAX_INPUT_CHARS = 1000  # longer messages are cut (the models' context is short anyway)
 CHAT_CONCURRENCY = 4  # generations running at once; more requests wait in the queue
+QUEUE_SIZE = 64  # requests waiting beyond that are told "Queue is full! Please try again." by gradio
 SPAM_EXAMPLES = [
     "WINNER!! You have been selected to receive a £900 prize reward! Call 09061701461 to claim now.",
     "Hey, are we still meeting for lunch at 1? I'll be a bit late.",
     "URGENT! Your mobile number has won a free entry to our weekly draw. Text WIN to 80086 now!",
     "Can you pick up some milk on your way home?",
 ]
+
+
+def setting(name: str, minimum: float, maximum: float, default: float, **slider_options) -> gr.Slider:
+    """A gr.Slider for an API that may send anything: null means the default, and a value that is not a number in
+    the range gets an error naming the setting, the value and the range (gr.Slider's own preprocess fails on null
+    or text with an opaque error, and lets NaN through). The check replaces this slider's ``preprocess``: gradio
+    writes a ``.pyi`` file beside any subclass of a component."""
+    slider = gr.Slider(minimum, maximum, value=default, **slider_options)
+    rounded = slider.preprocess  # gradio's: rounds to the slider's precision
+
+    def preprocess(payload):
+        if payload is None:
+            return default
+        if isinstance(payload, bool) or not isinstance(payload, (int, float)) or \
+                not minimum <= payload <= maximum:  # NaN fails the comparison too
+            raise gr.Error(f"{name} must be a number from {minimum:g} to {maximum:g} (null for the default "
+                           f"{default:g}); got {reprlib.repr(payload)}")
+        return rounded(payload)
+
+    slider.preprocess = preprocess
+    return slider
+
+
+def message_box() -> gr.Textbox:
+    """The chat's text box; a null message is an empty one (gr.ChatInterface itself fails on None)."""
+    box = gr.Textbox(placeholder="Type a message...", scale=7, autofocus=True, submit_btn=True, stop_btn=True)
+    box.preprocess = lambda payload: "" if payload is None else str(payload)
+    return box
 
 
 def load(model_class, name: str | None):
@@ -49,8 +79,15 @@ def load(model_class, name: str | None):
 
 
 def build_prompt(tokenizer, message: str, history: list[dict]) -> str:
-    """The tokenizer's chat template (the one the instruction fine-tuning trained on), else the message alone."""
-    messages = [{"role": m["role"], "content": m["content"]} for m in history if isinstance(m.get("content"), str)]
+    """The tokenizer's chat template (the one the instruction fine-tuning trained on), else the message alone.
+    ``history`` is gr.ChatInterface's list of messages (None: no conversation yet); entries without text content
+    (files, components) are left out."""
+    history = [] if history is None else history
+    if not isinstance(history, list):
+        raise gr.Error(f"history must be a list of {{'role': ..., 'content': ...}} messages; got "
+                       f"{type(history).__name__} {reprlib.repr(history)}")
+    messages = [{"role": m["role"], "content": m["content"]} for m in history
+                if isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)]
     messages.append({"role": "user", "content": message})
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -62,6 +99,7 @@ def make_chat_fn(model, tokenizer):
 
     def chat(message: str, history: list[dict], max_new_tokens: int = 100, temperature: float = 0.7,
              top_k: int = 40):
+        """Stream the reply; the inputs arrive checked and defaulted by their components (``setting``, ``message_box``)."""
         message = (message or "").strip()
         if not message:
             yield ("Type a message (an instruction such as 'Rewrite this sentence in passive voice: ...') "
@@ -76,19 +114,27 @@ def make_chat_fn(model, tokenizer):
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=120)
         sampling = dict(do_sample=True, temperature=float(temperature), top_k=int(top_k)) if temperature > 0 else \
             dict(do_sample=False)
-        worker = threading.Thread(
-            target=torch.no_grad()(model.generate),
-            kwargs=dict(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                        streamer=streamer, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                        **sampling),
-            daemon=True,
-        )
+        failure = []
+
+        def generate():
+            try:
+                with torch.no_grad():
+                    model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                   streamer=streamer, pad_token_id=tokenizer.pad_token_id,
+                                   eos_token_id=tokenizer.eos_token_id, **sampling)
+            except Exception as error:  # noqa: BLE001 -- re-raised below, in the request, with its traceback
+                failure.append(error)
+                streamer.end()  # the request stops waiting for tokens at once
+
+        worker = threading.Thread(target=generate, daemon=True)
         worker.start()
         text = note
         for piece in streamer:
             text += piece
             yield text
         worker.join()
+        if failure:
+            raise failure[0]
         if not text.strip():
             yield "(the model produced no text; try a higher temperature)"
 
@@ -101,7 +147,7 @@ def make_classify_fn(model, tokenizer):
     def classify(text: str) -> dict[str, float]:
         text = (text or "").strip()
         if not text:
-            raise gr.Error("Paste a text message to classify.")
+            raise gr.Error("text is empty: paste a text message to classify.")
         enc = tokenizer(text[:MAX_INPUT_CHARS], return_tensors="pt", truncation=True,
                         max_length=model.config.max_position_embeddings)
         with torch.no_grad():
@@ -111,7 +157,9 @@ def make_classify_fn(model, tokenizer):
     return classify
 
 
-def build_demo(chat_model: str | None = None, spam_model: str | None = None) -> gr.Blocks:
+def build_demo(chat_model: str | None = None, spam_model: str | None = None, queue_size: int = QUEUE_SIZE,
+               concurrency: int = CHAT_CONCURRENCY) -> gr.Blocks:
+    """The two tabs; ``queue_size`` requests may wait while ``concurrency`` run (tests make both small)."""
     chat, chat_tok, chat_problem = load(AutoModelForCausalLM, chat_model)
     spam, spam_tok, spam_problem = load(AutoModelForSequenceClassification, spam_model)
     with gr.Blocks(title="hfgpt demo") as demo:
@@ -126,16 +174,17 @@ def build_demo(chat_model: str | None = None, spam_model: str | None = None) -> 
             else:
                 gr.ChatInterface(
                     make_chat_fn(chat, chat_tok),
-                    additional_inputs=[
-                        gr.Slider(1, 256, value=100, step=1, label="max new tokens"),
-                        gr.Slider(0.0, 2.0, value=0.7, step=0.05, label="temperature (0 = greedy)"),
-                        gr.Slider(1, 200, value=40, step=1, label="top-k"),
+                    textbox=message_box(),
+                    additional_inputs=[  # the ranges and defaults are the API's; spaces_demo/README.md lists them
+                        setting("max_new_tokens", 1, 256, 100, step=1, precision=0, label="max new tokens"),
+                        setting("temperature", 0.0, 2.0, 0.7, step=0.05, label="temperature (0 = greedy)"),
+                        setting("top_k", 1, 200, 40, step=1, precision=0, label="top-k"),
                     ],
                     examples=[["Rewrite the sentence using a simile: The car is very fast."],
                               ["What is the capital of France?"]],
                     cache_examples=False,
                     api_name="chat",
-                    concurrency_limit=CHAT_CONCURRENCY,
+                    concurrency_limit=concurrency,
                 )
         with gr.Tab("Spam classifier"):
             if spam is None:
@@ -149,7 +198,7 @@ def build_demo(chat_model: str | None = None, spam_model: str | None = None) -> 
                 button.click(make_classify_fn(spam, spam_tok), text, result, api_name="classify")
                 text.submit(make_classify_fn(spam, spam_tok), text, result, api_name=False)
                 gr.Examples(SPAM_EXAMPLES, inputs=text)
-    demo.queue(default_concurrency_limit=CHAT_CONCURRENCY, max_size=64)
+    demo.queue(default_concurrency_limit=concurrency, max_size=queue_size)
     return demo
 
 

@@ -17,9 +17,10 @@ from hfgpt.data.instructions import add_chat_template
 from hfgpt.tokenization import special_token_ids, train_bpe_tokenizer
 
 
-def launch_local(chat_model: str | None = None, spam_model: str | None = None):
+def launch_local(chat_model: str | None = None, spam_model: str | None = None, **options):
     """Start the demo on 127.0.0.1 at a free port, in this process (tiny random models where none are given);
-    returns ``(demo, url)``. ``demo.close()`` stops it."""
+    ``options`` go to ``app.build_demo`` (``queue_size``, ``concurrency``). Returns ``(demo, url)``;
+    ``demo.close()`` stops it."""
     import app
 
     if chat_model is None:
@@ -28,7 +29,7 @@ def launch_local(chat_model: str | None = None, spam_model: str | None = None):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    demo = app.build_demo(chat_model, spam_model)
+    demo = app.build_demo(chat_model, spam_model, **options)
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     return demo, f"http://127.0.0.1:{port}/"
 

@@ -1,8 +1,14 @@
-"""The Space demo: the real Gradio app on 127.0.0.1 with tiny models, called through gradio_client."""
+"""The Space demo: the real Gradio app on 127.0.0.1 with tiny models, called through gradio_client.
+
+The API's bad inputs (spaces_demo/README.md lists each input's default and range) each get an answer or an error
+naming the value, and the next request is answered; a full queue tells the client to try again.
+"""
 
 import importlib.util
 import os
 import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -14,6 +20,9 @@ from hfgpt.tokenization import train_bpe_tokenizer
 
 gr = pytest.importorskip("gradio")
 from gradio_client import Client  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+from gradio_client.utils import QueueError  # noqa: E402
+
 
 def load_app():
     spec = importlib.util.spec_from_file_location("hfgpt_space_app", os.path.join(REPO_ROOT, "spaces_demo", "app.py"))
@@ -46,19 +55,52 @@ def model_folders(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(model_folders):
-    app = load_app()
-    demo = app.build_demo(str(model_folders / "chat"), str(model_folders / "spam"))
+def one_thread():
+    """Generations on one thread each while this module runs: on 2 shared cores, concurrent requests with 2 OpenMP
+    threads apiece run several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def launch(app, *models, **options):
+    demo = app.build_demo(*models, **options)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    return demo, f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture(scope="module")
+def server(model_folders, one_thread):
+    app = load_app()
+    demo, url = launch(app, str(model_folders / "chat"), str(model_folders / "spam"))
     try:
-        yield f"http://127.0.0.1:{port}/", app
+        yield url, app, demo
     finally:
         demo.close()
 
 
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server[0], verbose=False)
+
+
+def chat(client, message="Name a colour.", max_new_tokens=2, temperature=0.0, top_k=20):
+    return client.predict(message, max_new_tokens, temperature, top_k, api_name="/chat")
+
+
+def rest_call(url, api_name, body: str) -> str:
+    """Gradio's REST API with a raw JSON body (which may hold NaN, which gradio_client cannot send); the event stream."""
+    import httpx
+
+    posted = httpx.post(f"{url}gradio_api/call/{api_name}", content=body, timeout=30,
+                        headers={"content-type": "application/json"})
+    return httpx.get(f"{url}gradio_api/call/{api_name}/{posted.json()['event_id']}", timeout=60).text
+
+
 def test_chat_streams_growing_text(server):
-    url, _ = server
+    url, *_ = server
     client = Client(url, verbose=False)
     job = client.submit("Name three colours.", 24, 0.8, 20, api_name="/chat")
     final = job.result(timeout=120)
@@ -73,7 +115,7 @@ def test_chat_prompt_is_the_one_the_recipe_trains_on(server, model_folders):
     """The demo builds its prompt from the saved tokenizer's template: the instruction recipe's Alpaca prompt."""
     from transformers import AutoTokenizer
 
-    _, app = server
+    _, app, _ = server
     tokenizer = AutoTokenizer.from_pretrained(model_folders / "chat")
     first = {"instruction": "Name three colours.", "output": "Red, green and blue."}
     assert app.build_prompt(tokenizer, first["instruction"], []) == format_input(first) + "\n\n### Response:\n"
@@ -85,7 +127,7 @@ def test_chat_prompt_is_the_one_the_recipe_trains_on(server, model_folders):
 
 
 def test_spam_classifier_returns_both_probabilities(server):
-    url, _ = server
+    url, *_ = server
     client = Client(url, verbose=False)
     result = client.predict("WINNER! Claim your free prize now", api_name="/classify")
     confidences = {c["label"]: c["confidence"] for c in result["confidences"]}
@@ -108,11 +150,144 @@ def test_missing_models_are_explained_on_the_page(tmp_path):
         demo.close()
 
 
-def test_load_script_quick_run_has_no_errors():
-    import subprocess
-    import sys
+# --- the API's bad inputs: each answered or refused by name, and the server answers the next request ---
 
-    done = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "bench", "demo_load.py"), "--quick"],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "4 concurrent chat requests" in done.stdout and ": 0 errors" in done.stdout
+
+def test_null_settings_are_their_defaults(server, client):
+    *_, demo = server
+    sliders = [block for block in demo.blocks.values() if isinstance(block, gr.Slider)]
+    assert {s.label: s.preprocess(None) for s in sliders} == {"max new tokens": 100, "temperature (0 = greedy)": 0.7,
+                                                              "top-k": 40}
+    assert isinstance(chat(client, max_new_tokens=None), str)
+    assert isinstance(chat(client, temperature=None), str)
+    assert isinstance(chat(client, temperature=0.7, top_k=None), str)
+
+
+BAD_SETTINGS = [
+    ("max_new_tokens", 0), ("max_new_tokens", 10**6), ("max_new_tokens", "abc"), ("max_new_tokens", True),
+    ("temperature", -1), ("temperature", 2.5), ("temperature", "hot"),
+    ("top_k", -3), ("top_k", 10**9), ("top_k", [5]),
+]
+
+
+@pytest.mark.parametrize("setting, value", BAD_SETTINGS)
+def test_bad_setting_is_refused_by_name_and_range(client, setting, value):
+    with pytest.raises(AppError) as refused:
+        chat(client, **{setting: value})
+    ranges = {"max_new_tokens": "from 1 to 256", "temperature": "from 0 to 2", "top_k": "from 1 to 200"}
+    assert f"{setting} must be a number {ranges[setting]}" in str(refused.value) and repr(value) in str(refused.value)
+
+
+@pytest.mark.parametrize("data, setting, shown", [
+    ('["Hi", NaN, 0, 20]', "max_new_tokens", "nan"),
+    ('["Hi", 2, NaN, 20]', "temperature", "nan"),
+    ('["Hi", 2, Infinity, 20]', "temperature", "inf"),
+])  # fmt: skip
+def test_nan_or_infinite_setting_is_refused(server, client, data, setting, shown):
+    events = rest_call(server[0], "chat", f'{{"data": {data}}}')
+    assert "event: error" in events and f"{setting} must be a number" in events and f"got {shown}" in events
+
+
+def test_fractional_integer_setting_is_rounded(client):
+    assert chat(client, max_new_tokens=2.4) == chat(client, max_new_tokens=2)
+
+
+@pytest.mark.parametrize("message", [None, "", "   \n "])
+def test_empty_chat_message_is_answered_with_a_hint(client, message):
+    assert chat(client, message).startswith("Type a message")
+
+
+def test_over_long_chat_message_is_cut_and_said_so(client):
+    assert chat(client, "word " * 2000).startswith("(your message was cut to 1000 characters)")
+
+
+def test_non_text_chat_message_is_read_as_text(client):
+    assert isinstance(chat(client, 12345), str) and isinstance(chat(client, ["a", "list"]), str)
+
+
+def test_history_is_a_list_of_messages(server, model_folders):
+    from transformers import AutoTokenizer
+
+    _, app, _ = server
+    tokenizer = AutoTokenizer.from_pretrained(model_folders / "chat")
+    assert app.build_prompt(tokenizer, "Hi", None) == app.build_prompt(tokenizer, "Hi", [])
+    odd = [("old", "pair"), {"role": "user", "content": {"path": "x.png"}}, {"role": "system", "content": "x"}]
+    assert app.build_prompt(tokenizer, "Hi", odd) == app.build_prompt(tokenizer, "Hi", [])
+    with pytest.raises(gr.Error, match="history must be a list .* got str 'Hi there'"):
+        app.build_prompt(tokenizer, "Hi", "Hi there")
+
+
+@pytest.mark.parametrize("text", [None, "", "  \t "])
+def test_empty_spam_text_is_refused(client, text):
+    with pytest.raises(AppError, match="text is empty: paste a text message"):
+        client.predict(text, api_name="/classify")
+
+
+@pytest.mark.parametrize("text", ["WIN " * 2000, 12345])
+def test_over_long_or_non_text_spam_text_is_classified(client, text):
+    assert {c["label"] for c in client.predict(text, api_name="/classify")["confidences"]} == {"ham", "spam"}
+
+
+def test_server_answers_after_bad_requests(server, client):
+    url, *_ = server
+    for bad in [dict(max_new_tokens="abc"), dict(temperature=-1), dict(top_k=10**9)]:
+        with pytest.raises(AppError):
+            chat(client, **bad)
+        assert isinstance(chat(client), str)
+    assert "event: error" in rest_call(url, "chat", '{"data": ["Hi", 2, NaN, 20]}')
+    assert "event: error" in rest_call(url, "chat", '{"data": ["Hi", 2]}')  # too few values: gradio's own check
+    with pytest.raises(AppError):
+        client.predict(None, api_name="/classify")
+    assert isinstance(chat(client), str) and client.predict("Free prize!", api_name="/classify")["label"]
+
+
+def test_failing_generation_is_an_error_at_once_and_the_server_keeps_serving(model_folders, tmp_path, one_thread):
+    """An internal failure (here a tokenizer larger than the model's vocabulary: an index error inside generate's
+    thread) is raised in the request (the server logs its traceback) instead of leaving it waiting for tokens."""
+    from transformers import AutoTokenizer
+
+    GPTScratchForCausalLM(tiny_config(vocab_size=16)).save_pretrained(tmp_path / "broken")
+    AutoTokenizer.from_pretrained(model_folders / "chat").save_pretrained(tmp_path / "broken")
+    demo, url = launch(load_app(), str(tmp_path / "broken"), str(model_folders / "spam"))
+    try:
+        client = Client(url, verbose=False)
+        for _ in range(2):
+            start = time.perf_counter()
+            with pytest.raises(AppError, match="upstream Gradio app has raised an exception"):
+                chat(client, "Name three colours and a few more words.", max_new_tokens=20)
+            assert time.perf_counter() - start < 60  # the streamer's own timeout is 120 s
+        assert client.predict("Free prize!", api_name="/classify")["label"] in ("ham", "spam")
+    finally:
+        demo.close()
+
+
+def test_full_queue_tells_the_client_to_try_again(model_folders, one_thread):
+    """One generation at a time, one waiting: of six requests sent at once some are told the queue is full (gradio's
+    own message), the rest answered, none fails otherwise; then the server answers a new request."""
+    demo, url = launch(load_app(), str(model_folders / "chat"), None, queue_size=1, concurrency=1)
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            clients = list(pool.map(lambda _: Client(url, verbose=False), range(6)))
+        jobs = [c.submit("Name three colours.", 60, 0.0, 20, api_name="/chat") for c in clients]
+        outcomes = []
+        for job in jobs:
+            try:
+                outcomes.append(type(job.result(timeout=120)).__name__)
+            except QueueError as error:
+                outcomes.append(str(error))
+        assert outcomes.count("str") >= 2 and outcomes.count("Queue is full! Please try again.") >= 1, outcomes
+        assert set(outcomes) == {"str", "Queue is full! Please try again."}, outcomes
+        assert isinstance(chat(Client(url, verbose=False)), str)
+    finally:
+        demo.close()
+
+
+def test_load_script_quick_run_has_no_server_errors(capsys, one_thread):
+    """bench/demo_load.py --quick, in this process (a subprocess would import torch, transformers and gradio again)."""
+    spec = importlib.util.spec_from_file_location("hfgpt_demo_load", os.path.join(REPO_ROOT, "bench", "demo_load.py"))
+    demo_load = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo_load)
+    assert demo_load.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "8 concurrent chat requests" in out and ", 0 server errors," in out, out
+    assert "after the burst, a new request is answered: True" in out, out
