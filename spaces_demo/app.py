@@ -99,7 +99,7 @@ def make_chat_fn(model, tokenizer):
 
     def chat(message: str, history: list[dict], max_new_tokens: int = 100, temperature: float = 0.7,
              top_k: int = 40):
-        """Stream the reply; the inputs arrive checked and defaulted by their components (``setting``, ``message_box``)."""
+        """Stream the reply; the inputs arrive checked and defaulted by ``setting`` and ``message_box``."""
         message = (message or "").strip()
         if not message:
             yield ("Type a message (an instruction such as 'Rewrite this sentence in passive voice: ...') "

@@ -91,7 +91,7 @@ def chat(client, message="Name a colour.", max_new_tokens=2, temperature=0.0, to
 
 
 def rest_call(url, api_name, body: str) -> str:
-    """Gradio's REST API with a raw JSON body (which may hold NaN, which gradio_client cannot send); the event stream."""
+    """Gradio's REST API with a raw JSON body (it may hold NaN, which gradio_client cannot send); the event stream."""
     import httpx
 
     posted = httpx.post(f"{url}gradio_api/call/{api_name}", content=body, timeout=30,
