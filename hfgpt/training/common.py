@@ -221,7 +221,6 @@ def finish_run(trainer, metrics: dict, tokenizer, mode: str) -> dict:
         return metrics
     if mode == "lora":
         from .lora import save_merged
-
         from .outputs import final_path
 
         merged = save_merged(trainer.model, tokenizer, os.path.join(trainer.args.output_dir, MERGED_DIR))

@@ -202,13 +202,12 @@ def finetune_instructions(model_args: FinetuneArguments, lora_args: LoraArgument
     from ..evaluation.judge import load_judge, score_responses
     from ..hub import defer_trainer_push
     from .common import check_context, final_save, finish_run, set_trainable, share_cpu_cores, train
-    from .outputs import final_path, protect_output_dir
-    from .pretrain import resolve_resume
+    from .outputs import final_path, protect_output_dir, resolve_resume
 
     started = time.time()
     check_arguments(model_args, data_args)
     resume = resolve_resume(training_args)
-    protect_output_dir(training_args)
+    protect_output_dir(training_args, resume)
     records, report = clean_records(load_instruction_records(data_args.data_file, data_args.dataset_name,
                                                              data_args.dataset_config_name, data_args.dataset_split),
                                     source=data_args.data_file or data_args.dataset_name)

@@ -158,14 +158,13 @@ def finetune_spam(model_args: FinetuneArguments, lora_args: LoraArguments, data_
     from ..hub import defer_trainer_push
     from ..tokenization import load_tokenizer
     from .common import check_context, check_vocabulary, final_save, finish_run, set_trainable, share_cpu_cores, train
-    from .outputs import final_path, protect_output_dir
-    from .pretrain import resolve_resume
+    from .outputs import final_path, protect_output_dir, resolve_resume
 
     started = time.time()
     check_arguments(model_args, data_args)
     resume = resolve_resume(training_args)
     if not data_args.export_pretraining_text:
-        protect_output_dir(training_args)
+        protect_output_dir(training_args, resume)
     report = SpamReport()
     messages, splits = prepare_splits(data_args, report)
     counts = {f"{name}_messages": len(split) for name, split in splits.items()}

@@ -1,4 +1,5 @@
-"""Never lose a run: the output folder is protected from a second run, and the final save is atomic.
+"""Never lose a run: the output folder is protected from a second run, resuming skips a half-written checkpoint,
+and the final save is atomic.
 
 * :func:`protect_output_dir` refuses a folder that already holds a model or checkpoints, unless the run continues it
   (``--resume_from_checkpoint``) or replaces it (``--overwrite_output_dir``), the transformers-examples convention.
@@ -29,23 +30,61 @@ WEIGHTS = re.compile(r"^(model|pytorch_model|adapter_model)(-\d+-of-\d+)?\.(safe
 RUN_FILES = (*GATE_FILES, "trainer_state.json", "all_results.json", STAGING_DIR)
 
 
+def _checkpoints(output_dir: str) -> dict[int, str]:
+    """The Trainer's ``checkpoint-N`` folders in ``output_dir``, by step."""
+    steps = {}
+    if os.path.isdir(output_dir):
+        for name in os.listdir(output_dir):
+            prefix, _, step = name.partition("-")
+            if prefix == "checkpoint" and step.isdigit() and os.path.isdir(os.path.join(output_dir, name)):
+                steps[int(step)] = os.path.join(output_dir, name)
+    return steps
+
+
 def run_contents(output_dir: str) -> list[str]:
     """What in ``output_dir`` belongs to an earlier run: a model, metrics, checkpoints or an unfinished final save."""
     if not os.path.isdir(output_dir):
         return []
-    return sorted(name for name in os.listdir(output_dir)
-                  if name in RUN_FILES or WEIGHTS.match(name) or re.fullmatch(r"checkpoint-\d+", name))
+    return sorted([*(name for name in os.listdir(output_dir) if name in RUN_FILES or WEIGHTS.match(name)),
+                   *(os.path.basename(path) for path in _checkpoints(output_dir).values())])
 
 
-def protect_output_dir(training_args) -> None:
-    """Refuse to train into a folder holding another run, unless told to continue or replace it (see module doc)."""
+def last_complete_checkpoint(output_dir: str, flag: str = "last") -> str:
+    """The newest ``checkpoint-N`` folder in ``output_dir`` that the Trainer finished writing.
+
+    ``Trainer`` writes ``trainer_state.json`` last, so a run killed while saving leaves a newer folder without it;
+    transformers' ``get_last_checkpoint`` would pick that one and resuming would fail on missing files."""
+    steps = _checkpoints(output_dir)
+    if not steps:
+        raise HfgptInputError(f"--resume_from_checkpoint {flag}: no checkpoint-* folder in {output_dir!r}.")
+    for step in sorted(steps, reverse=True):
+        if os.path.isfile(os.path.join(steps[step], "trainer_state.json")):
+            return steps[step]
+        logger.warning("Skipping %s: no trainer_state.json (its run stopped while saving it)", steps[step])
+    raise HfgptInputError(
+        f"--resume_from_checkpoint {flag}: no complete checkpoint in {output_dir!r} (none has trainer_state.json)."
+    )
+
+
+def resolve_resume(training_args) -> str | None:
+    """``--resume_from_checkpoint last`` (or ``true``) means the newest complete checkpoint in ``output_dir``."""
+    resume = training_args.resume_from_checkpoint
+    if resume is None or str(resume).lower() in ("", "false", "none"):
+        return None
+    if str(resume).lower() in ("last", "true"):
+        return last_complete_checkpoint(training_args.output_dir, flag=str(resume))
+    if not os.path.isdir(resume):
+        raise HfgptInputError(f"--resume_from_checkpoint: no checkpoint folder at {resume!r}.")
+    return resume
+
+
+def protect_output_dir(training_args, resume: str | None) -> None:
+    """Refuse to train into a folder holding another run, unless this run continues it (``resume``, from
+    :func:`resolve_resume`) or replaces it (``--overwrite_output_dir``); see the module doc."""
     output_dir = training_args.output_dir
     recover_final_save(output_dir, is_main=training_args.process_index == 0)
     found = run_contents(output_dir)
-    if not found:
-        return
-    resume = str(training_args.resume_from_checkpoint or "").lower()
-    if resume not in ("", "false", "none"):
+    if not found or resume is not None:
         return
     if not getattr(training_args, "overwrite_output_dir", False):
         shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 
 from ..errors import HfgptInputError
@@ -162,28 +161,6 @@ def prepare_tokenizer(tokenizer_name: str | None, raw_train, text_column: str, v
 
 
 # ------------------------------------------------------------------------------------------------ resuming
-def last_complete_checkpoint(output_dir: str, flag: str = "last") -> str:
-    """The newest ``checkpoint-N`` folder in ``output_dir`` that the Trainer finished writing.
-
-    ``Trainer`` writes ``trainer_state.json`` last, so a run killed while saving leaves a newer folder without it;
-    transformers' ``get_last_checkpoint`` would pick that one and resuming would fail on missing files."""
-    steps = {}
-    if os.path.isdir(output_dir):
-        for name in os.listdir(output_dir):
-            prefix, _, step = name.partition("-")
-            if prefix == "checkpoint" and step.isdigit() and os.path.isdir(os.path.join(output_dir, name)):
-                steps[int(step)] = os.path.join(output_dir, name)
-    if not steps:
-        raise HfgptInputError(f"--resume_from_checkpoint {flag}: no checkpoint-* folder in {output_dir!r}.")
-    for step in sorted(steps, reverse=True):
-        if os.path.isfile(os.path.join(steps[step], "trainer_state.json")):
-            return steps[step]
-        logger.warning("Skipping %s: no trainer_state.json (its run stopped while saving it)", steps[step])
-    raise HfgptInputError(
-        f"--resume_from_checkpoint {flag}: no complete checkpoint in {output_dir!r} (none has trainer_state.json)."
-    )
-
-
 # The config fields that fix the tensors' shapes (vocab_size comes from the tokenizer, checked when it is loaded).
 SHAPE_FIELDS = ("n_layer", "n_embd", "n_head", "n_inner", "n_positions")
 
@@ -208,21 +185,6 @@ def check_checkpoint_matches(checkpoint: str, planned, flag: str = "--resume_fro
                               "it, or start a new run in another --output_dir.")
 
 
-def resolve_resume(training_args, planned=None) -> str | None:
-    """``--resume_from_checkpoint last`` (or ``true``) means the newest complete checkpoint in ``output_dir``; with
-    ``planned`` (the run's :func:`planned_config`), the checkpoint must hold a model of the same sizes."""
-    resume = training_args.resume_from_checkpoint
-    if resume is None or str(resume).lower() in ("", "false", "none"):
-        return None
-    if str(resume).lower() in ("last", "true"):
-        resume = last_complete_checkpoint(training_args.output_dir, flag=str(resume))
-    elif not os.path.isdir(resume):
-        raise HfgptInputError(f"--resume_from_checkpoint: no checkpoint folder at {resume!r}.")
-    if planned is not None:
-        check_checkpoint_matches(resume, planned)
-    return resume
-
-
 # ------------------------------------------------------------------------------------------------ the recipe
 def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args: PretrainingArguments,
              extra_callbacks: list | None = None) -> dict:
@@ -234,7 +196,7 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     from .baselines import unigram_loss
     from .callbacks import LossCurveCallback, SampleGenerationCallback, perplexity
     from .common import check_context, final_save, share_cpu_cores
-    from .outputs import protect_output_dir
+    from .outputs import protect_output_dir, resolve_resume
 
     # 1. every cheap check, before the corpus is read or a tokenizer trained
     data.check_window_args(data_args.max_length, data_args.stride)
@@ -242,8 +204,10 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     check_context(data_args.max_length, planned)
     if data_args.streaming and training_args.max_steps <= 0:
         raise HfgptInputError("--streaming needs --max_steps: a streamed dataset has no length to count epochs by.")
-    resume = resolve_resume(training_args, planned)
-    protect_output_dir(training_args)
+    resume = resolve_resume(training_args)
+    if resume is not None:
+        check_checkpoint_matches(resume, planned)
+    protect_output_dir(training_args, resume)
     # a checkpoint brings its own tokenizer; a fresh model trains one
     tokenizer_name = model_args.tokenizer_name or model_args.model_name_or_path or resume
     share_cpu_cores()
