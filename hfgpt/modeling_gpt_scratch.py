@@ -233,7 +233,14 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
         # AutoModel, AutoModelForCausalLM or, with a fresh head, AutoModelForSequenceClassification under
         # trust_remote_code.
         self.config.auto_map = {**AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        # FSDP 2 swaps the class for a subclass torch generates (FSDPGPTScratchForCausalLM): save as the class it
+        # wraps, so the folder records and copies this code, not torch's.
+        wrapped = type(self)
+        self.__class__ = next(cls for cls in wrapped.__mro__ if not cls.__module__.startswith("torch."))
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            self.__class__ = wrapped
 
     def resize_token_embeddings(
         self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True

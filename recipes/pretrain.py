@@ -1,7 +1,8 @@
 """Pretrain a GPT from scratch (the book's chapter 5) with the Hugging Face Trainer.
 
-    accelerate launch recipes/pretrain.py                       # defaults: embedded corpus, "small" preset
-    accelerate launch recipes/pretrain.py --train_file my.txt --preset mini --max_steps 500
+    accelerate launch --config_file recipes/accelerate/single_process.yaml recipes/pretrain.py   # the defaults
+    accelerate launch --config_file recipes/accelerate/single_process.yaml recipes/pretrain.py \
+        --train_file my.txt --preset mini --max_steps 500
     python recipes/pretrain.py --help                            # every model, data and TrainingArguments flag
 
 The logic lives in hfgpt.training.pretrain; this file only parses arguments.

@@ -11,11 +11,6 @@ a word and the Trainer trains with DDP over gloo. torch's ``fully_shard`` itself
 group, the shared state reads MULTI_GPU (device and backend stay cpu / gloo), so the Trainer's ``Accelerator`` builds
 the FSDP plugin from the yaml and shards the model with accelerate's own ``fsdp2_prepare_model``.
 
-Two things the recipe does not do yet under FSDP, done here until it does (see the test's module docstring):
-every rank takes part in the sample generation (FSDP gathers parameters in every forward, so a generation on rank 0
-alone waits forever), and the final model is saved as a full state dict (with ``SHARDED_STATE_DICT``
-``Trainer.save_model`` writes no model at all).
-
 Each rank writes ``output_dir/../fsdp_rank{r}.json``: the distributed type of the Trainer's accelerator, whether its
 FSDP plugin is set and its version, the world size and backend, and for every parameter its full and local size
 (a DTensor shard holds about 1/world of it).
@@ -30,7 +25,6 @@ import sys
 import torch
 from transformers import HfArgumentParser, TrainerCallback
 
-from hfgpt.training import callbacks
 from hfgpt.training.pretrain import ARGUMENT_TYPES, pretrain
 
 LIFT_FLAG = "--probe_lift_cpu_gate"
@@ -63,23 +57,10 @@ class FSDPProbe(TrainerCallback):
         }
 
     def on_train_end(self, args, state, control, **kwargs):
-        from accelerate.state import AcceleratorState
-
-        plugin = getattr(AcceleratorState(), "fsdp_plugin", None)
-        if plugin is not None:  # a loadable final model (checkpoints during training keep the yaml's sharded type)
-            plugin.set_state_dict_type("FULL_STATE_DICT")
         # (output_dir may be the recipe's staging folder by now; the record goes beside the run, not into it)
         path = os.path.join(os.path.dirname(os.path.abspath(self.output_dir)), f"fsdp_rank{self.record['rank']}.json")
         with open(path, "w") as f:
             json.dump(self.record, f)
-
-
-def generate_on_every_rank(self, args, state, control, model=None, **kwargs):
-    """SampleGenerationCallback.on_evaluate, with every rank generating (generate syncs FSDP ranks by itself)."""
-    if model is not None:
-        text = self.generate(model)
-        if state.is_world_process_zero:
-            print(f"\n[sample @ step {state.global_step}] {text!r}\n", flush=True)
 
 
 def main(argv=None):
@@ -93,7 +74,6 @@ def main(argv=None):
 
         assert PartialState().distributed_type == DistributedType.MULTI_CPU, PartialState().distributed_type
         PartialState._shared_state["distributed_type"] = DistributedType.MULTI_GPU
-        callbacks.SampleGenerationCallback.on_evaluate = generate_on_every_rank
     probe = FSDPProbe()
     probe.output_dir = training_args.output_dir
     pretrain(model_args, data_args, training_args, extra_callbacks=[probe])

@@ -6,10 +6,10 @@ machine silently trains with DDP (the first test pins that down). ``tests/fsdp_p
 the real recipe take the path a GPU run takes; the other tests check what it did: every rank holds half of every
 parameter, the training losses equal one process's, and the final model is a full state dict that loads.
 
-Under FSDP the recipe itself still has to (the probe does the first two for now): generate the evaluation sample on
-every rank (rank 0 alone deadlocks), switch to ``FULL_STATE_DICT`` before the final save (with the yaml's
-``SHARDED_STATE_DICT`` the Trainer saves no model), and save the model's own code (``save_pretrained`` on the wrapped
-model copies torch's FSDP files and maps ``AutoModelForCausalLM`` to ``_fsdp_init.FSDPGPTScratchForCausalLM``).
+What the recipe does under FSDP, checked here: every rank generates the evaluation sample (FSDP gathers the weights
+in every forward, so rank 0 alone would wait forever), the final save switches to ``FULL_STATE_DICT`` (with the yaml's
+``SHARDED_STATE_DICT`` the Trainer would save no model), and the saved folder carries hfgpt's code (``save_pretrained``
+on torch's wrapped class ``FSDPGPTScratchForCausalLM`` would record and copy torch's files instead).
 """
 
 from __future__ import annotations
@@ -138,8 +138,6 @@ def test_fsdp_final_model_is_full_and_loads(fsdp_run, one_process_run):
         assert torch.isfinite(model(ids, labels=ids).loss)
 
 
-@pytest.mark.xfail(strict=True, reason="save_pretrained on the FSDP-wrapped model records torch's generated class "
-                   "(auto_map '_fsdp_init.FSDPGPTScratchForCausalLM') and copies torch's FSDP files, not hfgpt's code")
 def test_fsdp_final_folder_carries_hfgpt_code(fsdp_run):
     folder = fsdp_run / "run"
     auto_map = read_json(folder / "config.json")["auto_map"]

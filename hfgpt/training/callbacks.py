@@ -42,8 +42,19 @@ class SampleGenerationCallback(TrainerCallback):
         return self.tokenizer.decode(out[0], skip_special_tokens=True)
 
     def on_evaluate(self, args, state, control, model=None, **kwargs):
-        if model is not None and state.is_world_process_zero:
-            print(f"\n[sample @ step {state.global_step}] {self.generate(model)!r}\n", flush=True)
+        # A sharded (FSDP) model gathers its weights in every forward, so every rank must generate; otherwise rank 0.
+        if model is not None and (state.is_world_process_zero or _is_sharded(model)):
+            text = self.generate(model)
+            if state.is_world_process_zero:
+                print(f"\n[sample @ step {state.global_step}] {text!r}\n", flush=True)
+
+
+def _is_sharded(model) -> bool:
+    if not torch.distributed.is_available():
+        return False
+    from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
+
+    return isinstance(getattr(model, "module", model), (FSDPModule, FullyShardedDataParallel))
 
 
 def plot_loss_curve(log_history: list[dict], tokens_per_step: int, path: str, title: str = "Training loss",

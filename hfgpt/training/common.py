@@ -209,6 +209,8 @@ def final_save(trainer, push: bool = False, datasets: list[str] | None = None):
     from ..hub import push_run
     from .outputs import staged_output
 
+    if trainer.is_fsdp_enabled:  # a loadable model, not shards (checkpoints keep the accelerate config's type)
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     with staged_output(trainer) as staging:
         yield staging
     if push and trainer.is_world_process_zero():
