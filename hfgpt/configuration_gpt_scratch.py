@@ -70,6 +70,8 @@ class GPTScratchConfig(PretrainedConfig):
         pad_vocab_size_multiple: round the rows of the token embedding and output head up to a multiple of this
             (nanoGPT's 50,257 -> 50,304 with 64, for GPU matrix multiplies); ``None`` pads nothing. The padded rows
             belong to no token: logits cover the ``vocab_size`` real tokens only and the converters drop them.
+        trained_context: the longest window the model was trained on, when it is shorter than ``n_positions``
+            (positions past it keep their random initialisation); ``None`` when training covered ``n_positions``.
     """
 
     model_type = "gpt_scratch"
@@ -103,6 +105,7 @@ class GPTScratchConfig(PretrainedConfig):
         pad_token_id: int | None = None,
         drop_rate: float | None = None,
         pad_vocab_size_multiple: int | None = None,
+        trained_context: int | None = None,
         **kwargs,
     ):
         # The book's single drop_rate fills the three dropouts that are not set one by one (default 0.1, the book's).
@@ -124,6 +127,7 @@ class GPTScratchConfig(PretrainedConfig):
         self.initializer_range = initializer_range
         self.tie_word_embeddings = tie_word_embeddings
         self.pad_vocab_size_multiple = pad_vocab_size_multiple
+        self.trained_context = trained_context
         # Generation settings passed through **kwargs are dropped by PretrainedConfig in v5: keep use_cache here.
         self.use_cache = use_cache
         # GPT-2's <|endoftext|> (50256) is bos, eos and pad when the vocabulary is GPT-2's; a trained tokenizer

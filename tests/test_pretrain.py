@@ -122,6 +122,9 @@ def test_accelerate_launch_single_process(corpus, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert isinstance(model, hfgpt.GPTScratchForCausalLM)
     assert (model.config.n_layer, model.config.n_embd, model.config.n_head) == (2, 32, 2)
+    # The saved context is the trained one: the preset's 128 positions would leave 96 of them untrained.
+    assert (model.config.n_positions, model.config.trained_context) == (max_length, None)
+    assert "stay untrained" not in output
     assert model.config.vocab_size == len(tokenizer) <= 300 + 10
     for name in ("modeling_gpt_scratch.py", "configuration_gpt_scratch.py", "model.safetensors", "tokenizer.json"):
         assert (out / name).is_file(), name
@@ -280,7 +283,37 @@ def test_kill_and_resume(corpus, tmp_path):
 
 
 # ====================================================================================================================
-# 4. Bad input: one clear line and exit status 2, before any training
+# 4. The saved context is the trained one
+
+
+@pytest.mark.parametrize("preset, overrides, window, expected", [
+    ("small", None, 128, (128, None)),                       # the default run: the preset's 256 becomes the window
+    ("124M", "n_layer=2", 64, (64, None)),
+    ("tiny", "n_positions=96", 32, (96, 32)),                # asked for more: kept, and what was trained is recorded
+    ("tiny", "n_positions=32", 32, (32, None)),
+])  # fmt: skip
+def test_a_new_model_has_the_context_it_trains(preset, overrides, window, expected):
+    from hfgpt.training.pretrain import ModelArguments, build_config, planned_config
+
+    model_args = ModelArguments(preset=preset, config_overrides=overrides)
+    for config in (planned_config(model_args, window), build_config(model_args, window)):
+        assert (config.n_positions, config.trained_context) == expected
+
+
+def test_continued_training_records_the_longest_window(tmp_path):
+    from hfgpt import GPTScratchConfig, GPTScratchForCausalLM
+    from hfgpt.training.pretrain import record_trained_context
+
+    config = GPTScratchConfig.from_preset("tiny", n_positions=96, trained_context=32)
+    assert record_trained_context(config, 16).trained_context == 32      # a shorter window adds nothing
+    assert record_trained_context(config, 64).trained_context == 64
+    assert record_trained_context(config, 96).trained_context is None    # the whole context is trained now
+    GPTScratchForCausalLM(GPTScratchConfig.from_preset("tiny", trained_context=32)).save_pretrained(tmp_path)
+    assert GPTScratchConfig.from_pretrained(tmp_path).trained_context == 32  # saved and read back
+
+
+# ====================================================================================================================
+# 5. Bad input: one clear line and exit status 2, before any training
 
 
 @pytest.fixture(scope="module")

@@ -112,10 +112,12 @@ class _Records(logging.Handler):
 def test_the_saved_tokenizer_knows_the_models_context(main_job):
     from transformers import AutoConfig, AutoTokenizer
 
-    out, _ = main_job
+    out, output = main_job
+    assert f"n_positions={N_POSITIONS} is longer than the training windows (--max_length 32): positions 32-" \
+        f"{N_POSITIONS - 1} stay untrained" in output
     config = AutoConfig.from_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
-    assert config.n_positions == N_POSITIONS
+    assert config.n_positions == N_POSITIONS and config.trained_context == 32  # longer than the windows: recorded
     assert tokenizer.model_max_length == config.n_positions
     assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == N_POSITIONS
 

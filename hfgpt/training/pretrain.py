@@ -96,21 +96,33 @@ def parse_overrides(text: str | None) -> dict:
     return values
 
 
-def build_config(model_args: ModelArguments, tokenizer=None):
-    """A preset + ``--config_overrides`` (+ the tokenizer's vocabulary and special tokens, once there is one)."""
+def build_config(model_args: ModelArguments, window: int, tokenizer=None):
+    """A preset + ``--config_overrides`` (+ the tokenizer's vocabulary and special tokens, once there is one).
+
+    The context is the window length the run trains (``n_positions`` = ``--max_length``): positions a model never
+    saw would keep their random initialisation, and every tool that reads ``n_positions`` would use them. An explicit
+    ``n_positions`` override that is longer is kept, recorded as ``trained_context`` = the window."""
     from ..configuration_gpt_scratch import GPTScratchConfig
     from ..tokenization import special_token_ids
 
-    overrides = parse_overrides(model_args.config_overrides)
+    overrides = {"n_positions": window, **parse_overrides(model_args.config_overrides)}
     if tokenizer is not None:
         overrides = {"vocab_size": len(tokenizer), **special_token_ids(tokenizer), **overrides}
     try:
-        return GPTScratchConfig.from_preset(model_args.preset, **overrides)
+        config = GPTScratchConfig.from_preset(model_args.preset, **overrides)
     except ValueError as err:  # the config's own validation of the user's --preset / --config_overrides
         raise HfgptInputError(f"--preset {model_args.preset} --config_overrides: {err}") from None
+    return record_trained_context(config, window)
 
 
-def planned_config(model_args: ModelArguments):
+def record_trained_context(config, window: int):
+    """``config.trained_context``: the longest window trained so far, while it is shorter than the context."""
+    trained = max(window, config.trained_context or 0)
+    config.trained_context = trained if trained < config.n_positions else None
+    return config
+
+
+def planned_config(model_args: ModelArguments, window: int):
     """The config the run will train, known before any data is read: the checkpoint's, or the preset's."""
     from .common import checkpoint_config
 
@@ -120,19 +132,31 @@ def planned_config(model_args: ModelArguments):
                                   f"the checkpoint {model_args.model_name_or_path!r} keeps its own sizes: drop one "
                                   "of the two flags.")
         return checkpoint_config(model_args.model_name_or_path)
-    return build_config(model_args)
+    return build_config(model_args, window)
 
 
-def load_model(model_args: ModelArguments, tokenizer):
-    """A fresh model from the preset, or the checkpoint in ``--model_name_or_path`` (GPT-2 converted)."""
+def warn_untrained_positions(config, window: int) -> None:
+    """One warning when a new model's context is longer than the windows it trains on."""
+    if config.trained_context is not None and window < config.n_positions:
+        logger.warning("n_positions=%d is longer than the training windows (--max_length %d): positions %d-%d stay "
+                       "untrained; the saved config records trained_context=%d. Pass --max_length %d to train the "
+                       "whole context.", config.n_positions, window, config.trained_context, config.n_positions - 1,
+                       config.trained_context, config.n_positions)
+
+
+def load_model(model_args: ModelArguments, tokenizer, window: int):
+    """A fresh model from the preset, or the checkpoint in ``--model_name_or_path`` (GPT-2 converted), for
+    training windows of ``window`` tokens."""
     from ..modeling_gpt_scratch import GPTScratchForCausalLM
     from .common import check_vocabulary, load_base_model
 
     if model_args.model_name_or_path is None:
-        config = build_config(model_args, tokenizer)
+        config = build_config(model_args, window, tokenizer)
         check_vocabulary(tokenizer, config)  # --config_overrides vocab_size=... smaller than the tokenizer
         return GPTScratchForCausalLM._from_config(config, attn_implementation=model_args.attn_implementation)
     model = load_base_model(model_args.model_name_or_path, attn_implementation=model_args.attn_implementation)
+    if getattr(model.config, "trained_context", None) is not None:  # a longer window trains more of the context
+        record_trained_context(model.config, window)
     check_vocabulary(tokenizer, model.config, model_args.model_name_or_path)
     return model
 
@@ -200,8 +224,10 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
 
     # 1. every cheap check, before the corpus is read or a tokenizer trained
     data.check_window_args(data_args.max_length, data_args.stride)
-    planned = planned_config(model_args)
+    planned = planned_config(model_args, data_args.max_length)
     check_context(data_args.max_length, planned)
+    if model_args.model_name_or_path is None:
+        warn_untrained_positions(planned, data_args.max_length)
     if data_args.streaming and training_args.max_steps <= 0:
         raise HfgptInputError("--streaming needs --max_steps: a streamed dataset has no length to count epochs by.")
     resume = resolve_resume(training_args)
@@ -228,7 +254,7 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     with training_args.main_process_first(desc="tokenizer"):
         tokenizer = prepare_tokenizer(tokenizer_name, raw["train"], data_args.text_column, model_args.vocab_size,
                                       planned.n_positions)
-    model = load_model(model_args, tokenizer)
+    model = load_model(model_args, tokenizer, data_args.max_length)
     with training_args.main_process_first(desc="windowing"):
         windows = data.build_pretraining_datasets(raw, tokenizer, data_args.max_length, data_args.stride,
                                                   text_column=data_args.text_column,
