@@ -100,7 +100,7 @@ def _usage(repo_id: str, pipeline_tag: str, auto: str) -> str:
         f"from transformers import {auto}, AutoTokenizer, pipeline",
         "",
         f'model = {auto}.from_pretrained("{repo_id}", trust_remote_code=True)',
-        f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
+        f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}", trust_remote_code=True)',
     ]
     if pipeline_tag == "text-generation":
         lines += ['generate = pipeline("text-generation", model=model, tokenizer=tokenizer)',

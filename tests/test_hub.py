@@ -51,6 +51,8 @@ def test_upload_folder_loads_in_a_clean_process(run_folder, tmp_path):
     assert "hfgpt" in meta["tags"] and {"loss", "perplexity"} <= set(meta["metrics"])
     card = (tmp_path / "upload" / "README.md").read_text()
     assert 'from_pretrained("someone/hfgpt-tiny", trust_remote_code=True)' in card and "| `eval_loss` | 3.5 |" in card
+    # without hfgpt installed, AutoTokenizer reads config.json's auto_map too and would stop to ask
+    assert 'AutoTokenizer.from_pretrained("someone/hfgpt-tiny", trust_remote_code=True)' in card
     ids = [[3, 8, 100, 42, 7]]
     result = load_in_clean_process(out, ids)
     with torch.no_grad():
