@@ -35,6 +35,7 @@ from transformers.modeling_outputs import (
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_gpt_scratch import GPTScratchConfig
@@ -43,6 +44,14 @@ from .errors import HfgptInputError
 
 # A saved folder's remote code may run on transformers < 5.24, which names the `cache` argument `past_key_values`.
 CACHE_NAME = "cache" if "cache" in inspect.signature(create_causal_mask).parameters else "past_key_values"
+
+
+def renamed_past_key_values(forward: Callable) -> Callable:
+    """Where transformers calls the cache ``cache`` (5.24+), the old ``past_key_values=`` still works and warns that
+    it is deprecated, as transformers' own models do; older transformers pass ``past_key_values`` themselves."""
+    if CACHE_NAME == "past_key_values":
+        return forward
+    return deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")(forward)
 
 AUTO_MAP = {
     "AutoConfig": "configuration_gpt_scratch.GPTScratchConfig",
@@ -250,6 +259,9 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
         and the padded ids would then be sampled. ``pad_to_multiple_of`` sets ``config.pad_vocab_size_multiple``."""
         if new_num_tokens is None and pad_to_multiple_of is None:
             return self.get_input_embeddings()
+        for name, value in (("new_num_tokens", new_num_tokens), ("pad_to_multiple_of", pad_to_multiple_of)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise HfgptInputError(f"resize_token_embeddings: {name} must be a positive integer, got {value!r}.")
         if pad_to_multiple_of is not None:
             self.config.pad_vocab_size_multiple = pad_to_multiple_of
         num_tokens = self.config.vocab_size if new_num_tokens is None else new_num_tokens
@@ -299,7 +311,36 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embeddings.tok_emb = value
 
+    def check_context_length(self, position_ids: torch.Tensor | None, past_length, num_tokens: int) -> None:
+        """The book's model has ``n_positions`` learned position vectors, so no token may sit at a later position.
+
+        Without ``position_ids`` that means cached + new tokens <= ``n_positions``. With them (packed documents, or
+        vLLM's one row of many requests) each id must be < ``n_positions``, however long the row. Under
+        ``torch.compile`` / ``torch.export`` a static cache's length is a tensor: the check is then an assertion
+        op in the graph (``torch._assert_async``) instead of a Python branch on a tensor."""
+        n_positions = self.config.n_positions
+        if position_ids is not None:
+            if position_ids.numel() == 0:
+                return
+            longest = position_ids.max() + 1
+        else:
+            longest = past_length + num_tokens
+        if isinstance(longest, torch.Tensor) and torch.compiler.is_compiling():
+            torch._assert_async(longest <= n_positions, f"hfgpt: a position beyond n_positions={n_positions}")
+            return
+        if longest <= n_positions:
+            return
+        if position_ids is not None:
+            problem = f"A position id is {int(longest) - 1}"
+        else:
+            problem = f"The sequence is {int(longest)} tokens long ({int(past_length)} cached + {num_tokens} new)"
+        raise HfgptInputError(
+            f"{problem}, but the model's context length is n_positions={n_positions}. Truncate the input (e.g. "
+            f"tokenizer(..., truncation=True, max_length={n_positions})) or generate fewer tokens."
+        )
+
     @capture_outputs
+    @renamed_past_key_values
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -325,30 +366,31 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
             cache = DynamicCache(config=self.config)
 
         past_length = cache.get_seq_length() if cache is not None else 0
-        if past_length + num_tokens > self.config.n_positions:
-            raise HfgptInputError(
-                f"The sequence is {past_length + num_tokens} tokens long ({past_length} cached + {num_tokens} new), "
-                f"but the model's context length is n_positions={self.config.n_positions}. Truncate the input (e.g. "
-                f"tokenizer(..., truncation=True, max_length={self.config.n_positions})) or generate fewer tokens."
-            )
+        self.check_context_length(position_ids, past_length, num_tokens)
         if position_ids is None and attention_mask is not None and attention_mask.ndim == 2:
             # Count only real tokens, so a left-padded text gets the same positions as the text alone.
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -num_tokens:]
         elif position_ids is None:
-            position_ids = torch.arange(past_length, past_length + num_tokens, device=self.device).unsqueeze(0)
+            # arange + offset, not arange(start, end): a static cache's length is a tensor under torch.export
+            position_ids = (torch.arange(num_tokens, device=self.device) + past_length).unsqueeze(0)
 
         hidden_states = self.embeddings(input_ids, position_ids, inputs_embeds)
         # Causal mask (+ padding, + cached positions) in the form the chosen attention implementation wants; sdpa
         # gets None when there is no padding, so it can run its fast is_causal path without a materialised mask.
+        # Packed documents (position_ids restarting at 0 inside a row, no attention_mask) get one causal block per
+        # document; transformers looks for them only without a cache, and a fresh DynamicCache holds nothing yet.
+        empty_dynamic_cache = isinstance(cache, DynamicCache) and past_length == 0
         causal_mask = create_causal_mask(
             config=self.config,
             inputs_embeds=hidden_states,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            **{CACHE_NAME: cache},
+            **{CACHE_NAME: None if empty_dynamic_cache else cache},
         )
         for block in self.trf_blocks:
-            hidden_states = block(hidden_states, attention_mask=causal_mask, cache=cache, **kwargs)
+            hidden_states = block(
+                hidden_states, attention_mask=causal_mask, cache=cache, position_ids=position_ids, **kwargs
+            )
         hidden_states = self.final_norm(hidden_states)
         return BaseModelOutputWithPast(last_hidden_state=hidden_states, **{CACHE_NAME: cache if use_cache else None})
 
@@ -380,6 +422,7 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin, CPUSpeed
         self.lm_head = new_embeddings
 
     @can_return_tuple
+    @renamed_past_key_values
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,

@@ -153,12 +153,14 @@ def test_cache_object_is_filled():
 
 
 def test_cache_under_its_pre_5_24_name_past_key_values():
-    """A saved folder's code may run on transformers < 5.24, which passes the cache as ``past_key_values``."""
+    """A saved folder's code may run on transformers < 5.24, which passes the cache as ``past_key_values``; on 5.24+
+    the old name still works and warns, as transformers' own models do."""
     model = make_lm()
     x, y = torch.randint(1, 128, (1, 7)), torch.randint(1, 128, (1, 1))
     with torch.no_grad():
         first = model(x, use_cache=True)
-        step = model(y, past_key_values=first.cache, use_cache=True)
+        with pytest.warns(FutureWarning, match="`past_key_values` is deprecated.*Use `cache` instead"):
+            step = model(y, past_key_values=first.cache, use_cache=True)
         assert step.cache is first.cache and step.cache.get_seq_length() == 8
         assert torch.allclose(step.logits[0, -1], model(torch.cat([x, y], 1)).logits[0, -1], atol=1e-5)
 
