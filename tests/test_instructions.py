@@ -74,11 +74,12 @@ def _args(tmp_path, model_dir, data_file, *extra):
         "--max_new_tokens", "5", "--eval_strategy", "no", "--logging_steps", "2", *extra])
 
 
-@pytest.mark.parametrize("mode", ["full", "lora"])
+@pytest.mark.parametrize("mode", ["full", "lora", "full-padding-free"])
 def test_finetune_a_few_steps_and_write_responses(tmp_path, model_dir, data_file, mode):
     from hfgpt.training.finetune_instructions import RESPONSES_FILE, finetune_instructions
 
-    extra = ["--mode", "lora", "--lora_r", "4"] if mode == "lora" else ["--mask_prompt"]
+    extra = {"full": ["--mask_prompt"], "lora": ["--mode", "lora", "--lora_r", "4"],
+             "full-padding-free": ["--padding_free"]}[mode]
     metrics = finetune_instructions(*_args(tmp_path, model_dir, data_file, *extra))
     out = tmp_path / "out"
     assert (metrics["train_examples"], metrics["validation_examples"], metrics["test_examples"]) == (20, 2, 2)

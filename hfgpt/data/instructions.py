@@ -248,15 +248,30 @@ class InstructionCollator:
     """The book's ``custom_collate_fn``, minus the shift (a Hugging Face model shifts labels itself): right-padding to
     the batch's longest example, capped at ``allowed_max_length``; ``-100`` labels on padding, but each example's own
     ``<|endoftext|>`` stays a label, as the book keeps the first padding token. ``mask_prompt=True`` (the book's
-    exercise 7.2) masks the prompt too; an example's own ``mask_prompt`` key overrides it."""
+    exercise 7.2) masks the prompt too; an example's own ``mask_prompt`` key overrides it.
+
+    ``padding_free=True`` packs the batch into one row with no padding at all (transformers'
+    ``DataCollatorWithFlattening``): ``position_ids`` restart at 0 for each example, which gives each its own causal
+    attention, and the loss covers the same tokens as the padded batch."""
 
     pad_token_id: int
     allowed_max_length: int | None = None
     mask_prompt: bool = False
     ignore_index: int = IGNORE_INDEX
+    padding_free: bool = False
 
     def __call__(self, batch: list[dict]) -> dict[str, torch.Tensor]:
         ids = [torch.tensor(item["input_ids"][:self.allowed_max_length], dtype=torch.long) for item in batch]
+        if self.padding_free:
+            from transformers import DataCollatorWithFlattening
+
+            examples = []
+            for item, example_ids in zip(batch, ids):
+                labels = example_ids.tolist()
+                if item.get("mask_prompt", self.mask_prompt):
+                    labels[:item["prompt_length"]] = [self.ignore_index] * min(item["prompt_length"], len(labels))
+                examples.append({"input_ids": example_ids.tolist(), "labels": labels})
+            return DataCollatorWithFlattening(separator_id=self.ignore_index)(examples)
         labels = pad_sequence(ids, batch_first=True, padding_value=self.ignore_index)
         for row, item in enumerate(batch):
             if item.get("mask_prompt", self.mask_prompt):

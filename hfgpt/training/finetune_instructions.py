@@ -53,6 +53,7 @@ class InstructionDataArguments:
     test_fraction: float = field(default=0.10, metadata={"help": "Test share (0.10); validation gets the rest (0.05)."})
     max_length: int | None = field(default=None, metadata={"help": "allowed_max_length: longer examples are skipped; default the model's context."})
     mask_prompt: bool = field(default=False, metadata={"help": "Leave the prompt out of the training loss (the book's exercise 7.2)."})
+    padding_free: bool = field(default=False, metadata={"help": "Pack each batch into one row without padding (DataCollatorWithFlattening)."})
     max_test_samples: int | None = field(default=None, metadata={"help": "Generate responses for only the first N test records."})
     max_new_tokens: int = field(default=256, metadata={"help": "Response length limit when generating (the book: 256)."})
     generation_batch_size: int = field(default=8, metadata={"help": "Prompts per generate() call (left-padded)."})
@@ -232,7 +233,8 @@ def finetune_instructions(model_args: FinetuneArguments, lora_args: LoraArgument
         train_dataset=InstructionDataset(tokenized["train"]),
         eval_dataset=InstructionDataset(tokenized["validation"], mask_prompt=True),  # eval_loss = response loss
         processing_class=tokenizer,
-        data_collator=InstructionCollator(tokenizer.pad_token_id, max_length, mask_prompt=data_args.mask_prompt),
+        data_collator=InstructionCollator(tokenizer.pad_token_id, max_length, mask_prompt=data_args.mask_prompt,
+                                          padding_free=data_args.padding_free),
     )
     metrics = {**report.as_dict(), "train_examples": len(tokenized["train"]),
                "validation_examples": len(tokenized["validation"]), "test_examples": len(splits["test"]),
