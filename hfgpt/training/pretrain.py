@@ -55,6 +55,12 @@ class DataArguments:
     )
     sample_prompt: str = field(default="The return value of", metadata={"help": "Prompt printed with a continuation at each eval."})
     sample_max_new_tokens: int = field(default=40, metadata={"help": "Length of those samples."})
+    lm_eval_tasks: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated lm-evaluation-harness tasks to run on the saved model (results in "
+                          "lm_eval_results.json): hfgpt_heldout (perplexity on the validation documents), "
+                          "hfgpt_english (shipped text), or lm-eval's own. Needs pip install 'hfgpt[lm-eval]'."},
+    )
 
 
 @dataclass
@@ -184,6 +190,23 @@ def prepare_tokenizer(tokenizer_name: str | None, raw_train, text_column: str, v
     return train_bpe_tokenizer(texts(), vocab_size=vocab_size, model_max_length=context)
 
 
+def check_lm_eval_tasks(data_args: DataArguments) -> list[str]:
+    """``--lm_eval_tasks`` as a list, checked before training: lm-eval installed, every name known
+    (``hfgpt_heldout`` is written from the validation split after training, so it needs one in memory)."""
+    if data_args.lm_eval_tasks is None:
+        return []
+    from ..evaluation.lm_eval import HELDOUT_TASK, check_tasks
+
+    try:
+        names = check_tasks(data_args.lm_eval_tasks, allow=[HELDOUT_TASK])
+    except HfgptInputError as err:
+        raise HfgptInputError(f"--lm_eval_tasks: {err}") from None
+    if HELDOUT_TASK in names and data_args.streaming:
+        raise HfgptInputError(f"--lm_eval_tasks {HELDOUT_TASK} scores the validation documents, which --streaming "
+                              "does not hold in memory: drop one of the two flags.")
+    return names
+
+
 # ------------------------------------------------------------------------------------------------ resuming
 # The config fields that fix the tensors' shapes (vocab_size comes from the tokenizer, checked when it is loaded).
 SHAPE_FIELDS = ("n_layer", "n_embd", "n_head", "n_inner", "n_positions")
@@ -230,6 +253,7 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
         warn_untrained_positions(planned, data_args.max_length)
     if data_args.streaming and training_args.max_steps <= 0:
         raise HfgptInputError("--streaming needs --max_steps: a streamed dataset has no length to count epochs by.")
+    lm_eval_tasks = check_lm_eval_tasks(data_args)
     resume = resolve_resume(training_args)
     if resume is not None:
         check_checkpoint_matches(resume, planned)
@@ -300,4 +324,13 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
             eval_metrics["eval_unigram_perplexity"] = perplexity(baseline)
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
+    if trainer.is_world_process_zero():  # lm-eval on the saved model; an earlier model's results never stay
+        from ..evaluation.lm_eval import HELDOUT_TASK, drop_results, evaluate_saved_run
+
+        if lm_eval_tasks:
+            documents = raw["validation"][data_args.text_column] if HELDOUT_TASK in lm_eval_tasks else None
+            evaluate_saved_run(training_args.output_dir, lm_eval_tasks, documents,
+                               batch_size=training_args.per_device_eval_batch_size)
+        else:
+            drop_results(training_args.output_dir)
     return {**metrics, **eval_metrics}

@@ -1,0 +1,168 @@
+"""lm-evaluation-harness on a saved hfgpt folder, with hfgpt's own offline perplexity tasks.
+
+A saved folder is an ordinary ``hf`` model to lm-eval (``pretrained=FOLDER,trust_remote_code=True``); the context it
+scores with is the config's ``n_positions``. :data:`TASKS_DIR` ships ``hfgpt_english``, a rolling log-likelihood
+task (lm-eval's ``wikitext`` recipe) over eight English documents written for hfgpt; :func:`write_perplexity_task`
+writes the same task over any documents, e.g. the pretraining recipe's validation split (``hfgpt_heldout``), so that
+lm-eval's ``token_perplexity`` and the recipe's ``eval_perplexity`` are measured on the same text. lm-eval is an
+optional dependency (``pip install 'hfgpt[lm-eval]'``), imported only here and only when called.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from ..errors import HfgptInputError
+
+logger = logging.getLogger("hfgpt.lm_eval")
+
+TASKS_DIR = Path(__file__).with_name("lm_eval_tasks")
+SHIPPED_TASKS = ("hfgpt_english",)
+HELDOUT_TASK = "hfgpt_heldout"  # written by the pretraining recipe from its validation split
+RESULTS_FILE = "lm_eval_results.json"
+HEADLINE_METRICS = ("token_perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte", "acc", "acc_norm")
+
+
+def _require_lm_eval():
+    try:
+        import lm_eval  # noqa: F401
+    except ImportError:
+        raise HfgptInputError("lm-evaluation-harness is not installed: pip install 'hfgpt[lm-eval]'") from None
+
+
+def parse_tasks(tasks: str | Sequence[str] | None) -> list[str]:
+    """``"a,b"`` or ``["a", "b"]`` -> ``["a", "b"]`` (duplicates and blanks dropped)."""
+    items = tasks.split(",") if isinstance(tasks, str) else list(tasks or [])
+    return list(dict.fromkeys(item.strip() for item in items if item and item.strip()))
+
+
+def _task_manager(tasks: list[str], include_path, metadata: dict | None = None):
+    """A TaskManager that knows ``tasks``: hfgpt's folder (+ ``include_path``) alone when that is enough (indexing
+    lm-eval's ~15,000 built-in tasks takes ~20 s), else with the built-ins; unknown names are refused."""
+    from lm_eval.tasks import TaskManager
+
+    paths = [str(TASKS_DIR), *(os.fspath(p) for p in ([include_path] if isinstance(include_path, (str, os.PathLike))
+                                                       else include_path or []))]
+    manager = TaskManager(include_path=paths, include_defaults=False, metadata=metadata)
+    if all(name in manager.all_tasks for name in tasks):
+        return manager
+    ours = [name for name in tasks if name.startswith("hfgpt_") and name not in manager.all_tasks]
+    if ours:  # no need to index lm-eval's own tasks to know these are not hfgpt's
+        raise HfgptInputError(f"unknown lm-eval task(s) {ours}: hfgpt's tasks are {[*SHIPPED_TASKS, HELDOUT_TASK]} "
+                              f"({HELDOUT_TASK} only in the pretraining recipe, or from write_perplexity_task).")
+    manager = TaskManager(include_path=paths, metadata=metadata)
+    unknown = [name for name in tasks if name not in manager.all_tasks]
+    if unknown:
+        raise HfgptInputError(f"unknown lm-eval task(s) {unknown}: see `lm_eval ls tasks` for lm-eval's own, or "
+                              f"{list(SHIPPED_TASKS)} (hfgpt's, offline).")
+    return manager
+
+
+def check_tasks(tasks: str | Sequence[str], include_path=None, allow: Iterable[str] = ()) -> list[str]:
+    """The task names, checked before anything slow runs: lm-eval is installed and knows each name (``allow``: names
+    the caller writes later, e.g. :data:`HELDOUT_TASK`)."""
+    names = parse_tasks(tasks)
+    if not names:
+        raise HfgptInputError(f"no lm-eval task named in {tasks!r}: pass e.g. {SHIPPED_TASKS[0]}")
+    _require_lm_eval()
+    _task_manager([name for name in names if name not in set(allow)], include_path)
+    return names
+
+
+def write_perplexity_task(documents: Iterable[str], out_dir: str | os.PathLike, name: str = HELDOUT_TASK) -> Path:
+    """A folder holding task ``name``: :data:`TASKS_DIR`'s ``hfgpt_english`` over ``documents`` (empty ones dropped)
+    instead of the shipped text. Self-contained (yaml, JSON lines, utils.py), so ``lm_eval --include_path OUT_DIR``
+    runs it anywhere; returns ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [json.dumps({"text": text}, ensure_ascii=False) for text in documents if text and text.strip()]
+    if not rows:
+        raise HfgptInputError(f"no text for the lm-eval task {name!r}: all documents are empty")
+    template = (TASKS_DIR / "hfgpt_english.yaml").read_text(encoding="utf-8")
+    yaml_text = template.replace("task: hfgpt_english", f"task: {name}").replace(
+        "data_file: hfgpt_english.jsonl", f"data_file: {name}.jsonl")
+    header = f"# hfgpt.evaluation.lm_eval.write_perplexity_task: {len(rows)} document(s) in {name}.jsonl.\n"
+    yaml_text = header + "\n".join(line for line in yaml_text.splitlines() if not line.startswith("#")) + "\n"
+    (out / f"{name}.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    shutil.copyfile(TASKS_DIR / "utils.py", out / "utils.py")
+    (out / f"{name}.yaml").write_text(yaml_text, encoding="utf-8")
+    return out
+
+
+def run_lm_eval(folder: str | os.PathLike, tasks: str | Sequence[str], include_path=None, batch_size: int = 8,
+                device: str = "cpu", limit: int | float | None = None, log_samples: bool = False, **kwargs) -> dict:
+    """``lm_eval.simple_evaluate`` of the saved model in ``folder`` on ``tasks`` (hfgpt's :data:`TASKS_DIR` is
+    always included; ``include_path`` adds folders, e.g. one from :func:`write_perplexity_task`); returns lm-eval's
+    results dict (``results[task][metric + ",none"]``). ``kwargs`` go to ``simple_evaluate``."""
+    folder = os.fspath(folder)
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        raise HfgptInputError(f"no saved model in {folder!r} (no config.json): pass a recipe's output_dir")
+    names = parse_tasks(tasks)
+    if not names:
+        raise HfgptInputError(f"no lm-eval task named in {tasks!r}: pass e.g. {SHIPPED_TASKS[0]}")
+    _require_lm_eval()
+    import lm_eval
+
+    model_args = {"pretrained": folder, "trust_remote_code": True}
+    manager = _task_manager(names, include_path, metadata=dict(model_args))  # tasks see the tokenizer (counts)
+    return lm_eval.simple_evaluate(model="hf", model_args=model_args, tasks=names, batch_size=batch_size,
+                                   device=device, limit=limit, log_samples=log_samples, task_manager=manager,
+                                   bootstrap_iters=0, **kwargs)
+
+
+def headline_metrics(results: dict) -> dict[str, dict[str, float]]:
+    """``{task: {metric: value}}`` for the metrics worth a log line (perplexities, bits per byte, accuracy)."""
+    table = {}
+    for task, values in results["results"].items():
+        table[task] = {key.split(",")[0]: value for key, value in values.items()
+                       if key.split(",")[0] in HEADLINE_METRICS and isinstance(value, (int, float))}
+    return table
+
+
+def save_results(results: dict, path: str | os.PathLike) -> Path:
+    """lm-eval's results without the per-document samples, as JSON, written atomically (temporary file + rename)."""
+    from lm_eval.utils import handle_non_serializable
+
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    kept = {key: value for key, value in results.items() if key != "samples"}
+    partial.write_text(json.dumps(kept, indent=2, default=handle_non_serializable, ensure_ascii=False),
+                       encoding="utf-8")
+    os.replace(partial, path)
+    return path
+
+
+def evaluate_saved_run(output_dir: str | os.PathLike, tasks: Sequence[str], documents: Iterable[str] | None = None,
+                       batch_size: int = 8) -> dict:
+    """The pretraining recipe's ``--lm_eval_tasks`` step, after the final save: :data:`HELDOUT_TASK` (if asked) is
+    written from ``documents`` into ``output_dir/lm_eval_tasks``, lm-eval runs on the saved model, and its results go
+    to ``output_dir/lm_eval_results.json``; returns :func:`headline_metrics`. Results of an earlier model there are
+    removed first, so the folder never pairs this model with another one's scores."""
+    output_dir = Path(output_dir)
+    drop_results(output_dir)
+    include = None
+    if HELDOUT_TASK in tasks:
+        include = write_perplexity_task(documents or [], output_dir / "lm_eval_tasks")
+    results = run_lm_eval(output_dir, tasks, include_path=include, batch_size=batch_size)
+    save_results(results, output_dir / RESULTS_FILE)
+    headline = headline_metrics(results)
+    for task, values in headline.items():
+        logger.info("lm-eval %s: %s", task, ", ".join(f"{key} {value:.4g}" for key, value in sorted(values.items())))
+    return headline
+
+
+def drop_results(output_dir: str | os.PathLike) -> None:
+    """Remove ``lm_eval_results.json`` and the ``lm_eval_tasks`` folder an earlier run left in ``output_dir``."""
+    output_dir = Path(output_dir)
+    (output_dir / RESULTS_FILE).unlink(missing_ok=True)
+    shutil.rmtree(output_dir / "lm_eval_tasks", ignore_errors=True)
+
+
+__all__ = ["HELDOUT_TASK", "RESULTS_FILE", "SHIPPED_TASKS", "TASKS_DIR", "check_tasks", "drop_results",
+           "evaluate_saved_run", "headline_metrics", "parse_tasks", "run_lm_eval", "save_results",
+           "write_perplexity_task"]
