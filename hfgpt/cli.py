@@ -1,4 +1,5 @@
-"""The ``hfgpt`` command line: ``convert`` (GPT-2 or the book's ``GPTModel`` <-> hfgpt) and ``push`` (to the Hub).
+"""The ``hfgpt`` command line: ``convert`` (GPT-2 or the book's ``GPTModel`` <-> hfgpt), ``push`` (to the Hub) and
+``export`` (GGUF for llama.cpp / Ollama, ONNX for onnxruntime).
 
 Each subcommand is an ``add_<name>_command(subparsers)`` listed in ``COMMANDS``; heavy imports stay inside the
 commands so ``hfgpt --help`` is instant. Bad input (``HfgptInputError``) prints one line and exits with status 2;
@@ -149,8 +150,84 @@ def add_push_command(subparsers) -> None:
     parser.set_defaults(func=run_push)
 
 
+# ----------------------------------------------------------------------------------------------------- export
+def _check_export_args(args: argparse.Namespace) -> None:
+    """What can be told from paths alone, before torch is imported."""
+    folder = args.folder
+    if not os.path.isdir(folder):
+        what = "a file" if os.path.isfile(folder) else "not found"
+        raise HfgptInputError(f"model folder {folder!r} is {what}: pass the folder a recipe or save_pretrained wrote.")
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        raise HfgptInputError(f"{folder!r} has no config.json: not a saved model folder.")
+    out = args.out
+    if args.format == "gguf":
+        if os.path.isdir(out):
+            raise HfgptInputError(f"OUT {out!r} is a folder; give the .gguf file to write, e.g. {out}/model.gguf.")
+        if os.path.exists(out) and not args.overwrite:
+            raise HfgptInputError(f"{out!r} exists: choose another name or pass --overwrite.")
+    else:
+        if os.path.isfile(out):
+            raise HfgptInputError(f"OUT_DIR {out!r} is a file; give a folder.")
+        if os.path.exists(os.path.join(out, "model.onnx")) and not args.overwrite:
+            raise HfgptInputError(f"{os.path.join(out, 'model.onnx')!r} exists: choose another folder or pass "
+                                  "--overwrite.")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    _check_export_args(args)
+    if args.format == "onnx":
+        from .export.onnx import export_onnx
+
+        path = export_onnx(args.folder, args.out, tokenizer=args.tokenizer, overwrite=args.overwrite)
+        print(f"Wrote {path} (inputs input_ids, attention_mask; output logits) with config.json and the tokenizer "
+              f"to {args.out}")
+        return 0
+
+    from .export.gguf import export_gguf, is_alpaca_template, tokenizer_for_export
+
+    tokenizer = tokenizer_for_export(args.folder, args.tokenizer)
+    modelfile = os.path.join(os.path.dirname(os.path.abspath(args.out)), "Modelfile")
+    alpaca = is_alpaca_template(getattr(tokenizer, "chat_template", None))
+    if alpaca and os.path.exists(modelfile) and not args.overwrite:
+        raise HfgptInputError(f"{modelfile!r} exists and this instruction-tuned model would write its own there: "
+                              "write the .gguf into another folder or pass --overwrite.")
+    path = export_gguf(args.folder, args.out, outtype=args.outtype, tokenizer=tokenizer)
+    size = os.path.getsize(path) / 2**20
+    print(f"Wrote {path} ({args.outtype}, {size:.1f} MiB): llama-server -m {path}" + (
+        f"; Ollama: {modelfile} (ollama create NAME -f {modelfile})" if alpaca else ""))
+    return 0
+
+
+def add_export_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export", help="export a model folder: GGUF (llama.cpp, llama-server, Ollama) or ONNX (onnxruntime)",
+        description="Export an hfgpt folder for other runtimes. Needs the export extra: pip install 'hfgpt[export]'.",
+    )
+    formats = parser.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    gguf = formats.add_parser(
+        "gguf", help="a llama.cpp GGUF (+ an Ollama Modelfile for an instruction-tuned folder)",
+        description="Write a llama.cpp 'gpt2' GGUF with the tokenizer; an instruction-tuned folder (Alpaca chat "
+        "template) also gets its chat template in the GGUF and an Ollama Modelfile next to it.",
+    )
+    gguf.add_argument("folder", metavar="FOLDER", help="an hfgpt model folder (with its tokenizer)")
+    gguf.add_argument("out", metavar="OUT.gguf", help="the GGUF file to write")
+    gguf.add_argument("--outtype", choices=("f32", "f16", "q8_0"), default="f32",
+                      help="type of the weight matrices (norms, biases, positions stay f32); default f32")
+    onnx = formats.add_parser(
+        "onnx", help="model.onnx (logits for input_ids, attention_mask) + config + tokenizer",
+        description="torch.onnx.export(dynamo=True) of the logits, dynamic batch and sequence axes, no KV cache.",
+    )
+    onnx.add_argument("folder", metavar="FOLDER", help="an hfgpt model folder")
+    onnx.add_argument("out", metavar="OUT_DIR", help="the folder to write model.onnx, config.json and the tokenizer to")
+    for sub in (gguf, onnx):
+        sub.add_argument("--tokenizer", default=None, metavar="PATH_OR_ID",
+                         help="the model's tokenizer, when the folder has none (e.g. gpt2)")
+        sub.add_argument("--overwrite", action="store_true", help="replace existing output files")
+        sub.set_defaults(func=run_export)
+
+
 # ------------------------------------------------------------------------------------------------------- main
-COMMANDS = (add_convert_command, add_push_command)
+COMMANDS = (add_convert_command, add_push_command, add_export_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

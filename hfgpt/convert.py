@@ -301,7 +301,8 @@ def to_hf_gpt2(model):
     """Convert a ``GPTScratchForCausalLM`` (or a folder holding one) to a ``GPT2LMHeadModel`` with the same logits.
 
     GPT-2 always has a ``c_attn`` bias: ``qkv_bias=False`` (the book's training setting) gets zeros there. An untied
-    ``lm_head`` (the book's ``out_head``) gives ``tie_word_embeddings=False``; padded vocabulary rows are dropped."""
+    ``lm_head`` (the book's ``out_head``) gives ``tie_word_embeddings=False``; padded vocabulary rows are dropped.
+    The config carries ``n_ctx`` (= ``n_positions``), as OpenAI's GPT-2 configs do."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     model = _load_ours(model)
@@ -311,6 +312,7 @@ def to_hf_gpt2(model):
     config = GPT2Config(
         **{name: getattr(c, name) for name in GPT2_SAME_FIELDS + TOKEN_IDS},
         activation_function="gelu_new",
+        n_ctx=c.n_positions,  # transformers 5's GPT2Config no longer writes it; llama.cpp's converter reads it
         tie_word_embeddings=bool(c.tie_word_embeddings) and torch.equal(tok_emb, lm_head),  # really one matrix
     )
     table = _key_table(GPT2, c.n_layer, qkv_bias=True)

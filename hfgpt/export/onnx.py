@@ -1,0 +1,71 @@
+"""ONNX export for onnxruntime: the causal LM's logits for ``input_ids`` and ``attention_mask``.
+
+optimum's exporter does not support transformers 5; ``torch.onnx.export(..., dynamo=True)`` captures the model with
+``torch.export`` and writes an ONNX graph with dynamic batch and sequence axes. What differs from a transformers
+forward: no KV cache (``use_cache=False``: every call runs the whole sequence) and logits are the only output, so the
+graph is one plain function ``(input_ids, attention_mask) -> logits`` that onnxruntime's session runs as it is.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import HfgptInputError
+
+INPUT_NAMES = ("input_ids", "attention_mask")
+
+
+def _logits_module(model):
+    """``model`` as a module returning only logits, without a cache (what the ONNX graph computes)."""
+    import torch
+
+    class CausalLMLogits(torch.nn.Module):
+        def __init__(self, causal_lm):
+            super().__init__()
+            self.causal_lm = causal_lm
+
+        def forward(self, input_ids, attention_mask):
+            return self.causal_lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+    return CausalLMLogits(model).eval()
+
+
+def export_onnx(folder_or_model, out_dir, tokenizer=None, overwrite: bool = False) -> str:
+    """Export ``folder_or_model`` (an hfgpt folder or ``GPTScratchForCausalLM``) to ``out_dir/model.onnx``, with its
+    ``config.json`` and tokenizer (the folder's, or ``tokenizer``: an object or a path) beside it.
+
+    Inputs ``input_ids`` and ``attention_mask`` (int64, ``[batch, sequence]``, both dynamic, sequence up to
+    ``n_positions``), output ``logits`` (float32, ``[batch, sequence, vocab_size]``). Returns the ``.onnx`` path."""
+    import torch
+
+    from ..convert import _load_ours
+    from ..tokenization import has_tokenizer_files, load_tokenizer
+
+    out_dir = os.fspath(out_dir)
+    path = os.path.join(out_dir, "model.onnx")
+    if os.path.exists(path) and not overwrite:
+        raise HfgptInputError(f"{path!r} exists: choose another folder or pass overwrite=True (--overwrite).")
+    if isinstance(tokenizer, (str, os.PathLike)):
+        tokenizer = load_tokenizer(tokenizer)
+    elif tokenizer is None and isinstance(folder_or_model, (str, os.PathLike)) \
+            and os.path.isdir(folder_or_model) and has_tokenizer_files(folder_or_model):
+        tokenizer = load_tokenizer(folder_or_model)
+    model = _load_ours(folder_or_model).eval()
+    c = model.config
+
+    batch, sequence = torch.export.Dim("batch", min=1), torch.export.Dim("sequence", min=1, max=c.n_positions)
+    example = torch.randint(0, c.vocab_size, (2, min(8, c.n_positions)))
+    dynamic = {name: {0: batch, 1: sequence} for name in INPUT_NAMES}
+    os.makedirs(out_dir, exist_ok=True)
+    with torch.no_grad():
+        program = torch.onnx.export(_logits_module(model), (example, torch.ones_like(example)),
+                                    input_names=list(INPUT_NAMES), output_names=["logits"], dynamic_shapes=dynamic,
+                                    dynamo=True, verbose=False)
+    program.save(path)
+    c.save_pretrained(out_dir)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out_dir)
+    return path
+
+
+__all__ = ["export_onnx"]
