@@ -12,6 +12,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import sys
 
 import pytest
@@ -118,7 +119,7 @@ def recipe_main():
     return module.main
 
 
-def test_recipe_flag_writes_lm_eval_results(recipe_main, tmp_path):
+def test_recipe_flag_writes_lm_eval_results(recipe_main, tmp_path, capsys):
     from hfgpt.data import load_text_datasets
 
     corpus = tmp_path / "corpus.txt"
@@ -131,6 +132,8 @@ def test_recipe_flag_writes_lm_eval_results(recipe_main, tmp_path):
                  "--lm_eval_tasks", "hfgpt_heldout"])
     saved = json.loads((out / "lm_eval_results.json").read_text())
     lm_eval_ppl = saved["results"]["hfgpt_heldout"]["token_perplexity,none"]
+    printed = capsys.readouterr().out  # the Trainer's metrics table, as for eval
+    assert re.search(rf"lm_eval_hfgpt_heldout_token_perplexity\s+=\s+{round(lm_eval_ppl, 4)}", printed), printed[-2000:]
     recipe_ppl = json.loads((out / "eval_results.json").read_text())["eval_perplexity"]
     # The same text (one document) in windows of 32: lm-eval also scores each window's first token and the tail.
     assert lm_eval_ppl == pytest.approx(recipe_ppl, rel=0.01)

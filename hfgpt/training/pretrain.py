@@ -324,13 +324,17 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
             eval_metrics["eval_unigram_perplexity"] = perplexity(baseline)
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
+    lm_eval_metrics = {}
     if trainer.is_world_process_zero():  # lm-eval on the saved model; an earlier model's results never stay
         from ..evaluation.lm_eval import HELDOUT_TASK, drop_results, evaluate_saved_run
 
         if lm_eval_tasks:
             documents = raw["validation"][data_args.text_column] if HELDOUT_TASK in lm_eval_tasks else None
-            evaluate_saved_run(training_args.output_dir, lm_eval_tasks, documents,
-                               batch_size=training_args.per_device_eval_batch_size)
+            headline = evaluate_saved_run(training_args.output_dir, lm_eval_tasks, documents,
+                                          batch_size=training_args.per_device_eval_batch_size)
+            lm_eval_metrics = {f"lm_eval_{task}_{name}": value for task, values in headline.items()
+                               for name, value in values.items()}
+            trainer.log_metrics("lm_eval", lm_eval_metrics)
         else:
             drop_results(training_args.output_dir)
-    return {**metrics, **eval_metrics}
+    return {**metrics, **eval_metrics, **lm_eval_metrics}
