@@ -8,7 +8,10 @@ graph is one plain function ``(input_ids, attention_mask) -> logits`` that onnxr
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import warnings
 
 from ..errors import HfgptInputError
 
@@ -28,6 +31,22 @@ def _logits_module(model):
             return self.causal_lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
     return CausalLMLogits(model).eval()
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """torch 2.13's exporter warns about things that do not concern this graph: torchvision ops it skips, its own
+    pytree deprecation, and that the two inputs share their axis names (as they should)."""
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"# The axis name: .* will not be used")
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+            yield
+    finally:
+        registration.setLevel(level)
 
 
 def export_onnx(folder_or_model, out_dir, tokenizer=None, overwrite: bool = False) -> str:
@@ -57,7 +76,7 @@ def export_onnx(folder_or_model, out_dir, tokenizer=None, overwrite: bool = Fals
     example = torch.randint(0, c.vocab_size, (2, min(8, c.n_positions)))
     dynamic = {name: {0: batch, 1: sequence} for name in INPUT_NAMES}
     os.makedirs(out_dir, exist_ok=True)
-    with torch.no_grad():
+    with torch.no_grad(), _quiet_exporter():
         program = torch.onnx.export(_logits_module(model), (example, torch.ones_like(example)),
                                     input_names=list(INPUT_NAMES), output_names=["logits"], dynamic_shapes=dynamic,
                                     dynamo=True, verbose=False)
