@@ -187,7 +187,7 @@ def _cli(*args):
 
 
 def test_cli_export_gguf_and_bad_inputs(tmp_path, folders, capsys):
-    """The entry point in a subprocess (a success, then an existing OUT), the other bad inputs through ``main``."""
+    """The entry point in a subprocess (each costs seconds of imports), the bad inputs through ``main``."""
     folder, _ = folders["untied"]
     out = tmp_path / "model.gguf"
     done = _cli("gguf", folder, str(out), "--outtype", "q8_0")
@@ -195,9 +195,6 @@ def test_cli_export_gguf_and_bad_inputs(tmp_path, folders, capsys):
     assert f"Wrote {out} (q8_0" in done.stdout and "llama-server -m" in done.stdout
     assert _fields(gguf.GGUFReader(out))["general.file_type"] == 7
     before = out.read_bytes()
-    done = _cli("gguf", folder, str(out))
-    assert done.returncode == 2 and done.stderr == (f"hfgpt export: error: {str(out)!r} exists: choose another name "
-                                                    "or pass --overwrite.\n"), done.stderr
 
     bare = tmp_path / "bare"
     bare.mkdir()
@@ -205,6 +202,7 @@ def test_cli_export_gguf_and_bad_inputs(tmp_path, folders, capsys):
     no_tokenizer.mkdir()
     (no_tokenizer / "config.json").write_text(open(os.path.join(folder, "config.json")).read())
     bad = [
+        (["gguf", folder, str(out)], f"{str(out)!r} exists: choose another name or pass --overwrite."),
         (["gguf", str(tmp_path / "missing"), str(tmp_path / "a.gguf")], "missing' is not found: pass the folder"),
         (["gguf", str(bare), str(tmp_path / "b.gguf")], "has no config.json: not a saved model folder"),
         (["gguf", str(no_tokenizer), str(tmp_path / "c.gguf")], "has no tokenizer files, and a GGUF carries the "
@@ -241,4 +239,5 @@ def test_llama_cpp_runs_the_gguf_like_hfgpt(tmp_path, folders):
     while len(tokens) < len(prompt) + 20 and tokens[-1] != model.config.eos_token_id or len(tokens) == len(prompt):
         tokens.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
         llm.eval(tokens[-1:])
-    assert tokens == greedy
+    llm.close()  # before interpreter shutdown, where llama-cpp-python's finaliser fails
+    assert tokens == greedy and len(greedy) > len(prompt)
