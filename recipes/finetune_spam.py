@@ -2,6 +2,8 @@
 
     python recipes/finetune_spam.py --model_name_or_path runs/pretrain --data_file SMSSpamCollection --mode lora
     python recipes/finetune_spam.py --model_name_or_path openai-community/gpt2 --mode last-block   # the book's setup
+    python recipes/finetune_spam.py --model_name_or_path runs/pretrain --data_file SMSSpamCollection \
+        --no_balance --class_weighting --target_fpr 0.005   # all the data; threshold for <= 0.5% ham flagged
     python recipes/finetune_spam.py --data_file SMSSpamCollection --export_pretraining_text runs/sms.txt
     python recipes/finetune_spam.py --help       # every model, LoRA, data and TrainingArguments flag
 

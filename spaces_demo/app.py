@@ -141,7 +141,22 @@ def make_chat_fn(model, tokenizer):
     return chat
 
 
+def decision_note(config) -> str:
+    """The decision rule saved with the classifier, in words. hfgpt's spam recipe stores its threshold in the weights
+    (the spam logit is lowered by the threshold's log-odds) and in the config, so the top label, the more probable
+    one, already is the thresholded decision; the config's ``decision_*`` fields say which threshold that is."""
+    threshold = getattr(config, "decision_threshold", None)
+    if threshold is None:
+        return "Decision: the more probable label (no decision threshold saved with this model)."
+    rule = getattr(config, "decision_rule", None)
+    return (f"Decision threshold: {getattr(config, 'decision_positive_label', 'spam')} when the model's probability "
+            f"is above {threshold:.4g}" + (f" ({rule})" if rule else "") + ". The scores below are shifted by that "
+            "threshold: 0.5 is the threshold, and the top label is the decision.")
+
+
 def make_classify_fn(model, tokenizer):
+    """Probabilities from the logits' softmax; for a classifier with a saved threshold these are the shifted scores
+    whose argmax is the thresholded decision (see :func:`decision_note`)."""
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
 
     def classify(text: str) -> dict[str, float]:
@@ -191,6 +206,7 @@ def build_demo(chat_model: str | None = None, spam_model: str | None = None, que
                 gr.Markdown(f"**The spam classifier is not available** ({spam_problem}). Start the app with "
                             "`--spam-model FOLDER_OR_HUB_ID` or set `HFGPT_SPAM_MODEL`.")
             else:
+                gr.Markdown(decision_note(spam.config))
                 text = gr.Textbox(label="Text message", lines=3, max_length=MAX_INPUT_CHARS,
                                   placeholder="Paste an SMS here")
                 result = gr.Label(label="ham / spam", num_top_classes=2)

@@ -1,13 +1,15 @@
 """Spam data (chapter 6): reading the raw SMS Spam Collection, csv/json files and their labels, balancing and the
-stratified split, the pretraining text, and counting truncation."""
+stratified split, the natural-mix test split and the all-data splits, the pretraining text, and counting truncation."""
 
 import pytest
 
 from hfgpt.data.spam import (
+    EVALUATION_SPLITS,
     SpamReport,
     balance,
     load_spam_dataset,
     read_sms_file,
+    spam_splits,
     split_dataset,
     tokenize_dataset,
     write_pretraining_text,
@@ -107,6 +109,42 @@ def test_pretraining_text_never_holds_evaluationsms_messages(tmp_path, sms_file)
     assert written == len(lines) == 90 - 6 - 12
     assert not set(lines) & (set(splits["validation"]["text"]) | set(splits["test"]["text"]))
     assert not any(line.startswith(("ham", "spam")) for line in lines)
+
+
+def test_natural_split_first_disjoint_from_training_and_pretraining(tmp_path, sms_file):
+    from datasets import concatenate_datasets
+
+    data = load_spam_dataset(sms_file)
+    twice = concatenate_datasets([data, data.select(range(20))])  # the real collection repeats messages
+    report = SpamReport()
+    splits = spam_splits(twice, natural_test_fraction=0.2, report=report)
+    natural = splits["natural_test"]
+    assert len(natural) == 22 and sum(natural["label"]) / len(natural) == pytest.approx(30 / 90, abs=0.05)
+    held = set(natural["text"])
+    assert report.natural_test_duplicates_dropped > 0  # copies of natural-test messages left the other splits
+    for name in ("balanced_train", "balanced_validation", "balanced_test", "natural_train", "natural_validation"):
+        assert not held & set(splits[name]["text"]), name
+    assert not set(splits["natural_train"]["text"]) & set(splits["natural_validation"]["text"])
+    validation = splits["natural_validation"]  # the balanced validation split plus ham balancing left out
+    assert set(splits["balanced_validation"]["text"]) < set(validation["text"])
+    assert not set(validation["text"]) - set(splits["balanced_validation"]["text"]) & set(splits["balanced_train"]["text"])
+    assert sum(validation["label"]) / len(validation) == pytest.approx(sum(natural["label"]) / len(natural), abs=0.1)
+    assert not set(splits["natural_train"]["text"]) & set(splits["balanced_test"]["text"])
+    balanced = [sum(splits[f"balanced_{k}"]["label"]) / len(splits[f"balanced_{k}"]) for k in ("train", "test")]
+    assert balanced == [pytest.approx(0.5, abs=0.05)] * 2
+    ham = {t for t, y in zip(twice["text"], twice["label"]) if y == 0} - held
+    used = set().union(*(splits[k]["text"] for k in ("natural_train", "natural_validation", "balanced_test")))
+    assert ham <= used  # all-data mode: every ham message outside the natural test is trained on or evaluated
+    assert len(ham & set(splits["natural_train"]["text"])) > 2 * len(ham & set(splits["balanced_train"]["text"]))
+    assert spam_splits(twice, natural_test_fraction=0.2)["natural_test"]["text"] == natural["text"]  # seeded
+    path = tmp_path / "pretrain.txt"
+    write_pretraining_text(twice, splits, str(path))
+    lines = set(path.read_text().splitlines())
+    evaluated = set().union(*(splits[name]["text"] for name in EVALUATION_SPLITS))
+    assert not lines & evaluated
+    assert set(splits["balanced_train"]["text"]) | set(splits["natural_train"]["text"]) <= lines | evaluated
+    with pytest.raises(HfgptInputError, match="--natural_test_fraction must be between 0 and 1"):
+        spam_splits(data, natural_test_fraction=1.0)
 
 
 def test_truncation_is_counted(base_dir, sms_file):

@@ -136,6 +136,33 @@ def test_spam_classifier_returns_both_probabilities(server):
     assert result["label"] == max(confidences, key=confidences.get)
 
 
+def test_spam_tab_follows_the_saved_decision_threshold(model_folders, tmp_path):
+    """A classifier saved with a decision threshold (the spam recipe's): the demo's top label is the threshold rule's
+    answer, on either side of a message's score, and the page says which threshold it is."""
+    import math
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from hfgpt.training.finetune_spam import set_decision_threshold, spam_log_odds
+
+    app = load_app()
+    model = GPTScratchForSequenceClassification.from_pretrained(model_folders / "spam").eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_folders / "spam")
+    message = "Free prize waiting, call now"
+    with torch.no_grad():
+        score = float(spam_log_odds(model(**tokenizer(message, return_tensors="pt")).logits.numpy())[0])
+    assert "no decision threshold saved" in app.decision_note(model.config)
+    for cut, expected in ((score - 0.05, "spam"), (score + 0.05, "ham")):
+        set_decision_threshold(model, cut, "a test rule")
+        model.save_pretrained(tmp_path / expected)
+        tokenizer.save_pretrained(tmp_path / expected)
+        loaded, loaded_tokenizer, problem = app.load(AutoModelForSequenceClassification, str(tmp_path / expected))
+        assert problem is None
+        confidences = app.make_classify_fn(loaded, loaded_tokenizer)(message)
+        assert max(confidences, key=confidences.get) == expected
+        assert f"above {1 / (1 + math.exp(-cut)):.4g} (a test rule)" in app.decision_note(loaded.config)
+
+
 def test_missing_models_are_explained_on_the_page(tmp_path):
     app = load_app()
     demo = app.build_demo(str(tmp_path / "does-not-exist"), None)

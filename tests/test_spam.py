@@ -1,9 +1,11 @@
 """Spam classification (chapter 6, appendix E): the SMS data pipeline, the three training modes through the real
-Trainer, the saved folders through AutoModelForSequenceClassification / pipeline() / PeftModel, the merged LoRA
-export, and bad input."""
+Trainer (balanced and all-data class-weighted), the natural-mix metrics and PR curve, the class-weighted loss, the
+threshold choice and its effect on pipeline(), the saved folders through AutoModelForSequenceClassification /
+pipeline() / PeftModel, the merged LoRA export, and bad input."""
 
 import importlib.util
 import json
+import math
 import os
 
 import pytest
@@ -12,6 +14,7 @@ from conftest import HAM, REPO_ROOT, SPAM
 
 from hfgpt import GPTScratchForCausalLM
 from hfgpt.data.spam import load_spam_dataset
+from hfgpt.errors import HfgptInputError
 
 
 def _args(base, sms, out, *extra):
@@ -25,30 +28,53 @@ def _args(base, sms, out, *extra):
         "--learning_rate", "3e-3", "--eval_strategy", "no", "--logging_steps", "2", *extra])
 
 
+# Each mode's run also tries one way of training and deciding: the book's balanced split with the best-F1 threshold,
+# all the data with class weights and a target false-positive rate, and a fixed threshold.
+RUN_OPTIONS = {"full": [], "last-block": ["--no_balance", "--class_weighting", "--target_fpr", "0.2"],
+               "lora": ["--decision_threshold", "0.5"]}
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, base_dir, sms_file):
     """Each mode trained once for 4 steps: {mode: (output folder, metrics)}."""
     from hfgpt.training.finetune_spam import finetune_spam
 
     runs = {}
-    for mode in ("full", "last-block", "lora"):
+    for mode, options in RUN_OPTIONS.items():
         out = tmp_path_factory.mktemp(f"spam-{mode}")
-        runs[mode] = (str(out), finetune_spam(*_args(base_dir, sms_file, out, "--mode", mode, "--lora_r", "4")))
+        runs[mode] = (str(out), finetune_spam(*_args(base_dir, sms_file, out, "--mode", mode, "--lora_r", "4",
+                                                     *options)))
     return runs
 
 
 # ------------------------------------------------------------------------------------------------------ training
 def test_every_mode_trains_and_reports(trained):
+    sizes = {"balanced": (35, 5, 9, 10, 14), "natural": (57, 9, 9, 10, 14)}  # natural test: 15% of 90, carved first
     for mode, (out, metrics) in trained.items():
-        assert metrics["mode"] == mode and metrics["train_global_step"] == 4 if "train_global_step" in metrics else True
-        assert (metrics["train_messages"], metrics["validation_messages"], metrics["test_messages"]) == (42, 6, 12)
-        for key in ("test_accuracy", "test_precision", "test_recall", "test_f1", "train_accuracy",
-                    "validation_accuracy", "before_accuracy"):
+        assert metrics["mode"] == mode
+        assert (metrics["train_messages"], metrics["validation_messages"], metrics["calibration_messages"],
+                metrics["test_messages"], metrics["natural_test_messages"]) == sizes[metrics["training_split"]]
+        assert metrics["natural_test_texts_also_in_train"] == 0 and metrics["natural_test_spam"] == 5
+        for key in ("test_accuracy", "test_precision", "test_recall", "test_f1", "train_accuracy", "validation_accuracy",
+                    "before_accuracy", "test_argmax_accuracy", "natural_test_precision", "natural_test_recall",
+                    "natural_test_f1", "natural_test_fpr", "natural_test_roc_auc", "natural_test_average_precision",
+                    "svm_natural_test_fpr", "svm_natural_test_recall", "svm_test_accuracy", "decision_threshold"):
             assert 0.0 <= metrics[key] <= 1.0, (mode, key)
+        assert metrics["natural_test_false_positives"] == round(metrics["natural_test_fpr"] * 9)
         saved = json.loads(open(os.path.join(out, "test_results.json")).read())
         assert saved["test_accuracy"] == metrics["test_accuracy"]
-        with open(os.path.join(out, "confusion_matrix.png"), "rb") as f:
-            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+        assert saved["natural_test_fpr"] == metrics["natural_test_fpr"]
+        for png in ("confusion_matrix.png", "natural_confusion_matrix.png", "precision_recall.png"):
+            with open(os.path.join(out, png), "rb") as f:
+                assert f.read(8) == b"\x89PNG\r\n\x1a\n", png
+    assert trained["full"][1]["decision_rule"] == "best validation F1"
+    weighted = trained["last-block"][1]
+    assert weighted["decision_rule"] == "best validation recall at validation FPR <= 0.2"
+    assert (weighted["class_weight_ham"], weighted["class_weight_spam"]) == pytest.approx((57 / 80, 57 / 34))  # n/(2c)
+    assert "class_weight_ham" not in trained["full"][1]
+    assert weighted["calibration_fpr"] <= 0.2 and weighted["svm_class_weight"] == "balanced"
+    fixed = trained["lora"][1]
+    assert fixed["decision_logit_shift"] == 0.0 and fixed["test_accuracy"] == fixed["test_argmax_accuracy"]
 
 
 def test_last_block_mode_freezes_the_rest(trained, base_dir):
@@ -66,19 +92,25 @@ def test_last_block_mode_freezes_the_rest(trained, base_dir):
 def test_saved_classifier_through_auto_class_and_pipeline(trained, sms_file):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-    from hfgpt.data.spam import balance, split_dataset
+    from hfgpt.data.spam import spam_splits
     from hfgpt.training.finetune_spam import load_spam_classifier
 
-    out, metrics = trained["full"]
-    model = AutoModelForSequenceClassification.from_pretrained(out)
-    assert type(model).__name__ == "GPTScratchForSequenceClassification"
-    assert model.config.id2label == {0: "ham", 1: "spam"}
-    classifier = pipeline("text-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(out))
-    test = split_dataset(balance(load_spam_dataset(sms_file)))["test"]
-    predicted = [r["label"] for r in classifier(list(test["text"]))]
-    assert set(predicted) <= {"ham", "spam"}
-    accuracy = sum(p == ["ham", "spam"][y] for p, y in zip(predicted, test["label"])) / len(test)
-    assert accuracy == pytest.approx(metrics["test_accuracy"])  # the saved model is the one that was scored
+    splits = spam_splits(load_spam_dataset(sms_file))
+    for mode in ("full", "last-block"):
+        out, metrics = trained[mode]
+        model = AutoModelForSequenceClassification.from_pretrained(out)
+        assert type(model).__name__ == "GPTScratchForSequenceClassification"
+        assert model.config.id2label == {0: "ham", 1: "spam"}
+        assert model.config.decision_threshold == pytest.approx(metrics["decision_threshold"])
+        assert model.config.decision_positive_label == "spam"
+        classifier = pipeline("text-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(out))
+        for split, prefix in (("balanced_test", "test"), ("natural_test", "natural_test")):
+            test = splits[split]
+            predicted = [r["label"] for r in classifier(list(test["text"]))]
+            assert set(predicted) <= {"ham", "spam"}
+            accuracy = sum(p == ["ham", "spam"][y] for p, y in zip(predicted, test["label"])) / len(test)
+            # the saved model, through pipeline()'s argmax, is the thresholded model that was scored
+            assert accuracy == pytest.approx(metrics[f"{prefix}_accuracy"]), (mode, split)
     assert type(load_spam_classifier(out)).__name__ == "GPTScratchForSequenceClassification"
 
 
@@ -160,6 +192,14 @@ def test_recipe_bad_input_is_one_line_and_exit_2(tmp_path, base_dir, sms_file, t
         (["--model_name_or_path", str(tmp_path / "nomodel"), "--data_file", sms_file], "No model folder"),
         (["--model_name_or_path", base_dir, "--data_file", str(tmp_path / "none")], "No SMS data file"),
         (["--model_name_or_path", base_dir, "--data_file", sms_file, "--max_length", "1000"], "longer than the model's context"),
+        (["--model_name_or_path", base_dir, "--data_file", sms_file, "--target_fpr", "1.5"],
+         "--target_fpr must be between 0 and 1 (e.g. 0.005 / 0.5), got 1.5"),
+        (["--model_name_or_path", base_dir, "--data_file", sms_file, "--decision_threshold", "0"],
+         "--decision_threshold must be between 0 and 1"),
+        (["--model_name_or_path", base_dir, "--data_file", sms_file, "--target_fpr", "0.01", "--decision_threshold",
+          "0.5"], "not both"),
+        (["--model_name_or_path", base_dir, "--data_file", sms_file, "--natural_test_fraction", "1"],
+         "--natural_test_fraction must be between 0 and 1"),
     ]
     for argv, message in cases:
         with pytest.raises(SystemExit) as exit_info:
@@ -172,4 +212,75 @@ def test_recipe_bad_input_is_one_line_and_exit_2(tmp_path, base_dir, sms_file, t
 def test_recipe_exports_pretraining_text(tmp_path, sms_file):
     out = tmp_path / "sms.txt"
     _recipe().main(["--data_file", sms_file, "--export_pretraining_text", str(out), "--output_dir", str(tmp_path / "o")])
-    assert len(out.read_text().splitlines()) == 90 - 6 - 12
+    lines = set(out.read_text().splitlines())
+    from hfgpt.data.spam import EVALUATION_SPLITS, spam_splits
+
+    splits = spam_splits(load_spam_dataset(sms_file))
+    held_out = set().union(*(splits[name]["text"] for name in EVALUATION_SPLITS))
+    assert not lines & held_out and len(lines) == 90 - len(held_out) > 40
+    assert set(splits["natural_train"]["text"]) - set(splits["natural_validation"]["text"]) <= lines | held_out
+
+
+# -------------------------------------------------------------------------------------- class weights, threshold
+def test_class_weights_and_the_weighted_loss_by_hand():
+    from hfgpt.training.finetune_spam import class_weights, weighted_loss_fn
+
+    assert class_weights([0, 0, 0, 1]) == pytest.approx([4 / 6, 4 / 2])  # n / (2 * count): mean weight 1
+    with pytest.raises(HfgptInputError, match=r"counts are \{'ham': 3, 'spam': 0\}"):
+        class_weights([0, 0, 0])
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.25], [-1.0, 3.0], [0.0, 0.0], [1.0, 2.0]], requires_grad=True)
+    labels = torch.tensor([0, 1, 1, 0, 0])
+    weights = [0.25, 3.0]
+    by_hand = sum(weights[y] * -torch.log_softmax(logits[i], -1)[y] for i, y in enumerate(labels.tolist())) / 5
+    loss = weighted_loss_fn(weights)({"logits": logits}, labels)
+    torch.testing.assert_close(loss, by_hand)
+    # under gradient accumulation the Trainer passes the number of messages in all the accumulated batches
+    torch.testing.assert_close(weighted_loss_fn(weights)({"logits": logits}, labels, num_items_in_batch=10), by_hand / 2)
+    unweighted = torch.nn.functional.cross_entropy(logits, labels)
+    torch.testing.assert_close(weighted_loss_fn([1.0, 1.0])({"logits": logits}, labels), unweighted)
+    loss.backward()
+    assert logits.grad[1, 1] < 0 and abs(logits.grad[1, 1]) > 10 * abs(logits.grad[3, 0])  # spam pulled harder
+
+
+def test_threshold_meets_the_target_fpr_or_the_best_f1():
+    from hfgpt.training.finetune_spam import choose_threshold, decision_metrics
+
+    ham = [-3.0, -2.0, -1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 4.0]  # 10 ham, 10 spam: log-odds scores
+    spam = [0.2, 1.2, 2.2, 3.0, 3.5, 4.5, 5.0, 6.0, 7.0, 8.0]
+    labels, scores = [0] * 10 + [1] * 10, ham + spam
+    cut = choose_threshold(labels, scores, target_fpr=0.1)  # one ham (4.0) may be flagged: spam > 3.0 are 7
+    assert cut == pytest.approx((3.0 + 2.5) / 2)
+    m = decision_metrics(labels, scores, cut)
+    assert (m["fpr"], m["recall"], m["false_positives"]) == (0.1, 0.7, 1)
+    assert choose_threshold(labels, scores, target_fpr=0.05) == pytest.approx((4.5 + 4.0) / 2)  # no ham at all
+    assert choose_threshold(labels, scores, target_fpr=0.35) == pytest.approx((2.2 + 2.0) / 2)  # 2 ham, recall 80%
+    assert choose_threshold(labels, scores, target_fpr=0.45) == pytest.approx((1.2 + 1.0) / 2)  # 4 ham, recall 90%
+    # best F1: flagging > 2.1 catches 8 spam and 2 ham (F1 0.8), the best; halfway to the next lower score 2.0
+    assert choose_threshold(labels, scores) == pytest.approx((2.2 + 2.0) / 2)
+    assert decision_metrics(labels, scores, 2.1)["f1"] == pytest.approx(0.8)
+    assert choose_threshold([0, 0, 1], [5.0, 6.0, 1.0], target_fpr=0.01) == pytest.approx(7.0)  # flag nothing
+    assert decision_metrics([0, 1, 1], [0.0, 2.0, -1.0], 0.5)["roc_auc"] == pytest.approx(0.5)
+
+
+def test_saved_threshold_changes_pipeline_answer_on_a_borderline_message(tmp_path, base_dir):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    from hfgpt.training.finetune_spam import load_classifier_from_causal_lm, set_decision_threshold, spam_log_odds
+
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    model = load_classifier_from_causal_lm(base_dir).eval()
+    message = "Call now to claim your prize"
+    with torch.no_grad():
+        score = float(spam_log_odds(model(**tokenizer(message, return_tensors="pt")).logits.numpy())[0])
+    answers = {}
+    for name, cut in (("below", score - 0.01), ("above", score + 0.01)):  # the rule: spam if log-odds > cut
+        set_decision_threshold(model, cut, "test")
+        model.save_pretrained(tmp_path / name)
+        tokenizer.save_pretrained(tmp_path / name)
+        config = AutoModelForSequenceClassification.from_pretrained(tmp_path / name).config
+        assert config.decision_threshold == pytest.approx(1 / (1 + math.exp(-cut)))
+        assert config.decision_logit_shift == pytest.approx(cut)
+        result = pipeline("text-classification", model=str(tmp_path / name))(message)[0]
+        answers[name] = result["label"]
+        assert result["score"] == pytest.approx(1 / (1 + math.exp(-abs(score - cut))), abs=1e-4)
+    assert answers == {"below": "spam", "above": "ham"}

@@ -5,6 +5,10 @@ and cuts 70% / 10% / 20%. What differs: the raw file is read line by line (CSV q
 with a quote); tables and Hub datasets work too; unknown labels and missing columns are errors; the split is
 stratified; batches are padded per batch; and :func:`write_pretraining_text` gives SMS text for pretraining that
 holds no validation or test message.
+
+Beyond the book, :func:`spam_splits` first carves out a test set with the collection's real class mix (87% ham), on
+which a deployed filter is judged, and also gives the all-data splits (every ham message kept, a natural-mix
+validation split for choosing the decision threshold).
 """
 
 from __future__ import annotations
@@ -33,11 +37,13 @@ class SpamReport:
 
     read: int = 0
     empty_skipped: int = 0
+    natural_test_duplicates_dropped: int = 0
     truncated: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         truncated = {f"truncated_{split}": n for split, n in self.truncated.items()}
-        return {"messages_read": self.read, "empty_skipped": self.empty_skipped, **truncated}
+        return {"messages_read": self.read, "empty_skipped": self.empty_skipped,
+                "natural_test_duplicates_dropped": self.natural_test_duplicates_dropped, **truncated}
 
 
 def read_sms_file(path: str | os.PathLike) -> tuple[list[str], list[str]]:
@@ -170,10 +176,60 @@ def split_dataset(dataset, train_fraction: float = 0.7, validation_fraction: flo
     return DatasetDict(train=second["train"], validation=second["test"], test=first["test"])
 
 
+# The splits :func:`spam_splits` returns that a model is judged or calibrated on: never training or pretraining text.
+EVALUATION_SPLITS = ("natural_test", "balanced_validation", "balanced_test", "natural_validation")
+
+
+def spam_splits(dataset, natural_test_fraction: float = 0.15, train_fraction: float = 0.7,
+                validation_fraction: float = 0.1, seed: int = 123, report: SpamReport | None = None):
+    """Every split both training modes use, as a ``DatasetDict`` (all stratified and seeded):
+
+    - ``natural_test``: ``natural_test_fraction`` of all messages, carved out first, with the collection's class mix;
+      messages elsewhere with the same text as one of them are dropped (``report.natural_test_duplicates_dropped``),
+      so no copy of a natural-test message is trained or pretrained on;
+    - ``balanced_train`` / ``balanced_validation`` / ``balanced_test``: the book's protocol on the rest (ham
+      undersampled to the number of spam, then 70 / 10 / 20);
+    - ``natural_validation``: the balanced validation split plus ham messages that balancing left out, up to the
+      rest's class mix: both modes choose their decision threshold on it (a false-positive rate of 0.5% cannot be
+      read off the balanced split's ~60 ham), and none of it is trained on in either mode;
+    - ``natural_train``: all the data, every message of the rest outside the natural validation and the balanced
+      test (and without copies of them).
+    """
+    from datasets import DatasetDict, concatenate_datasets
+
+    if not 0 < natural_test_fraction < 1:
+        raise HfgptInputError(f"--natural_test_fraction must be between 0 and 1 (e.g. 0.15), got {natural_test_fraction}.")
+    if len(dataset) < 20:
+        raise HfgptInputError(f"Only {len(dataset)} messages: too few for a natural test split and the book's splits.")
+    carved = dataset.train_test_split(test_size=natural_test_fraction, seed=seed, stratify_by_column="label")
+    natural_test = carved["test"]
+    held_out = set(natural_test["text"])
+    rest = carved["train"].filter(lambda row: row["text"] not in held_out, desc="Dropping natural-test duplicates")
+    if report is not None:
+        report.natural_test_duplicates_dropped = len(carved["train"]) - len(rest)
+    book = split_dataset(balance(rest, seed=seed), train_fraction, validation_fraction, seed)
+    # the natural validation split: the balanced one plus ham that balancing left out, up to the rest's class mix
+    labels = np.asarray(rest["label"])
+    ham_per_spam = float((labels == 0).sum()) / max(int((labels == 1).sum()), 1)
+    validation_labels = np.asarray(book["validation"]["label"])
+    extra = int(round((validation_labels == 1).sum() * ham_per_spam)) - int((validation_labels == 0).sum())
+    balanced_texts = set(book["train"]["text"]) | set(book["validation"]["text"]) | set(book["test"]["text"])
+    left_out = rest.filter(lambda row: row["label"] == 0 and row["text"] not in balanced_texts,
+                           desc="Ham left out by balancing")
+    extra_ham = left_out.shuffle(seed=seed).select(range(max(0, min(extra, len(left_out)))))
+    natural_validation = concatenate_datasets([book["validation"], extra_ham]).shuffle(seed=seed)
+    held = set(natural_validation["text"]) | set(book["test"]["text"])
+    natural_train = rest.filter(lambda row: row["text"] not in held, desc="All data outside validation and test")
+    return DatasetDict(natural_test=natural_test, balanced_train=book["train"], balanced_validation=book["validation"],
+                       balanced_test=book["test"], natural_train=natural_train, natural_validation=natural_validation)
+
+
 def write_pretraining_text(dataset, splits, path: str) -> int:
-    """Write every message of ``dataset`` (the whole collection, before balancing) whose text is not in the
-    validation or test split, one per line; returns how many. Labels are not written."""
-    held_out = set(splits["validation"]["text"]) | set(splits["test"]["text"])
+    """Write every message of ``dataset`` (the whole collection, before balancing) whose text is in no evaluation
+    split (:data:`EVALUATION_SPLITS` those of ``splits`` has, else ``validation`` and ``test``), one per line; returns
+    how many. Labels are not written."""
+    names = [name for name in EVALUATION_SPLITS if name in splits] or ["validation", "test"]
+    held_out = set().union(*(splits[name]["text"] for name in names))
     lines = [" ".join(text.split()) for text in dataset["text"] if text not in held_out]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
@@ -197,6 +253,7 @@ def tokenize_dataset(dataset, tokenizer, max_length: int, report: SpamReport | N
 
 
 __all__ = [
-    "ID2LABEL", "LABEL2ID", "LABELS", "SMS_SPAM_HUB_ID", "SMS_SPAM_URL", "SpamReport", "balance", "download_sms_spam",
-    "load_spam_dataset", "read_sms_file", "split_dataset", "tokenize_dataset", "write_pretraining_text",
+    "EVALUATION_SPLITS", "ID2LABEL", "LABEL2ID", "LABELS", "SMS_SPAM_HUB_ID", "SMS_SPAM_URL", "SpamReport", "balance",
+    "download_sms_spam", "load_spam_dataset", "read_sms_file", "spam_splits", "split_dataset", "tokenize_dataset",
+    "write_pretraining_text",
 ]
