@@ -1,4 +1,5 @@
-"""hfgpt demo: chat with an instruction-tuned GPT (streaming) and classify text messages as ham or spam.
+"""hfgpt demo: chat with an instruction-tuned GPT (streaming), classify text messages as ham or spam, and look
+inside the model (tokens, attention, the next-token choice; inside_tab.py).
 
 Runs locally after the recipes, or as a Hugging Face Space:
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import reprlib
+import sys
 import threading
 
 import gradio as gr
@@ -24,6 +26,9 @@ from transformers import (
     AutoTokenizer,
     TextIteratorStreamer,
 )
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the tab beside this file, however app is loaded
+from inside_tab import build_inside_tab  # noqa: E402
 
 MAX_INPUT_CHARS = 1000  # longer messages are cut (the models' context is short anyway)
 CHAT_CONCURRENCY = 4  # generations running at once; more requests wait in the queue
@@ -173,8 +178,9 @@ def make_classify_fn(model, tokenizer):
 
 
 def build_demo(chat_model: str | None = None, spam_model: str | None = None, queue_size: int = QUEUE_SIZE,
-               concurrency: int = CHAT_CONCURRENCY) -> gr.Blocks:
-    """The two tabs; ``queue_size`` requests may wait while ``concurrency`` run (tests make both small)."""
+               concurrency: int = CHAT_CONCURRENCY, inspect_model: str | None = None) -> gr.Blocks:
+    """The three tabs; ``queue_size`` requests may wait while ``concurrency`` run (tests make both small).
+    "Inside the model" looks at ``inspect_model``, by default the chat model."""
     chat, chat_tok, chat_problem = load(AutoModelForCausalLM, chat_model)
     spam, spam_tok, spam_problem = load(AutoModelForSequenceClassification, spam_model)
     with gr.Blocks(title="hfgpt demo") as demo:
@@ -214,6 +220,7 @@ def build_demo(chat_model: str | None = None, spam_model: str | None = None, que
                 button.click(make_classify_fn(spam, spam_tok), text, result, api_name="classify")
                 text.submit(make_classify_fn(spam, spam_tok), text, result, api_name=False)
                 gr.Examples(SPAM_EXAMPLES, inputs=text)
+        build_inside_tab(inspect_model or chat_model, setting)
     demo.queue(default_concurrency_limit=concurrency, max_size=queue_size)
     return demo
 
@@ -222,10 +229,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--chat-model", default=os.environ.get("HFGPT_CHAT_MODEL"), help="instruction-tuned model")
     parser.add_argument("--spam-model", default=os.environ.get("HFGPT_SPAM_MODEL"), help="spam classifier")
+    parser.add_argument("--inspect-model", default=os.environ.get("HFGPT_INSPECT_MODEL"),
+                        help="the model 'Inside the model' shows (default: the chat model)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = parser.parse_args(argv)
-    build_demo(args.chat_model, args.spam_model).launch(server_name=args.host, server_port=args.port)
+    demo = build_demo(args.chat_model, args.spam_model, inspect_model=args.inspect_model)
+    demo.launch(server_name=args.host, server_port=args.port)
 
 
 if __name__ == "__main__":
