@@ -249,10 +249,10 @@ def test_tab_step_appends_the_greedy_token(server, tokenizer, model):
 
 
 @pytest.mark.parametrize("inputs, message", [
-    (("", 1, "mean", 1.0, 10, 0), "text must be a non-empty string"),
     (("z " * 40, 1, "mean", 1.0, 10, 0), "80 tokens; the inspector shows at most 64"),
     (("Hello", 1, "mean", 9.0, 10, 0), "temperature"),
-    (("Hello", 1, "mean", 1.0, 10, -3), "seed"),
+    (("Hello", 1, "mean", 1.0, 10, -3), "seed must be from 0 to 4294967295; got -3"),
+    (("Hello", 7, "mean", 1.0, 10, 0), "7"),
 ])
 def test_tab_refuses_bad_inputs_with_a_message(server, inputs, message):
     from gradio_client.exceptions import AppError
