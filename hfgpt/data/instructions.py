@@ -262,20 +262,16 @@ class InstructionCollator:
 
     def __call__(self, batch: list[dict]) -> dict[str, torch.Tensor]:
         ids = [torch.tensor(item["input_ids"][:self.allowed_max_length], dtype=torch.long) for item in batch]
+        labels = [example_ids.clone() for example_ids in ids]
+        for item, example_labels in zip(batch, labels):
+            if item.get("mask_prompt", self.mask_prompt):
+                example_labels[:item["prompt_length"]] = self.ignore_index
         if self.padding_free:
             from transformers import DataCollatorWithFlattening
 
-            examples = []
-            for item, example_ids in zip(batch, ids):
-                labels = example_ids.tolist()
-                if item.get("mask_prompt", self.mask_prompt):
-                    labels[:item["prompt_length"]] = [self.ignore_index] * min(item["prompt_length"], len(labels))
-                examples.append({"input_ids": example_ids.tolist(), "labels": labels})
-            return DataCollatorWithFlattening(separator_id=self.ignore_index)(examples)
-        labels = pad_sequence(ids, batch_first=True, padding_value=self.ignore_index)
-        for row, item in enumerate(batch):
-            if item.get("mask_prompt", self.mask_prompt):
-                labels[row, :item["prompt_length"]] = self.ignore_index
+            return DataCollatorWithFlattening(separator_id=self.ignore_index)(
+                [{"input_ids": i.tolist(), "labels": l.tolist()} for i, l in zip(ids, labels)])
+        labels = pad_sequence(labels, batch_first=True, padding_value=self.ignore_index)
         return {"input_ids": pad_sequence(ids, batch_first=True, padding_value=self.pad_token_id),
                 "attention_mask": pad_sequence([torch.ones_like(i) for i in ids], batch_first=True),
                 "labels": labels}
