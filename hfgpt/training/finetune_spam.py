@@ -225,17 +225,16 @@ def choose_threshold(labels, scores, target_fpr: float | None = None) -> float:
 def decision_metrics(labels, scores, cut: float) -> dict:
     """What a filter's user sees for the rule "spam if score > cut": accuracy, precision, recall, F1, the
     false-positive rate on ham (``fpr``) and the counts; ROC-AUC and average precision need only the scores."""
-    from sklearn.metrics import (accuracy_score, average_precision_score, confusion_matrix,
-                                 precision_recall_fscore_support, roc_auc_score)
+    from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
+
+    from .. import metrics
 
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
     predicted = (scores > cut).astype(np.int64)
     tn, fp, fn, tp = (int(n) for n in confusion_matrix(labels, predicted, labels=[1 - POSITIVE, POSITIVE]).ravel())
-    precision, recall, f1, _ = precision_recall_fscore_support(labels, predicted, pos_label=POSITIVE,
-                                                               average="binary", zero_division=0.0)
-    result = {"accuracy": float(accuracy_score(labels, predicted)), "precision": float(precision),
-              "recall": float(recall), "f1": float(f1), "fpr": fp / (fp + tn) if fp + tn else math.nan,
-              "false_positives": fp, "false_negatives": fn, "messages": len(labels), "spam": tp + fn}
+    result = metrics.classification_metrics().compute(predictions=predicted, references=labels, pos_label=POSITIVE)
+    result.update({"fpr": fp / (fp + tn) if fp + tn else math.nan, "false_positives": fp, "false_negatives": fn,
+                   "messages": len(labels), "spam": tp + fn})
     if 0 < tp + fn < len(labels):
         result["roc_auc"] = float(roc_auc_score(labels, scores))
         result["average_precision"] = float(average_precision_score(labels, scores, pos_label=POSITIVE))
