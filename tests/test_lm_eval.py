@@ -8,21 +8,19 @@ hand (README); the in-process path takes hfgpt's folder alone.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import os
 import re
 import sys
 
 import pytest
 import torch
-from conftest import REPO_ROOT, pydoc_topics, tiny_config
+from conftest import pydoc_topics, tiny_config
+from test_pretrain import recipe_main  # noqa: F401 -- the fixture: recipes/pretrain.py's main
 
 pytest.importorskip("lm_eval")
 
 CONTEXT = 32
-RECIPE = os.path.join(REPO_ROOT, "recipes", "pretrain.py")
 TINY_RUN = ["--preset", "tiny", "--config_overrides", "n_layer=2,n_embd=32,n_head=2", "--vocab_size", "300",
             "--max_length", "32", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16",
             "--sample_max_new_tokens", "4", "--dataloader_num_workers", "0", "--report_to", "none",
@@ -111,12 +109,6 @@ def test_results_file_and_headline(results, tmp_path):
                                               "bits_per_byte"}
 
 
-@pytest.fixture(scope="module")
-def recipe_main():
-    spec = importlib.util.spec_from_file_location("hfgpt_recipe_pretrain_lm_eval", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 def test_recipe_flag_writes_lm_eval_results(recipe_main, tmp_path, capsys):
