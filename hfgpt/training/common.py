@@ -47,8 +47,9 @@ class LoraArguments:
 
 @dataclass
 class RecipeTrainingArguments(TrainingArguments):
-    """``TrainingArguments`` with the book's AdamW weight decay, no reporting, DDP on CPU-only machines, and pinned
-    memory only where there is an accelerator to pin for."""
+    """``TrainingArguments`` with the book's AdamW weight decay, no reporting, DDP on CPU-only machines, pinned
+    memory only where there is an accelerator to pin for, and Muon for the hidden matrices on request (``--use_muon``,
+    :mod:`hfgpt.training.optim`)."""
 
     weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay."})
     report_to: None | str | list[str] = field(default="none", metadata={"help": "tensorboard, wandb, ... or none."})
@@ -59,12 +60,22 @@ class RecipeTrainingArguments(TrainingArguments):
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Replace the run already in output_dir (by default a new run refuses it)."}
     )
+    use_muon: bool = field(
+        default=False, metadata={"help": "Muon for the transformer blocks' weight matrices, --optim (AdamW) for the "
+                                         "embeddings, head, norms and biases (hfgpt.training.optim)."}
+    )
+    muon_learning_rate: float | None = field(
+        default=None, metadata={"help": "Muon's peak learning rate (its updates are scaled to AdamW's RMS); default: "
+                                        "--learning_rate."}
+    )
 
     def __post_init__(self):
         # Several processes on a machine without GPU (torchrun, or `accelerate launch --multi_gpu`) get DDP only with
         # use_cpu: without it world_size is 1 and every rank silently trains on all the data on its own.
         if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and not has_accelerator():
             self.use_cpu = True
+        if self.use_muon and (self.fsdp or self.deepspeed):  # Muon needs each weight matrix whole, not sharded
+            raise HfgptInputError("--use_muon works with one process or DDP, not with FSDP or DeepSpeed.")
         if self.dataloader_pin_memory is None:  # without an accelerator torch warns at every dataloader it pins for
             self.dataloader_pin_memory = has_accelerator()
         super().__post_init__()

@@ -203,6 +203,7 @@ def finetune_instructions(model_args: FinetuneArguments, lora_args: LoraArgument
     from ..evaluation.judge import load_judge, score_responses
     from ..hub import defer_trainer_push
     from .common import check_context, final_save, finish_run, set_trainable, share_cpu_cores, train
+    from .optim import optimizer_cls_and_kwargs
     from .outputs import final_path, protect_output_dir, resolve_resume
 
     started = time.time()
@@ -235,6 +236,7 @@ def finetune_instructions(model_args: FinetuneArguments, lora_args: LoraArgument
         processing_class=tokenizer,
         data_collator=InstructionCollator(tokenizer.pad_token_id, max_length, mask_prompt=data_args.mask_prompt,
                                           padding_free=data_args.padding_free),
+        optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(training_args),  # None: AdamW; --use_muon: Muon too
     )
     metrics = {**report.as_dict(), "train_examples": len(tokenized["train"]),
                "validation_examples": len(tokenized["validation"]), "test_examples": len(splits["test"]),

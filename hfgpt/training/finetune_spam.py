@@ -360,6 +360,7 @@ def finetune_spam(model_args: FinetuneArguments, lora_args: LoraArguments, data_
     from ..hub import defer_trainer_push
     from ..tokenization import load_tokenizer
     from .common import check_context, check_vocabulary, final_save, finish_run, set_trainable, share_cpu_cores, train
+    from .optim import optimizer_cls_and_kwargs
     from .outputs import final_path, protect_output_dir, resolve_resume
 
     started = time.time()
@@ -402,6 +403,7 @@ def finetune_spam(model_args: FinetuneArguments, lora_args: LoraArguments, data_
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics_fn(),
         compute_loss_func=weighted_loss_fn(weights) if weights else None,
+        optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(training_args),  # None: AdamW; --use_muon: Muon too
     )
     train_texts = set(used["train"]["text"])
     metrics = {**report.as_dict(), **counts, "mode": model_args.mode, "max_length": max_length,

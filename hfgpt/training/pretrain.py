@@ -243,6 +243,7 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     from .baselines import unigram_loss
     from .callbacks import LossCurveCallback, SampleGenerationCallback, perplexity
     from .common import check_context, final_save, share_cpu_cores
+    from .optim import optimizer_cls_and_kwargs
     from .outputs import protect_output_dir, resolve_resume
 
     # 1. every cheap check, before the corpus is read or a tokenizer trained
@@ -298,6 +299,7 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
         eval_dataset=windows["validation"],
         processing_class=tokenizer,
         data_collator=default_data_collator,
+        optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(training_args),  # None: AdamW; --use_muon: Muon too
         callbacks=[
             SampleGenerationCallback(tokenizer, data_args.sample_prompt, data_args.sample_max_new_tokens),
             LossCurveCallback(
