@@ -199,3 +199,15 @@ def test_ddp_two_ranks_with_muon_agree(corpus, tmp_path):  # noqa: F811 (the fix
     state = torch.load(out / "checkpoint-4" / "optimizer.pt", weights_only=True)
     assert any(g.get("adjust_lr_fn") == "match_rms_adamw" for g in state["param_groups"])
     assert any("momentum_buffer" in s for s in state["state"].values())
+
+
+def test_lora_adapters_train_with_muon_alone(tmp_path):
+    """``--mode lora`` on a causal LM trains only the adapters, all 2-D and inside the blocks: Muon alone."""
+    model = set_trainable(tiny_model(), "lora")
+    muon, decay, no_decay = split_parameters(model)
+    assert muon and not decay and not no_decay
+    assert all("lora_" in name for name in muon)
+    trainer = muon_trainer(muon_args(tmp_path, max_steps=2), model=model)
+    trainer.train()
+    optimizer = trainer.optimizer.optimizer
+    assert [type(inner).__name__ for inner in optimizer.optimizers] == ["Muon"]
