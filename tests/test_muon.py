@@ -211,3 +211,26 @@ def test_lora_adapters_train_with_muon_alone(tmp_path):
     trainer.train()
     optimizer = trainer.optimizer.optimizer
     assert [type(inner).__name__ for inner in optimizer.optimizers] == ["Muon"]
+
+
+def test_instruction_recipe_trains_with_muon(tmp_path, caplog):
+    """The fine-tuning recipes take the flag too (same Trainer wiring as pretraining): the chapter-7 recipe, in-process."""
+    import json
+    import logging
+
+    from conftest import INSTRUCTION_RECORDS, alpaca_tokenizer, save_tiny_checkpoint
+    from transformers import HfArgumentParser
+
+    from hfgpt.training.finetune_instructions import ARGUMENT_TYPES, finetune_instructions
+
+    model_dir = save_tiny_checkpoint(tmp_path / "base", alpaca_tokenizer(), n_positions=256)[0]
+    data_file = tmp_path / "instruction-data.json"
+    data_file.write_text(json.dumps(INSTRUCTION_RECORDS * 2))
+    args = HfArgumentParser(ARGUMENT_TYPES).parse_args_into_dataclasses(args=[
+        "--model_name_or_path", model_dir, "--data_file", str(data_file), "--output_dir", str(tmp_path / "out"),
+        "--max_steps", "4", "--learning_rate", "3e-3", "--per_device_train_batch_size", "4", "--max_new_tokens", "5",
+        "--eval_strategy", "no", "--use_muon"])
+    with caplog.at_level(logging.INFO, logger="hfgpt.training"):
+        metrics = finetune_instructions(*args)
+    assert any(record.getMessage().startswith("Muon (lr 0.003) trains 8 matrices") for record in caplog.records)
+    assert metrics["after_response_loss"] < metrics["before_response_loss"]
