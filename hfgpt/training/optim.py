@@ -122,6 +122,7 @@ def optimizer_cls_and_kwargs(args) -> tuple | None:
     if is_optimizer_factory(adamw_cls) or {"params", "model", "optimizer_dict"} & set(adamw_kwargs):
         raise HfgptInputError(f"--use_muon trains the non-matrix weights with --optim, which must then be a plain "
                               f"torch optimizer such as adamw_torch; got --optim {args.optim}.")
-    kwargs = {"muon_lr": args.muon_learning_rate or args.learning_rate, "weight_decay": args.weight_decay,
+    muon_lr = args.learning_rate if args.muon_learning_rate is None else args.muon_learning_rate
+    kwargs = {"muon_lr": muon_lr, "weight_decay": args.weight_decay,
               "adamw_cls": adamw_cls, "adamw_kwargs": adamw_kwargs}  # adamw_kwargs: lr (--learning_rate), betas, eps
     return MuonWithAdamWFactory, kwargs
