@@ -48,7 +48,7 @@ def token_byte_lengths(tokenizer) -> np.ndarray:
 
     Exact for byte-level BPE (ours and GPT-2's: each character of a token string is one byte, by GPT-2's
     ``bytes_to_unicode``), where the lengths of a text's tokens add up to ``len(text.encode())``; for other tokenizers
-    the bytes of each token decoded alone (a SentencePiece word-start marker counts as the space it decodes to)."""
+    an approximation: the bytes of each token decoded alone (a decoder may drop a word-start space there)."""
     from tokenizers import decoders
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
