@@ -31,6 +31,11 @@ SCRIPTS = {
          "wrote"],
     ),  # fmt: skip
     "data_pipeline": (["--quick"], ["speed-up, whole step", "speed-up, windowing stage"]),
+    "time_to_loss": (
+        ["--quick", "--json", "{out}/time_to_loss.json"],
+        ["target: eval_loss <= 5.2 nats/token", "time to target: ", "final: eval_loss", "bits/byte",
+         "baselines, same validation split: unigram", "xz -9e"],
+    ),  # fmt: skip
     # written by another change; skipped while it does not exist. --no-compile: inductor on CPU needs a compiler.
     "gpu_train": (["--device", "cpu", "--quick", "--no-compile"], ["ratio: hfgpt / GPT2LMHeadModel", "(OK)"]),
 }
@@ -83,6 +88,18 @@ def test_bench_quick(bench_runs, name):
         result = json.loads((out / "generate.json").read_text())
         assert result["tokens_identical"] is True and result["max_new_tokens"] == 8
         assert set(result["tokens_per_s"]) == {"hfgpt-cached", "gpt2-cached", "hfgpt-uncached"}
+    if name == "time_to_loss":
+        import json
+        import math
+
+        result = json.loads((out / "time_to_loss.json").read_text())
+        # the quick run passes its target at step 20 of 30, and the callback stops it there
+        assert result["reached"] is True and result["time_to_target"]["step"] == result["steps"] == 20, result
+        assert [e["step"] for e in result["evaluations"]] == [10, 20]
+        final = result["final"]
+        for key in ("eval_loss", "eval_bits_per_byte", "eval_unigram_bits_per_byte", "eval_xz_bits_per_byte"):
+            assert math.isfinite(final[key]) and final[key] > 0, (key, final)
+        assert final["eval_bits_per_byte"] == pytest.approx(result["time_to_target"]["eval_bits_per_byte"])
     if name == "scaling":
         markdown = (out / "scaling" / "scaling.md").read_text()
         rows = [line for line in markdown.splitlines() if line.startswith("| tiny |")]

@@ -146,8 +146,20 @@ def test_accelerate_launch_single_process(corpus, tmp_path):
     assert evaluation["eval_perplexity"] == pytest.approx(math.exp(evaluation["eval_loss"]), rel=1e-9)
     assert evaluation["eval_unigram_perplexity"] == pytest.approx(math.exp(evaluation["eval_unigram_loss"]), rel=1e-9)
     assert 0 < evaluation["eval_unigram_loss"] < math.log(model.config.vocab_size)
+    # Bits per byte: the same loss over the same tokens, per byte of their text (ASCII English: a token of this
+    # 300-token byte-level BPE stands for more than one byte), beside the unigram and xz baselines on the same split.
+    for key in ("eval_bits_per_byte", "eval_unigram_bits_per_byte", "eval_xz_bits_per_byte"):
+        assert key in evaluation and key in both, key
+    bytes_per_token = evaluation["eval_loss"] / math.log(2) / evaluation["eval_bits_per_byte"]
+    assert 1.1 < bytes_per_token < 6, bytes_per_token
+    assert evaluation["eval_unigram_bits_per_byte"] == pytest.approx(
+        evaluation["eval_unigram_loss"] / math.log(2) / bytes_per_token, rel=1e-9)
+    assert 0.5 < evaluation["eval_xz_bits_per_byte"] < 8
     assert "train_loss" in both
-    assert read_json(out / "trainer_state.json")["global_step"] == max_steps
+    state = read_json(out / "trainer_state.json")
+    assert state["global_step"] == max_steps
+    evaluations = [entry for entry in state["log_history"] if "eval_loss" in entry]
+    assert len(evaluations) == 2 and all("eval_bits_per_byte" in entry for entry in evaluations), evaluations
 
     png = (out / "loss_curve.png").read_bytes()
     assert png.startswith(PNG_MAGIC) and len(png) > 1000

@@ -107,6 +107,26 @@ class LossCurveCallback(TrainerCallback):
     on_train_end = on_evaluate
 
 
+@dataclass(eq=False)
+class BitsPerByteCallback(TrainerCallback):
+    """Adds ``eval_bits_per_byte`` wherever ``eval_loss`` is logged: the loss over the validation windows' ``tokens``
+    scored tokens, as bits per byte of the ``n_bytes`` of text they stand for (see
+    :func:`~hfgpt.training.baselines.scored_tokens_and_bytes`). The logged dict is the one ``Trainer.evaluate``
+    returns, so the final metrics carry it too; ``trainer_state.json``'s history gets it as well."""
+
+    tokens: int
+    n_bytes: int
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        from .baselines import bits_per_byte
+
+        if logs is not None and "eval_loss" in logs:
+            logs["eval_bits_per_byte"] = bits_per_byte(logs["eval_loss"], self.tokens, self.n_bytes)
+            last = state.log_history[-1] if state.log_history else {}
+            if last.get("eval_loss") == logs["eval_loss"]:  # Trainer.log appended a copy just before on_log
+                last["eval_bits_per_byte"] = logs["eval_bits_per_byte"]
+
+
 def perplexity(loss: float) -> float:
     """exp(loss), capped so a diverged run reports inf instead of raising OverflowError."""
     try:

@@ -8,7 +8,9 @@
 4. cut the token stream into sliding windows (chapter 2's ``GPTDatasetV1``);
 5. build a ``GPTScratchForCausalLM`` from a preset, or continue from ``--model_name_or_path``;
 6. train with the ``Trainer`` plus the book's extras as callbacks (a sample continuation at each evaluation, the loss
-   curve), and save model, tokenizer, code and metrics (perplexity, unigram baseline) into ``output_dir``.
+   curve), and save model, tokenizer, code and metrics into ``output_dir``: the validation loss also as perplexity and
+   as bits per byte of the validation text (comparable across tokenizers), beside two baselines on the same split,
+   a unigram model and xz (:mod:`.baselines`).
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ class DataArguments:
     )
     sample_prompt: str = field(default="The return value of", metadata={"help": "Prompt printed with a continuation at each eval."})
     sample_max_new_tokens: int = field(default=40, metadata={"help": "Length of those samples."})
+    xz_baseline: bool = field(
+        default=True,
+        metadata={"help": "Measure the xz baseline (eval_xz_bits_per_byte: the extra bits xz -9e needs for the "
+                          "validation text after the training text). Not with --streaming."},
+    )
     lm_eval_tasks: str | None = field(
         default=None,
         metadata={"help": "Comma-separated lm-evaluation-harness tasks to run on the saved model (results in "
@@ -240,8 +247,8 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
 
     from .. import data
     from ..hub import defer_trainer_push
-    from .baselines import unigram_loss
-    from .callbacks import LossCurveCallback, SampleGenerationCallback, perplexity
+    from . import baselines
+    from .callbacks import BitsPerByteCallback, LossCurveCallback, SampleGenerationCallback, perplexity
     from .common import check_context, final_save, share_cpu_cores
     from .optim import optimizer_cls_and_kwargs
     from .outputs import protect_output_dir, resolve_resume
@@ -285,11 +292,19 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
                                                   text_column=data_args.text_column,
                                                   num_proc=data_args.preprocessing_num_workers)
 
-    baseline = None
-    if not data_args.streaming:
-        baseline = unigram_loss(windows["train"], windows["validation"], model.config.vocab_size)
-        logger.info("Unigram baseline on the validation windows: loss %.3f (perplexity %.1f)", baseline,
-                    perplexity(baseline))
+    baseline = scored = xz_bpb = None
+    if data_args.streaming:
+        logger.info("--streaming: no bits per byte, unigram or xz baseline (they need the whole validation split)")
+    else:  # bits per byte: the validation loss over the scored tokens, per byte of the text they stand for
+        scored = baselines.scored_tokens_and_bytes(windows["validation"], baselines.token_byte_lengths(tokenizer))
+        baseline = baselines.unigram_loss(windows["train"], windows["validation"], model.config.vocab_size)
+        logger.info("Validation: %d scored tokens, %d bytes of text (%.2f bytes/token). Unigram baseline: loss %.3f "
+                    "(perplexity %.1f), %.3f bits/byte", *scored, scored[1] / scored[0], baseline,
+                    perplexity(baseline), baselines.bits_per_byte(baseline, *scored))
+        if data_args.xz_baseline:
+            xz_bpb = baselines.xz_bits_per_byte(
+                baselines.last_documents(raw["train"], data_args.text_column), raw["validation"][data_args.text_column])
+            logger.info("xz baseline (lzma preset 9e, validation given training text): %.3f bits/byte", xz_bpb)
     tokens_per_step = (training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
                        * max(1, training_args.world_size) * data_args.max_length)
     trainer = Trainer(
@@ -307,6 +322,7 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
                 title=f"hfgpt pretraining ({model.num_parameters() / 1e6:.1f}M parameters)",
                 baseline=None if baseline is None else ("unigram baseline (validation)", baseline),
             ),
+            *([] if scored is None else [BitsPerByteCallback(*scored)]),
             *(extra_callbacks or []),
         ],
     )
@@ -321,9 +337,12 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
         trainer.save_state()
         eval_metrics = trainer.evaluate()
         eval_metrics["eval_perplexity"] = perplexity(eval_metrics["eval_loss"])
-        if baseline is not None:
+        if baseline is not None:  # eval_bits_per_byte is there already (BitsPerByteCallback)
             eval_metrics["eval_unigram_loss"] = baseline
             eval_metrics["eval_unigram_perplexity"] = perplexity(baseline)
+            eval_metrics["eval_unigram_bits_per_byte"] = baselines.bits_per_byte(baseline, *scored)
+        if xz_bpb is not None:
+            eval_metrics["eval_xz_bits_per_byte"] = xz_bpb
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
     lm_eval_metrics = {}
