@@ -129,6 +129,8 @@ def test_recipe_flag_writes_lm_eval_results(recipe_main, tmp_path, capsys):
     recipe_ppl = json.loads((out / "eval_results.json").read_text())["eval_perplexity"]
     # The same text (one document) in windows of 32: lm-eval also scores each window's first token and the tail.
     assert lm_eval_ppl == pytest.approx(recipe_ppl, rel=0.01)
+    recipe_bpb = json.loads((out / "eval_results.json").read_text())["eval_bits_per_byte"]  # the same definition
+    assert saved["results"]["hfgpt_heldout"]["bits_per_byte,none"] == pytest.approx(recipe_bpb, rel=0.01)
     task_file = out / "lm_eval_tasks" / "hfgpt_heldout.jsonl"
     validation = load_text_datasets(train_files=[str(corpus)], validation_files=[str(corpus)])["validation"]["text"]
     assert [json.loads(line)["text"] for line in task_file.read_text().splitlines()] == validation
