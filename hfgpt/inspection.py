@@ -52,7 +52,7 @@ def load(name_or_path: str):
     attention weights), in eval mode. A copy beside the chat's sdpa model, so switching never races a generation."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=True)
     model = AutoModelForCausalLM.from_pretrained(name_or_path, trust_remote_code=True, attn_implementation="eager")
     return model.eval(), tokenizer
 

@@ -74,7 +74,7 @@ def load(model_class, name: str | None):
     if not name:
         return None, None, "no model configured"
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=True)
         model = model_class.from_pretrained(name, trust_remote_code=True).eval()
     except Exception as error:  # noqa: BLE001 -- any load failure is shown in the page
         return None, None, f"could not load {name!r}: {' '.join(str(error).split())[:300]}"

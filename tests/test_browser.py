@@ -71,3 +71,48 @@ def test_screenshots_are_saved(page):
             assert len(set(image.convert("L").resize((64, 64)).getdata())) > 8  # drawn, not a blank page
     with Image.open(page["inside"]) as image:
         assert image.height > 900  # the whole tab, taller than the window
+
+
+SPACE_WITHOUT_HFGPT = """
+import json, socket, sys
+sys.modules["hfgpt"] = None  # the Space installs transformers and gradio, not hfgpt
+import app, screenshots
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+demo = app.build_demo(sys.argv[1], sys.argv[2])
+demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+driver = screenshots.start_chromium(*screenshots.find_chromium())
+try:
+    seen = screenshots.visit(driver, f"http://127.0.0.1:{port}/", sys.argv[3], timeout=120)
+finally:
+    driver.quit()
+    demo.close()
+seen["hfgpt_modules"] = sorted(m for m in sys.modules if m.startswith("hfgpt") and sys.modules[m] is not None)
+seen["inspection_file"] = sys.modules["inspection"].__file__
+print("SEEN" + json.dumps(seen))
+"""
+
+
+def test_space_upload_works_without_hfgpt(models, tmp_path):
+    """The files the Space README says to upload (app.py, inside_tab.py and hfgpt's inspection.py), in a folder of
+    their own, run in a process where ``import hfgpt`` fails: the models come through their remote code and all three
+    tabs work in the browser, without asking to trust that code."""
+    import json
+    import shutil
+    import subprocess
+
+    space = tmp_path / "space"
+    space.mkdir()
+    for name in ("app.py", "inside_tab.py", "screenshots.py"):
+        shutil.copy(os.path.join(REPO_ROOT, "spaces_demo", name), space)
+    shutil.copy(os.path.join(REPO_ROOT, "hfgpt", "inspection.py"), space)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", SPACE_WITHOUT_HFGPT, *models, str(tmp_path / "shots")],
+                            cwd=space, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "trust_remote_code" not in result.stderr and "custom code" not in result.stdout + result.stderr
+    seen = json.loads(result.stdout.split("SEEN", 1)[1])
+    assert seen["hfgpt_modules"] == [] and seen["inspection_file"] == str(space / "inspection.py")
+    assert seen["chat_answer"] and seen["spam_label"] in ("ham", "spam")
+    assert "position" in seen["token_table"] and seen["after_step"] != "Hello, I am"
