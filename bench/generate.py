@@ -10,7 +10,13 @@ a row early). Three variants, all with the same random (seeded) weights, fp32, e
 * ``hfgpt-uncached``: GPTScratchForCausalLM with ``use_cache=False``: every step re-reads the whole sequence, as the
   book's ``generate_text_simple`` does;
 * ``hfgpt-cached-bf16`` and ``gpt2-cached-bf16``: the two cached models with their weights cast to bf16
-  (``model.to(torch.bfloat16)``), at ``--bf16-batch-sizes`` (default batch 1).
+  (``model.to(torch.bfloat16)``), at ``--bf16-batch-sizes`` (default batch 1);
+* ``hfgpt-compiled`` (and ``hfgpt-compiled-bf16``): hfgpt with transformers' compiled decoding, a static KV cache
+  (``cache_implementation="static"``) and ``compile_config=CompileConfig(fullgraph=True)``; transformers compiles
+  the decoding step only on accelerators unless the config's ``_compile_all_devices`` is set, as here. At
+  ``--compile-batch-sizes`` (default batch 1; not in ``--quick``; it needs a C++ compiler for inductor). Its warm-up
+  is a full-length call (the compile; a different cache length would compile again), and its tokens are compared
+  with hfgpt-cached's and reported, not an error (fused kernels may round differently).
 
 Tokens/s = new tokens x batch / wall seconds of one ``generate()`` call (prefill included). The cached variants run
 ``--rounds`` interleaved rounds (a, b, a, b, ...), the uncached one only in the first ``--uncached-rounds`` rounds
@@ -55,6 +61,7 @@ for _key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"
 PROMPT = [15496, 11, 314, 716]  # "Hello, I am" in GPT-2 BPE
 VARIANTS = ("hfgpt-cached", "gpt2-cached", "hfgpt-uncached")  # fp32, compared token for token
 BF16_VARIANTS = ("hfgpt-cached-bf16", "gpt2-cached-bf16")
+COMPILED_VARIANTS = ("hfgpt-compiled", "hfgpt-compiled-bf16")
 
 
 def build_models(args) -> dict:
@@ -111,15 +118,30 @@ def weight_bytes_per_token(model) -> int:
     return sum(p.numel() * p.element_size() for p in params.values())
 
 
-def generation_config(model, new_tokens: int, use_cache: bool):
-    from transformers import GenerationConfig
+def generation_config(model, new_tokens: int, mode: str):
+    """Greedy, exactly ``new_tokens``; ``mode``: "cached" (DynamicCache), "uncached", or "compiled" (static cache +
+    torch.compile of the decoding step)."""
+    from transformers import CompileConfig, GenerationConfig
 
     c = model.config
+    compiled = {}
+    if mode == "compiled":
+        compile_config = CompileConfig(fullgraph=True)
+        compile_config._compile_all_devices = True  # transformers' switch to compile on CPU too
+        compiled = dict(cache_implementation="static", compile_config=compile_config)
     return GenerationConfig(
-        do_sample=False, num_beams=1, max_new_tokens=new_tokens, min_new_tokens=new_tokens, use_cache=use_cache,
-        eos_token_id=c.eos_token_id, pad_token_id=c.pad_token_id if c.pad_token_id is not None else c.eos_token_id,
-        bos_token_id=c.bos_token_id,
+        do_sample=False, num_beams=1, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+        use_cache=mode != "uncached", eos_token_id=c.eos_token_id,
+        pad_token_id=c.pad_token_id if c.pad_token_id is not None else c.eos_token_id, bos_token_id=c.bos_token_id,
+        **compiled,
     )  # fmt: skip
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler inductor would use on CPU ($CXX, else the first of g++, clang++, c++ on the PATH)."""
+    import shutil
+
+    return os.environ.get("CXX") or next(filter(None, map(shutil.which, ("g++", "clang++", "c++"))), None)
 
 
 def run_generate(model, input_ids, gen_config):
@@ -160,6 +182,9 @@ def main(argv=None) -> int:
                              "it is the longest part of the run, ~4 min on 2 cores)")  # fmt: skip
     parser.add_argument("--bf16-batch-sizes", type=int, nargs="*", default=[1],
                         help="batch sizes of the bf16-weight variants (default 1; none: skip them)")  # fmt: skip
+    parser.add_argument("--compile-batch-sizes", type=int, nargs="*", default=[1],
+                        help="batch sizes of the static cache + torch.compile variants (default 1; none: skip; "
+                             "bf16 only where --bf16-batch-sizes has the batch size too)")  # fmt: skip
     parser.add_argument("--bandwidth-mib", type=int, default=1024,
                         help="size of the tensor copied to measure the memory bandwidth (default 1 GiB)")  # fmt: skip
     parser.add_argument("--bandwidth-repeats", type=int, default=5, help="timed copies, before and after the rounds")
@@ -172,7 +197,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.preset, args.max_new_tokens, args.rounds, args.warmup_tokens = "tiny", 8, 1, 2
-        args.bandwidth_mib, args.bandwidth_repeats = 32, 3
+        args.bandwidth_mib, args.bandwidth_repeats, args.compile_batch_sizes = 32, 3, []
+    compile_skipped = "--quick" if args.quick else None
+    if args.compile_batch_sizes and cxx_compiler() is None:
+        args.compile_batch_sizes, compile_skipped = [], "no C++ compiler for inductor"
     args.uncached_rounds = min(args.uncached_rounds, args.rounds)
     if args.uncached_batch_sizes is None:
         args.uncached_batch_sizes = list(args.batch_sizes)
@@ -187,26 +215,35 @@ def main(argv=None) -> int:
 
     models = build_models(args)
     n_params = sum(p.numel() for p in models["hfgpt"].parameters())
-    fp32_variants = [v for v in VARIANTS if v != "hfgpt-uncached" or args.uncached_rounds > 0]
-    variants = fp32_variants + (list(BF16_VARIANTS) if args.bf16_batch_sizes else [])
-    batch_sizes = sorted(set(args.batch_sizes) | set(args.bf16_batch_sizes))
+    batch_sizes = sorted(set(args.batch_sizes) | set(args.bf16_batch_sizes) | set(args.compile_batch_sizes))
 
     def runs(variant, batch) -> bool:
+        if variant in COMPILED_VARIANTS:
+            return batch in args.compile_batch_sizes and (not variant.endswith("bf16") or batch in args.bf16_batch_sizes)
         if variant in BF16_VARIANTS:
             return batch in args.bf16_batch_sizes
-        return batch in args.batch_sizes and (variant != "hfgpt-uncached" or batch in args.uncached_batch_sizes)
+        if variant == "hfgpt-uncached":
+            return args.uncached_rounds > 0 and batch in args.uncached_batch_sizes and batch in args.batch_sizes
+        return batch in args.batch_sizes
+
+    variants = [v for v in VARIANTS + BF16_VARIANTS + COMPILED_VARIANTS if any(runs(v, b) for b in batch_sizes)]
+    fp32_variants = [v for v in VARIANTS if v in variants]  # compared token for token (exit 1 if they differ)
 
     def setup(variant, batch, new_tokens):
         family, mode, *dtype = variant.split("-")
         model = models["-".join([family, *dtype])]
-        return model, generation_config(model, new_tokens, use_cache=(mode == "cached"))
+        return model, generation_config(model, new_tokens, mode)
 
     bandwidth_runs = [memory_bandwidth(args.bandwidth_mib, args.bandwidth_repeats)]
     prompts = {b: torch.tensor([PROMPT] * b) for b in batch_sizes}
+    compile_seconds = {}
     for batch in batch_sizes:  # warm-up: first-call costs (allocations, thread pools) stay out of the timings
         for variant in (v for v in variants if runs(v, batch)):
-            model, gen_config = setup(variant, batch, args.warmup_tokens)
-            run_generate(model, prompts[batch], gen_config)
+            compiled = variant in COMPILED_VARIANTS  # compiles for this cache length: warm up at the full length
+            model, gen_config = setup(variant, batch, args.max_new_tokens if compiled else args.warmup_tokens)
+            elapsed, _ = run_generate(model, prompts[batch], gen_config)
+            if compiled:
+                compile_seconds[(variant, batch)] = elapsed
 
     seconds = {(v, b): [] for v in variants for b in batch_sizes if runs(v, b)}
     outputs = {}
@@ -258,14 +295,15 @@ def main(argv=None) -> int:
           f"cache read, not counted, averages {kv_bytes_fp32 / 1e6:.1f} MB/token in fp32)")
     fractions = {}
     for variant in (v for v in variants if v != "hfgpt-uncached"):
-        family, _, *dtype = variant.split("-")
+        family, mode, *dtype = variant.split("-")
         dtype = dtype[0] if dtype else "fp32"
+        label = f"{family} {dtype}" + (" static cache + compile" if mode == "compiled" else "")
         for batch in (b for b in batch_sizes if runs(variant, b)):
             limit = bandwidth["copy_best"] * 1e9 / bytes_per_token[dtype] * batch
             fraction = tokens_per_s[(variant, batch)] / limit
             fractions.setdefault(variant, {})[str(batch)] = fraction
             target = " (target >= 80%)" if batch == 1 else ""
-            print(f"fraction of the memory limit, batch {batch}: {family} {dtype} {100 * fraction:.0f}% "
+            print(f"fraction of the memory limit, batch {batch}: {label} {100 * fraction:.0f}% "
                   f"({tokens_per_s[(variant, batch)]:,.1f} of {limit:,.1f} tok/s){target}")
     bf16_over_fp32 = {}
     for batch in args.bf16_batch_sizes:
@@ -321,6 +359,22 @@ def main(argv=None) -> int:
             line += f"; hfgpt bf16 follows hfgpt fp32 for the first {int(agree)} of {args.max_new_tokens} new tokens"
         print(line)
 
+    compiled_over_cached, compiled_identical = {}, {}
+    if compile_skipped:
+        print(f"static cache + compile: not measured ({compile_skipped})")
+    for variant, batch in ((v, b) for v in variants if v in COMPILED_VARIANTS for b in batch_sizes if runs(v, b)):
+        dynamic = variant.replace("compiled", "cached")
+        ratio = tokens_per_s[(variant, batch)] / tokens_per_s[(dynamic, batch)]
+        out, reference = outputs[(variant, batch)], outputs[(dynamic, batch)]
+        same = torch.equal(out, reference)
+        compiled_over_cached.setdefault(variant, {})[str(batch)] = ratio
+        compiled_identical.setdefault(variant, {})[str(batch)] = same
+        model = models[variant.replace("-compiled", "")]
+        where = "" if same else ": " + first_difference(model, reference, out, len(PROMPT))
+        print(f"static cache + compile, batch {batch}: {variant} / {dynamic} = {ratio:.2f}x "
+              f"(first call, compile included: {compile_seconds[(variant, batch)]:.0f} s); tokens "
+              + ("identical to the dynamic cache's" if same else f"differ from the dynamic cache's{where}"))
+
     if args.json:
         result = {
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -336,6 +390,9 @@ def main(argv=None) -> int:
             "weight_bytes_per_token": bytes_per_token, "kv_cache_bytes_per_token_fp32": kv_bytes_fp32,
             "fraction_of_memory_limit": fractions, "bf16_over_fp32": bf16_over_fp32,
             "bf16_tokens_identical": bf16_identical,
+            "compiled_over_cached": compiled_over_cached, "compiled_tokens_identical": compiled_identical,
+            "compile_seconds": {f"{v} batch {b}": t for (v, b), t in compile_seconds.items()},
+            "compile_skipped": compile_skipped,
         }  # fmt: skip
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -26,7 +26,8 @@ SCRIPTS = {
          "tokens identical across hfgpt-cached, gpt2-cached, hfgpt-uncached", "transformers",
          "memory bandwidth (dst.copy_(src) of 32 MiB, read + write bytes counted)", "weights read per token",
          "fraction of the memory limit, batch 1: hfgpt fp32", "fraction of the memory limit, batch 1: gpt2 bf16",
-         "ratio batch 1: bf16 / fp32 tokens/s = hfgpt", "bf16 greedy tokens, batch 1: hfgpt-cached-bf16 and"],
+         "ratio batch 1: bf16 / fp32 tokens/s = hfgpt", "bf16 greedy tokens, batch 1: hfgpt-cached-bf16 and",
+         "static cache + compile: not measured (--quick)"],
     ),  # fmt: skip
     "scaling": (
         ["--quick", "--out-dir", "{out}/scaling"],
