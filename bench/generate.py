@@ -3,7 +3,7 @@
 The book's protocol (chapter 4/5 ``generate_text_simple``): the prompt "Hello, I am" (GPT-2 BPE ids
 [15496, 11, 314, 716]), greedy decoding, 200 new tokens, batch 1; also batch 8 (the prompt repeated). Every variant
 produces exactly ``--max-new-tokens`` tokens (``min_new_tokens = max_new_tokens``: the end-of-text token cannot stop
-a row early). Three variants, all with the same random (seeded) weights, fp32, eval mode:
+a row early). The variants, all with the same random (seeded) weights, eval mode, fp32 unless named ``-bf16``:
 
 * ``hfgpt-cached``: GPTScratchForCausalLM, ``use_cache=True`` (a transformers ``DynamicCache``);
 * ``gpt2-cached``: transformers' ``GPT2LMHeadModel`` with the same weights (``hfgpt.convert.to_hf_gpt2``), cached;
@@ -21,9 +21,9 @@ a row early). Three variants, all with the same random (seeded) weights, fp32, e
 Tokens/s = new tokens x batch / wall seconds of one ``generate()`` call (prefill included). The cached variants run
 ``--rounds`` interleaved rounds (a, b, a, b, ...), the uncached one only in the first ``--uncached-rounds`` rounds
 (it is ~6x slower at batch 1 and far slower at batch 8); the median per variant and batch size is reported. The
-generated token ids must be identical across the three variants (greedy decoding of one model); if they are not, an
-ERROR line names the first differing position and the top-2 logit margin there (a tiny margin means a float tie,
-a large one a real bug), and the exit code is 1. The bf16 pair is compared with each other the same way, but a
+generated token ids must be identical across the three fp32 variants at the top (greedy decoding of one model); if
+they are not, an ERROR line names the first differing position and the top-2 logit margin there (a tiny margin
+means a float tie, a large one a real bug), and the exit code is 1. The bf16 pair is compared with each other the same way, but a
 difference is reported, not an error: bf16 rounds differently in the two models' kernels, so a near-tie can flip.
 
 Decoding at the memory limit: at batch 1 each new token reads every weight once, so the machine's memory bandwidth
@@ -34,9 +34,10 @@ tables (one row of each is read: negligible), the tied output matrix counted onc
 the same size), at the weights' dtype; the KV cache read is not counted (its average per token is printed). The limit
 is bandwidth / bytes per token (x batch), and each cached variant's tokens/s is printed as a fraction of it.
 
-    python bench/generate.py                                # 124M, 200 new tokens, batch 1 and 8 (~9 min, 2 cores)
+    python bench/generate.py                                # 124M, 200 new tokens, batch 1 and 8 (~11 min, 2 cores)
     python bench/generate.py --batch-sizes 1 --uncached-rounds 3 --json results.json
     python bench/generate.py --uncached-batch-sizes 1      # skip the slowest part (uncached at batch 8)
+    python bench/generate.py --compile-batch-sizes          # without the static cache + compile runs
     python bench/generate.py --quick                        # smoke test: tiny preset, 8 new tokens, 1 round
 """
 
@@ -219,7 +220,8 @@ def main(argv=None) -> int:
 
     def runs(variant, batch) -> bool:
         if variant in COMPILED_VARIANTS:
-            return batch in args.compile_batch_sizes and (not variant.endswith("bf16") or batch in args.bf16_batch_sizes)
+            bf16_ok = not variant.endswith("bf16") or batch in args.bf16_batch_sizes
+            return batch in args.compile_batch_sizes and bf16_ok
         if variant in BF16_VARIANTS:
             return batch in args.bf16_batch_sizes
         if variant == "hfgpt-uncached":
