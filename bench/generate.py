@@ -23,8 +23,9 @@ Tokens/s = new tokens x batch / wall seconds of one ``generate()`` call (prefill
 (it is ~6x slower at batch 1 and far slower at batch 8); the median per variant and batch size is reported. The
 generated token ids must be identical across the three fp32 variants at the top (greedy decoding of one model); if
 they are not, an ERROR line names the first differing position and the top-2 logit margin there (a tiny margin
-means a float tie, a large one a real bug), and the exit code is 1. The bf16 pair is compared with each other the same way, but a
-difference is reported, not an error: bf16 rounds differently in the two models' kernels, so a near-tie can flip.
+means a float tie, a large one a real bug), and the exit code is 1. The bf16 pair is compared with each other the
+same way, but a difference is reported, not an error: bf16 rounds differently in the two models' kernels, so a
+near-tie can flip.
 
 Decoding at the memory limit: at batch 1 each new token reads every weight once, so the machine's memory bandwidth
 bounds it. The bandwidth is measured in the same run (before and after the timed rounds): ``dst.copy_(src)`` of
