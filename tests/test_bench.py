@@ -23,7 +23,11 @@ SCRIPTS = {
     "generate": (
         ["--quick", "--json", "{out}/generate.json"],
         ["ratio batch 1: hfgpt-cached / gpt2-cached", "hfgpt-cached / hfgpt-uncached", "ratio batch 8",
-         "tokens identical across hfgpt-cached, gpt2-cached, hfgpt-uncached", "transformers"],
+         "tokens identical across hfgpt-cached, gpt2-cached, hfgpt-uncached", "transformers",
+         "memory bandwidth (dst.copy_(src) of 32 MiB, read + write bytes counted)", "weights read per token",
+         "fraction of the memory limit, batch 1: hfgpt fp32", "fraction of the memory limit, batch 1: gpt2 bf16",
+         "ratio batch 1: bf16 / fp32 tokens/s = hfgpt", "bf16 greedy tokens, batch 1: hfgpt-cached-bf16 and",
+         "static cache + compile: not measured (--quick)"],
     ),  # fmt: skip
     "scaling": (
         ["--quick", "--out-dir", "{out}/scaling"],
@@ -87,7 +91,16 @@ def test_bench_quick(bench_runs, name):
 
         result = json.loads((out / "generate.json").read_text())
         assert result["tokens_identical"] is True and result["max_new_tokens"] == 8
-        assert set(result["tokens_per_s"]) == {"hfgpt-cached", "gpt2-cached", "hfgpt-uncached"}
+        assert set(result["tokens_per_s"]) == {"hfgpt-cached", "gpt2-cached", "hfgpt-uncached", "hfgpt-cached-bf16",
+                                               "gpt2-cached-bf16"}  # fmt: skip
+        assert result["memory_bandwidth_gb_s"]["copy_best"] > 0
+        bytes_per_token = result["weight_bytes_per_token"]
+        assert bytes_per_token["fp32"] == 2 * bytes_per_token["bf16"] > 0
+        fractions = result["fraction_of_memory_limit"]
+        assert set(fractions) == {"hfgpt-cached", "gpt2-cached", "hfgpt-cached-bf16", "gpt2-cached-bf16"}
+        assert all(0 < f for by_batch in fractions.values() for f in by_batch.values())
+        assert set(result["bf16_over_fp32"]["1"]) == {"hfgpt", "gpt2"}
+        assert isinstance(result["bf16_tokens_identical"]["1"], bool)
     if name == "time_to_loss":
         import json
         import math
