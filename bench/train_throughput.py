@@ -218,7 +218,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-fused-loss", dest="fused_loss", action="store_false",
                         help="hfgpt computes its logits, then the loss (as a plain model(**batch)), not the fused loss")
     parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="skip the bf16 rows and the loss check")
-    parser.add_argument("--loss-steps", type=int, default=200, help="steps of the fp32 vs bf16 loss comparison")
+    parser.add_argument("--loss-steps", type=int, default=200, help="steps of the fp32 vs bf16 loss comparison "
+                        "(0: skip it)")
     parser.add_argument("--profile", action="store_true",
                         help="print torch.profiler tables of hfgpt's best fp32 variant (and of hfgpt bf16)")
     parser.add_argument("--quick", action="store_true", help="smoke test: 2 layers, 64 wide, 2 rounds of 1 step")
@@ -275,7 +276,9 @@ def main(argv=None) -> int:
     measured = [name for name in models if not (args.quick and name.endswith("-bf16"))]  # --quick: fp32 only
     memory = {name: measure_memory(args, name) for name in measured} if args.memory else {}
     memory = {name: figures for name, figures in memory.items() if figures}  # None: peak mark not resettable
-    final_losses = {"fp32": loss_after_steps(args, False), "bf16": loss_after_steps(args, True)} if args.bf16 else {}
+    final_losses = {}
+    if args.bf16 and args.loss_steps > 0:
+        final_losses = {"fp32": loss_after_steps(args, False), "bf16": loss_after_steps(args, True)}
 
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs, fp32" + (f" and bf16 autocast ({bf16_support()})" if args.bf16 else ""))
@@ -319,6 +322,7 @@ def main(argv=None) -> int:
               f"(target >= 1.2x)")
         print(f"bf16 ceiling fraction: hfgpt {100 * bf16_ours * fpt / peak_bf16:.1f}% (target >= 70%), "
               f"GPT2LMHeadModel {100 * bf16_theirs * fpt / peak_bf16:.1f}%")
+    if final_losses:
         difference = (final_losses["bf16"] - final_losses["fp32"]) / final_losses["fp32"]
         print(f"loss after {args.loss_steps} steps (hfgpt sdpa, same seed, Markov-chain batches, lr 1e-3, mean of the "
               f"last {max(1, args.loss_steps // 10)}): fp32 {final_losses['fp32']:.4f}, bf16 {final_losses['bf16']:.4f}"

@@ -107,6 +107,8 @@ class LinearCrossEntropy(torch.autograd.Function):
                 compute_dtype: torch.dtype):
         need_hidden_grad, need_weight_grad = ctx.needs_input_grad[:2]
         inputs, classes = hidden.to(compute_dtype), weight[:num_classes].to(compute_dtype)
+        # [n_embd, classes]: on CPU, BLAS streams a contiguous copy faster than classes.T
+        classes_t = classes.T.contiguous() if hidden.device.type == "cpu" else classes.T
         valid = targets != ignore_index
         targets = targets.masked_fill(~valid, 0)
         row_scale = (valid / divisor).float()
@@ -115,17 +117,23 @@ class LinearCrossEntropy(torch.autograd.Function):
         grad_weight = torch.zeros_like(weight, dtype=torch.float32) if need_weight_grad else None
         for start in range(0, hidden.shape[0], block_rows):
             rows = slice(start, start + block_rows)
-            logits = (inputs[rows] @ classes.T).float()  # one block of the output layer
-            log_sum_exp = torch.logsumexp(logits, dim=-1)
+            logits = (inputs[rows] @ classes_t).float()  # one block of the output layer
             block_targets = targets[rows].unsqueeze(1)
-            losses[rows] = log_sum_exp - logits.gather(1, block_targets).squeeze(1)
+            target_logits = logits.gather(1, block_targets).squeeze(1)
+            row_max = logits.amax(dim=-1, keepdim=True)
+            exp = logits.sub_(row_max).exp_()  # in place: the block's logits are not needed again
+            sum_exp = exp.sum(dim=-1)
+            losses[rows] = row_max.squeeze(1) + sum_exp.log() - target_logits  # log-sum-exp - target logit
             if need_hidden_grad or need_weight_grad:  # d loss / d logits = (softmax - one_hot) * row_scale
-                grad_logits = logits.sub_(log_sum_exp.unsqueeze(1)).exp_()
-                grad_logits.scatter_add_(1, block_targets, grad_logits.new_full(block_targets.shape, -1.0))
-                grad_logits = grad_logits.mul_(row_scale[rows].unsqueeze(1)).to(compute_dtype)
+                scale = row_scale[rows]
+                grad_logits = exp.mul_((scale / sum_exp).unsqueeze(1))
+                grad_logits.scatter_add_(1, block_targets, -scale.unsqueeze(1))
+                grad_logits = grad_logits.to(compute_dtype)
                 if need_hidden_grad:
                     grad_hidden[rows] = grad_logits @ classes
-                if need_weight_grad:
+                if need_weight_grad and compute_dtype == torch.float32:
+                    grad_weight[:num_classes].addmm_(grad_logits.T, inputs[rows])
+                elif need_weight_grad:  # summed in fp32 across blocks
                     grad_weight[:num_classes] += grad_logits.T @ inputs[rows]
         ctx.save_for_backward(grad_hidden, grad_weight)
         ctx.weight_dtype = weight.dtype
@@ -153,10 +161,11 @@ def fused_causal_lm_loss(
 ) -> torch.Tensor:
     """:func:`chunked_causal_lm_loss` of ``hidden_states @ weight.T`` without the logits (:class:`LinearCrossEntropy`):
     the loss of the output layer ``weight`` (``[vocab or padded vocab, n_embd]``) from the final hidden states. Under
-    autocast the matmuls take autocast's dtype. In eager mode the rows without a label are left out first."""
+    autocast the matmuls take autocast's dtype. On CPU in eager mode the rows without a label are left out first."""
     hidden = hidden_states.reshape(-1, hidden_states.shape[-1])
     targets, divisor = shifted_targets(labels, shift_labels, num_items_in_batch, ignore_index, hidden.device)
-    if not torch.compiler.is_compiling():  # (a data-dependent shape: not in a compiled graph)
+    # A data-dependent shape: not in a compiled graph, nor on an accelerator (nonzero() waits for the device).
+    if hidden.device.type == "cpu" and not torch.compiler.is_compiling():
         labelled = (targets != ignore_index).nonzero().squeeze(1)
         if labelled.numel() < targets.numel():  # prompt-masked or padded positions, the last of each window
             hidden, targets = hidden.index_select(0, labelled), targets.index_select(0, labelled)

@@ -77,8 +77,9 @@ class RecipeTrainingArguments(TrainingArguments):
         if self.dataloader_pin_memory is None:  # without an accelerator torch warns at every dataloader it pins for
             self.dataloader_pin_memory = has_accelerator()
         on_cpu = self.use_cpu or not has_accelerator()
-        if self.bf16 is None:  # an explicit --bf16 true/false wins
-            self.bf16 = on_cpu and not self.fp16 and cpu_has_native_bf16()
+        if self.bf16 is None:  # an explicit --bf16 true/false wins; so does fp16 (here or `accelerate launch`'s)
+            fp16 = self.fp16 or os.environ.get("ACCELERATE_MIXED_PRECISION") == "fp16"
+            self.bf16 = on_cpu and not fp16 and cpu_has_native_bf16()
         if (self.bf16 or self.bf16_full_eval) and not has_accelerator():
             self.use_cpu = True  # TrainingArguments refuses bf16 without a GPU unless told it trains on the CPU
         super().__post_init__()
