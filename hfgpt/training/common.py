@@ -80,9 +80,14 @@ class RecipeTrainingArguments(TrainingArguments):
         if self.bf16 is None:  # an explicit --bf16 true/false wins; so does fp16 (here or `accelerate launch`'s)
             fp16 = self.fp16 or os.environ.get("ACCELERATE_MIXED_PRECISION") == "fp16"
             self.bf16 = on_cpu and not fp16 and cpu_has_native_bf16()
-        if (self.bf16 or self.bf16_full_eval) and not has_accelerator():
-            self.use_cpu = True  # TrainingArguments refuses bf16 without a GPU unless told it trains on the CPU
+        # TrainingArguments refuses bf16 without a GPU unless use_cpu, which would also drop pinned memory and change
+        # the distributed state; accelerate autocasts on the CPU either way. So it validates the rest without bf16.
+        bf16_on_cpu = self.bf16 and not self.use_cpu and not has_accelerator()
+        if bf16_on_cpu:
+            self.bf16 = False
         super().__post_init__()
+        if bf16_on_cpu:
+            self.bf16, self.mixed_precision = True, "bf16"
 
     def precision(self) -> str:
         """Which precision the run trains in, and why: for the first lines of a run's log."""
