@@ -91,15 +91,15 @@ class RecipeTrainingArguments(TrainingArguments):
 
     def precision(self) -> str:
         """Which precision the run trains in, and why: for the first lines of a run's log."""
-        if self.fp16:
-            return "Precision: fp16 mixed precision (--fp16)"
-        if not self.bf16:
+        mixed = getattr(self, "mixed_precision", "no")  # also what `accelerate launch --mixed_precision` chose
+        if self.fp16 or mixed == "fp16":
+            return "Precision: fp16 mixed precision"
+        if not (self.bf16 or mixed == "bf16"):
             return "Precision: fp32 (bf16 off: pass --bf16 true to use it)"
         if not (self.use_cpu or not has_accelerator()):
-            return "Precision: bf16 mixed precision on the accelerator (--bf16)"
+            return "Precision: bf16 mixed precision on the accelerator"
         native = "native bf16 on this CPU" if cpu_has_native_bf16() else "no native bf16 on this CPU: expect it slow"
         return f"Precision: bf16 autocast on the CPU, fp32 weights ({native}; --bf16 false turns it off)"
-
 
 
 # ------------------------------------------------------------------------------------------------ checks
