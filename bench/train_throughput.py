@@ -1,11 +1,18 @@
 """Benchmark: training-step throughput of hfgpt's GPTScratchForCausalLM against transformers' GPT2LMHeadModel.
 
-One training step is forward + loss + backward + AdamW step + zero_grad, in fp32, on the same random token batch.
-Both models have the same sizes (GPT-2's architecture: qkv bias, tied embeddings, GELU tanh, pre-LayerNorm) and
-start from the same weights (ours is converted from the GPT-2 model with ``hfgpt.convert.from_hf_gpt2``); each is
-built with ``attn_implementation="eager"`` and ``"sdpa"``, every model from its own config. The four variants and a
-large square fp32 ``torch.mm`` (the matmul ceiling of this machine) are timed in interleaved rounds (a, b, c, d, mm,
-a, b, ...); the median over rounds is reported. The headline ratio is hfgpt's best variant against GPT-2's best.
+One training step is forward + loss + backward + AdamW step + zero_grad on the same random token batch. Both models
+have the same sizes (GPT-2's architecture: qkv bias, tied embeddings, GELU tanh, pre-LayerNorm) and start from the
+same weights (ours is converted from the GPT-2 model with ``hfgpt.convert.from_hf_gpt2``); each is built with
+``attn_implementation="eager"`` and ``"sdpa"``, every model from its own config. hfgpt trains through its fused
+linear + loss (``skip_logits_in_training``; ``--no-fused-loss``: logits, then the chunked loss, as a plain
+``model(**batch)``).
+
+bf16 rows (``-bf16``, sdpa): the same step under ``torch.autocast("cpu", dtype=torch.bfloat16)`` for both models, fp32
+master weights and AdamW state. The variants and large square fp32 and bf16 ``torch.mm`` (this machine's matmul
+ceilings) are timed in interleaved rounds (a, b, c, ..., mm fp32, mm bf16, a, b, ...); the median over rounds is
+reported. The headline ratios are hfgpt's best fp32 variant against GPT-2's best, and hfgpt bf16 against hfgpt fp32
+and GPT-2 bf16. Then hfgpt sdpa trains ``--loss-steps`` steps in fp32 and in bf16 from the same seed on batches of a
+fixed random Markov chain (learnable: each token has 4 possible successors), and the two final losses are compared.
 
 Achieved FLOP/s use nanoGPT's ``estimate_mfu`` count (PaLM appendix B): ``6 N + 12 L H Q T`` flops per token, N =
 parameters without the position embeddings (the token embedding counts: it is also the output layer).
@@ -19,6 +26,7 @@ columns are left out.
     python bench/train_throughput.py                       # 4 layers, 256 wide, 4 heads, vocab 8192, ctx 256, batch 8
     python bench/train_throughput.py --n-layer 6 --n-embd 384 --n-head 6 --dropout 0.1
     python bench/train_throughput.py --profile             # also a torch.profiler table of hfgpt's best variant
+    python bench/train_throughput.py --no-bf16             # fp32 rows only
     python bench/train_throughput.py --quick               # smoke test: tiny sizes, 2 rounds
 """
 
@@ -39,6 +47,7 @@ for _key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"
     os.environ.setdefault(_key, "1")
 
 VARIANTS = ("hfgpt-sdpa", "hfgpt-eager", "gpt2-sdpa", "gpt2-eager")
+BF16_VARIANTS = ("hfgpt-sdpa-bf16", "gpt2-sdpa-bf16")
 
 
 def build_models(args, variants=VARIANTS) -> dict:
@@ -59,7 +68,7 @@ def build_models(args, variants=VARIANTS) -> dict:
     reference = GPT2LMHeadModel(gpt2_config())
     models = {}
     for name in variants:
-        family, impl = name.split("-")
+        family, impl = name.split("-")[:2]
         if family == "gpt2":
             model = GPT2LMHeadModel(gpt2_config())
             model.load_state_dict(reference.state_dict())
@@ -67,6 +76,7 @@ def build_models(args, variants=VARIANTS) -> dict:
         else:
             model = from_hf_gpt2(reference)  # a fresh config per model: the attention choice is per config
             model.set_attn_implementation(impl)
+            model.skip_logits_in_training = args.fused_loss  # the training step needs only the loss
         models[name] = model.train()
     return models
 
@@ -78,13 +88,31 @@ def make_batch(args):
     return torch.randint(0, args.vocab_size, (args.batch_size, args.context), generator=generator)
 
 
-def make_step(model, batch, args):
+def markov_batch(args, step: int):
+    """Batch ``step`` of a fixed random Markov chain: each token id has 4 possible successors (a learnable stream)."""
     import torch
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=args.fused_adamw)
+    table = torch.randint(0, args.vocab_size, (args.vocab_size, 4), generator=torch.Generator().manual_seed(99))
+    generator = torch.Generator().manual_seed(10_000 + step)
+    tokens = [torch.randint(0, args.vocab_size, (args.batch_size,), generator=generator)]
+    choices = torch.randint(0, 4, (args.batch_size, args.context - 1), generator=generator)
+    for position in range(args.context - 1):
+        tokens.append(table[tokens[-1], choices[:, position]])
+    return torch.stack(tokens, dim=1)
+
+
+def make_step(model, batch, args, bf16: bool = False, lr: float = 1e-4):
+    """One training step; ``batch`` is a tensor or a function of the step number."""
+    import torch
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, fused=args.fused_adamw)
+    steps_done = [0]
 
     def step() -> float:
-        loss = model(input_ids=batch, labels=batch).loss
+        ids = batch(steps_done[0]) if callable(batch) else batch
+        steps_done[0] += 1
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -93,12 +121,14 @@ def make_step(model, batch, args):
     return step
 
 
-def matmul_flops(size: int, repeats: int = 5) -> float:
-    """FLOP/s of one large square fp32 ``torch.mm`` (best of ``repeats``): this machine's practical ceiling."""
+def matmul_flops(size: int, repeats: int = 5, dtype=None) -> float:
+    """FLOP/s of one large square ``torch.mm`` (fp32, or ``dtype``; best of ``repeats``): this machine's practical
+    ceiling."""
     import torch
 
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    out = torch.empty(size, size)
+    dtype = dtype or torch.float32
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    out = torch.empty(size, size, dtype=dtype)
     torch.mm(a, b, out=out)
     best = float("inf")
     for _ in range(repeats):
@@ -106,6 +136,14 @@ def matmul_flops(size: int, repeats: int = 5) -> float:
         torch.mm(a, b, out=out)
         best = min(best, time.perf_counter() - t)
     return 2 * size**3 / best
+
+
+def bf16_support() -> str:
+    import torch
+
+    features = [name for name, present in (("AVX512-BF16", torch.cpu._is_avx512_bf16_supported()),
+                                           ("AMX", torch.cpu._is_amx_tile_supported())) if present]
+    return ", ".join(features) + " on this CPU" if features else "no native bf16 on this CPU: emulated"
 
 
 def memory_child(args) -> None:
@@ -117,7 +155,7 @@ def memory_child(args) -> None:
     torch.set_num_threads(args.threads or torch.get_num_threads())
     model = build_models(args, [args.memory_child])[args.memory_child]
     batch = make_batch(args)
-    step = make_step(model, batch, args)
+    step = make_step(model, batch, args, bf16=args.memory_child.endswith("-bf16"))
     trim()
     if not reset_peak():
         print(json.dumps(None))
@@ -138,10 +176,20 @@ def measure_memory(args, variant: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def profile(model, batch, args, rows: int = 25) -> None:
+def loss_after_steps(args, bf16: bool) -> float:
+    """hfgpt sdpa trained ``--loss-steps`` steps on the Markov-chain batches (lr 1e-3, same seed and weights in fp32
+    and bf16): the mean loss of the last 10 % of the steps (at least 1)."""
+    model = build_models(args, ["hfgpt-sdpa"])["hfgpt-sdpa"]
+    step = make_step(model, lambda i: markov_batch(args, i), args, bf16=bf16, lr=1e-3)
+    losses = [step() for _ in range(args.loss_steps)]
+    tail = losses[-max(1, args.loss_steps // 10):]
+    return sum(tail) / len(tail)
+
+
+def profile(model, batch, args, bf16: bool = False, rows: int = 25) -> None:
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
-    step = make_step(model, batch, args)
+    step = make_step(model, batch, args, bf16=bf16)
     step()
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(3):
@@ -167,7 +215,13 @@ def main(argv=None) -> int:
                         help="use AdamW's for-loop implementation (both models) instead of the fused CPU kernel")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory subprocesses")
     parser.add_argument("--memory-steps", type=int, default=3)
-    parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of hfgpt's best variant")
+    parser.add_argument("--no-fused-loss", dest="fused_loss", action="store_false",
+                        help="hfgpt computes its logits, then the loss (as a plain model(**batch)), not the fused loss")
+    parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="skip the bf16 rows and the loss check")
+    parser.add_argument("--loss-steps", type=int, default=200, help="steps of the fp32 vs bf16 loss comparison "
+                        "(0: skip it)")
+    parser.add_argument("--profile", action="store_true",
+                        help="print torch.profiler tables of hfgpt's best fp32 variant (and of hfgpt bf16)")
     parser.add_argument("--quick", action="store_true", help="smoke test: 2 layers, 64 wide, 2 rounds of 1 step")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -175,12 +229,13 @@ def main(argv=None) -> int:
         args.n_layer, args.n_embd, args.n_head, args.vocab_size = 2, 64, 2, 512
         args.context, args.batch_size = min(args.context, 64), min(args.batch_size, 4)
         args.rounds, args.steps, args.warmup, args.matmul_size, args.memory_steps = 2, 1, 1, 512, 1
+        args.loss_steps = min(args.loss_steps, 3)
     # what the memory subprocesses get: the sizes, not the --quick switch (already applied above)
     args.forward_argv = [
         f"--n-layer={args.n_layer}", f"--n-embd={args.n_embd}", f"--n-head={args.n_head}",
         f"--vocab-size={args.vocab_size}", f"--context={args.context}", f"--batch-size={args.batch_size}",
         f"--dropout={args.dropout}", f"--threads={args.threads}", f"--memory-steps={args.memory_steps}",
-    ] + ([] if args.fused_adamw else ["--no-fused-adamw"])  # fmt: skip
+    ] + ([] if args.fused_adamw else ["--no-fused-adamw"]) + ([] if args.fused_loss else ["--no-fused-loss"])
     if args.memory_child:
         memory_child(args)
         return 0
@@ -190,9 +245,9 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    models = build_models(args)
+    models = build_models(args, VARIANTS + (BF16_VARIANTS if args.bf16 else ()))
     batch = make_batch(args)
-    steps = {name: make_step(model, batch, args) for name, model in models.items()}
+    steps = {name: make_step(model, batch, args, bf16=name.endswith("-bf16")) for name, model in models.items()}
     tokens_per_step = args.batch_size * args.context
 
     first_losses = {name: step() for name, step in steps.items()}  # same weights, same data: same loss
@@ -200,7 +255,7 @@ def main(argv=None) -> int:
         for step in steps.values():
             step()
     seconds = {name: [] for name in models}
-    ceiling = []
+    ceiling, ceiling_bf16 = [], []
     for _ in range(args.rounds):
         for name, step in steps.items():
             t = time.perf_counter()
@@ -208,6 +263,8 @@ def main(argv=None) -> int:
                 step()
             seconds[name].append((time.perf_counter() - t) / args.steps)
         ceiling.append(matmul_flops(args.matmul_size))
+        if args.bf16:
+            ceiling_bf16.append(matmul_flops(args.matmul_size, dtype=torch.bfloat16))
 
     med = statistics.median
     tokens_per_s = {name: tokens_per_step / med(s) for name, s in seconds.items()}
@@ -216,27 +273,38 @@ def main(argv=None) -> int:
 
     n_params = sum(p.numel() for p in models["hfgpt-sdpa"].parameters()) - args.context * args.n_embd  # no pos_emb
     fpt = flops_per_token(n_params, args.n_layer, args.n_embd, args.context)
-    memory = {name: measure_memory(args, name) for name in models} if args.memory else {}
+    measured = [name for name in models if not (args.quick and name.endswith("-bf16"))]  # --quick: fp32 only
+    memory = {name: measure_memory(args, name) for name in measured} if args.memory else {}
     memory = {name: figures for name, figures in memory.items() if figures}  # None: peak mark not resettable
+    final_losses = {}
+    if args.bf16 and args.loss_steps > 0:
+        final_losses = {"fp32": loss_after_steps(args, False), "bf16": loss_after_steps(args, True)}
 
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs, fp32")
+          f"{os.cpu_count()} CPUs, fp32" + (f" and bf16 autocast ({bf16_support()})" if args.bf16 else ""))
     print(f"model: {args.n_layer} layers, {args.n_embd} wide, {args.n_head} heads, vocab {args.vocab_size}, "
           f"context {args.context}, batch {args.batch_size}, dropout {args.dropout}; "
           f"{sum(p.numel() for p in models['hfgpt-sdpa'].parameters()):,} parameters; "
-          f"AdamW {'fused' if args.fused_adamw else 'for-loop'}")
+          f"AdamW {'fused' if args.fused_adamw else 'for-loop'}; hfgpt loss "
+          f"{'fused linear + loss' if args.fused_loss else 'logits + chunked loss'}")
     print(f"rounds: {args.rounds} x {args.steps} steps per variant, interleaved, median; "
           f"{fpt / 1e6:.1f} MFLOP per token (6N + 12LHQT)")
     print(f"matmul ceiling: {args.matmul_size}x{args.matmul_size} fp32 torch.mm, {peak / 1e9:.1f} GFLOP/s (median)")
+    if args.bf16:
+        peak_bf16 = med(ceiling_bf16)
+        print(f"matmul ceiling bf16: {args.matmul_size}x{args.matmul_size} bf16 torch.mm, "
+              f"{peak_bf16 / 1e9:.1f} GFLOP/s (median), {peak_bf16 / peak:.2f}x fp32")
     print("first-step losses (same weights and data): "
           + ", ".join(f"{name} {loss:.5f}" for name, loss in first_losses.items()))
-    print(f"\n{'variant':14}{'tokens/s':>10}{'ms/step':>10}{'GFLOP/s':>10}{'% of mm':>9}{'peak MiB':>10}{'+train MiB':>11}")
+    print(f"\n{'variant':16}{'tokens/s':>10}{'ms/step':>10}{'GFLOP/s':>10}{'% of mm':>9}{'peak MiB':>10}"
+          f"{'+train MiB':>11}")
     for name in models:
         flops = tokens_per_s[name] * fpt
         mem = memory.get(name)
         mem_cols = f"{mem['peak_mib']:10.0f}{mem['peak_mib'] - mem['before_mib']:11.0f}" if mem else ""
-        print(f"{name:14}{tokens_per_s[name]:10,.0f}{1000 * med(seconds[name]):10.1f}{flops / 1e9:10.1f}"
-              f"{100 * flops / peak:8.1f}%{mem_cols}")
+        ceiling_of = peak_bf16 if name.endswith("-bf16") else peak  # % of its own precision's ceiling
+        print(f"{name:16}{tokens_per_s[name]:10,.0f}{1000 * med(seconds[name]):10.1f}{flops / 1e9:10.1f}"
+              f"{100 * flops / ceiling_of:8.1f}%{mem_cols}")
 
     ours = max(("hfgpt-sdpa", "hfgpt-eager"), key=tokens_per_s.get)
     theirs = max(("gpt2-sdpa", "gpt2-eager"), key=tokens_per_s.get)
@@ -247,12 +315,31 @@ def main(argv=None) -> int:
           f"eager {tokens_per_s['hfgpt-eager'] / tokens_per_s['gpt2-eager']:.2f}x")
     print(f"matmul ceiling fraction: hfgpt {100 * fraction:.1f}% (target >= 70%), "
           f"GPT2LMHeadModel {100 * tokens_per_s[theirs] * fpt / peak:.1f}%")
+    if args.bf16:
+        bf16_ours, bf16_theirs = tokens_per_s["hfgpt-sdpa-bf16"], tokens_per_s["gpt2-sdpa-bf16"]
+        print(f"ratio bf16: hfgpt-sdpa-bf16 / hfgpt fp32 {ours} = {bf16_ours / tokens_per_s[ours]:.2f}x tokens/s "
+              f"(target >= 1.8x); hfgpt-sdpa-bf16 / GPT2LMHeadModel gpt2-sdpa-bf16 = {bf16_ours / bf16_theirs:.2f}x "
+              f"(target >= 1.2x)")
+        print(f"bf16 ceiling fraction: hfgpt {100 * bf16_ours * fpt / peak_bf16:.1f}% (target >= 70%), "
+              f"GPT2LMHeadModel {100 * bf16_theirs * fpt / peak_bf16:.1f}%")
+    if final_losses:
+        difference = (final_losses["bf16"] - final_losses["fp32"]) / final_losses["fp32"]
+        print(f"loss after {args.loss_steps} steps (hfgpt sdpa, same seed, Markov-chain batches, lr 1e-3, mean of the "
+              f"last {max(1, args.loss_steps // 10)}): fp32 {final_losses['fp32']:.4f}, bf16 {final_losses['bf16']:.4f}"
+              f", difference {100 * difference:+.2f}% (target within 1%)")
     if args.profile:
         profile(models[ours], batch, args)
-    losses_agree = max(first_losses.values()) - min(first_losses.values()) < 1e-3
+        if args.bf16:
+            profile(models["hfgpt-sdpa-bf16"], batch, args, bf16=True)
+    fp32_losses = [first_losses[name] for name in VARIANTS]
+    losses_agree = max(fp32_losses) - min(fp32_losses) < 1e-3
     if not losses_agree:
         print("ERROR: the variants' first-step losses differ: they do not compute the same model")
-    return 0 if losses_agree else 1
+    bf16_close = all(abs(first_losses[name] - first_losses["hfgpt-sdpa"]) < 0.05 for name in models
+                     if name.endswith("-bf16"))
+    if not bf16_close:
+        print("ERROR: a bf16 variant's first-step loss is not within 0.05 of fp32's")
+    return 0 if losses_agree and bf16_close else 1
 
 
 if __name__ == "__main__":

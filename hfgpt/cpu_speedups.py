@@ -1,8 +1,11 @@
-"""Two CPU speed-ups for the causal-LM head of ``modeling_gpt_scratch.py``; neither changes the maths.
+"""Speed-ups for the causal-LM head of ``modeling_gpt_scratch.py``; none changes the maths.
 
 * The next-token loss a block of rows at a time (``chunked_causal_lm_loss``). On CPU, ``nn.functional.cross_entropy``
   allocates three more logits-sized tensors per step (log-probabilities, the gradients of ``nll_loss`` and
   ``log_softmax``); blocks that large go back to the operating system and pay page faults again at every step.
+  fp32 or bf16 logits (bf16 autocast); the log-sum-exp and the softmax are computed in fp32.
+* The fused linear + loss (``fused_causal_lm_loss``), CPU or CUDA, when only the loss is needed: the output layer
+  and the loss a block of rows at a time from the hidden states, so the ``[tokens, vocab]`` logits never exist.
 * Decoding against a contiguous ``[n_embd, vocab]`` copy of the output matrix (``cpu_decode_head_copy``): BLAS streams
   it faster for a few rows than ``x @ W.T`` on the ``[vocab, n_embd]`` weight.
 
@@ -22,7 +25,8 @@ class ChunkedCrossEntropy(torch.autograd.Function):
     gradient tensor autograd needs anyway.
 
     With ``num_classes`` < ``logits.shape[1]`` (a padded vocabulary) only the first ``num_classes`` columns count and
-    the others get a zero gradient, so the padded logits need not be sliced off (and copied) first.
+    the others get a zero gradient, so the padded logits need not be sliced off (and copied) first. bf16 logits: each
+    block is turned to fp32 for the log-sum-exp and the softmax, and the gradient is written back in bf16.
     """
 
     @staticmethod
@@ -31,8 +35,8 @@ class ChunkedCrossEntropy(torch.autograd.Function):
         classes = logits[:, :num_classes]
         valid = targets != ignore_index
         targets = targets.masked_fill(~valid, 0)
-        log_sum_exp = torch.cat([torch.logsumexp(block, dim=-1) for block in classes.split(block_rows)])
-        target_logits = classes.gather(1, targets.unsqueeze(1)).squeeze(1)
+        log_sum_exp = torch.cat([torch.logsumexp(block.float(), dim=-1) for block in classes.split(block_rows)])
+        target_logits = classes.gather(1, targets.unsqueeze(1)).squeeze(1).float()
         ctx.save_for_backward(logits, targets, valid, log_sum_exp, torch.as_tensor(divisor))
         ctx.block_rows, ctx.num_classes = block_rows, num_classes
         return ((log_sum_exp - target_logits) * valid).sum() / divisor
@@ -43,15 +47,33 @@ class ChunkedCrossEntropy(torch.autograd.Function):
         num_classes = ctx.num_classes
         grad_logits = torch.empty_like(logits, memory_format=torch.contiguous_format)
         grad_logits[:, num_classes:] = 0.0  # padded columns (none without a padded vocabulary)
-        row_scale = (valid * (grad_loss / divisor)).to(logits.dtype).unsqueeze(1)
+        row_scale = (valid * (grad_loss / divisor)).float().unsqueeze(1)
+        fp32 = logits.dtype == torch.float32  # else one fp32 scratch block, copied into the bf16 gradient
+        scratch_shape = (min(ctx.block_rows, logits.shape[0]), num_classes)
+        scratch = None if fp32 else logits.new_empty(scratch_shape, dtype=torch.float32)
         for start in range(0, logits.shape[0], ctx.block_rows):
             rows = slice(start, start + ctx.block_rows)
-            block = grad_logits[rows, :num_classes]
+            out = grad_logits[rows, :num_classes]
+            block = out if fp32 else scratch[: out.shape[0]]
             torch.sub(logits[rows, :num_classes], log_sum_exp[rows].unsqueeze(1), out=block)
             block.exp_()  # softmax
             block[torch.arange(block.shape[0]), targets[rows]] -= 1.0  # - one_hot(target)
             block.mul_(row_scale[rows])  # ignored rows get 0
+            if not fp32:
+                out.copy_(block)
         return grad_logits, None, None, None, None, None
+
+
+def shifted_targets(labels, shift_labels, num_items_in_batch, ignore_index: int, device):
+    """The book's shifted target windows as one row of ids (``ignore_index`` after each window's last token), and the
+    loss's divisor: the number of labelled positions, or ``num_items_in_batch`` when the Trainer passes it (gradient
+    accumulation)."""
+    if shift_labels is None:  # pad-then-slice shifts the labels without copying the logits
+        shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
+    targets = shift_labels.reshape(-1).to(device)
+    if num_items_in_batch is None:
+        return targets, (targets != ignore_index).sum()
+    return targets, torch.as_tensor(num_items_in_batch, device=device)
 
 
 def chunked_causal_lm_loss(
@@ -66,20 +88,107 @@ def chunked_causal_lm_loss(
     """transformers' ``ForCausalLMLoss`` (the book's ``calc_loss_batch``) through :class:`ChunkedCrossEntropy`: the
     mean over labelled positions, or the sum divided by ``num_items_in_batch`` when the Trainer passes it (gradient
     accumulation). ``vocab_size``: the real tokens, when ``logits`` has padded columns after them."""
-    if shift_labels is None:  # pad-then-slice shifts the labels without copying the logits
-        shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
     logits = logits.reshape(-1, logits.shape[-1])
-    shift_labels = shift_labels.reshape(-1).to(logits.device)
-    if num_items_in_batch is None:
-        divisor = (shift_labels != ignore_index).sum()
-    else:
-        divisor = torch.as_tensor(num_items_in_batch, device=logits.device)
+    targets, divisor = shifted_targets(labels, shift_labels, num_items_in_batch, ignore_index, logits.device)
     block_rows = max(1, 2**21 // logits.shape[-1])  # blocks of 8 MB: reused by the allocator, warm in cache
-    return ChunkedCrossEntropy.apply(logits, shift_labels, divisor, ignore_index, block_rows, vocab_size)
+    return ChunkedCrossEntropy.apply(logits, targets, divisor, ignore_index, block_rows, vocab_size)
+
+
+class LinearCrossEntropy(torch.autograd.Function):
+    """``cross_entropy(hidden @ weight[:num_classes].T, targets)`` summed over the rows whose target is not
+    ``ignore_index``, divided by ``divisor``: the output layer and the loss together, ``block_rows`` rows at a time,
+    so only one block of logits exists at a time. The matmuls run in ``compute_dtype`` (bf16 under autocast), the
+    log-sum-exp and the softmax in fp32. As Liger's fused loss, the forward also computes the gradients of
+    ``hidden`` and ``weight`` while each block's logits exist (no second logits matmul); the backward scales them.
+    Padded rows of ``weight`` (beyond ``num_classes``) get a zero gradient."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, divisor, ignore_index: int, block_rows: int, num_classes: int,
+                compute_dtype: torch.dtype):
+        need_hidden_grad, need_weight_grad = ctx.needs_input_grad[:2]
+        inputs, classes = hidden.to(compute_dtype), weight[:num_classes].to(compute_dtype)
+        # [n_embd, classes]: on CPU, BLAS streams a contiguous copy faster than classes.T
+        classes_t = classes.T.contiguous() if hidden.device.type == "cpu" else classes.T
+        valid = targets != ignore_index
+        targets = targets.masked_fill(~valid, 0)
+        row_scale = (valid / divisor).float()
+        losses = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+        grad_hidden = torch.empty_like(hidden) if need_hidden_grad else None
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if need_weight_grad else None
+        for start in range(0, hidden.shape[0], block_rows):
+            rows = slice(start, start + block_rows)
+            logits = (inputs[rows] @ classes_t).float()  # one block of the output layer
+            block_targets = targets[rows].unsqueeze(1)
+            target_logits = logits.gather(1, block_targets).squeeze(1)
+            row_max = logits.amax(dim=-1, keepdim=True)
+            exp = logits.sub_(row_max).exp_()  # in place: the block's logits are not needed again
+            sum_exp = exp.sum(dim=-1)
+            losses[rows] = row_max.squeeze(1) + sum_exp.log() - target_logits  # log-sum-exp - target logit
+            if need_hidden_grad or need_weight_grad:  # d loss / d logits = (softmax - one_hot) * row_scale
+                scale = row_scale[rows]
+                grad_logits = exp.mul_((scale / sum_exp).unsqueeze(1))
+                grad_logits.scatter_add_(1, block_targets, -scale.unsqueeze(1))
+                grad_logits = grad_logits.to(compute_dtype)
+                if need_hidden_grad:
+                    grad_hidden[rows] = grad_logits @ classes
+                if need_weight_grad and compute_dtype == torch.float32:
+                    grad_weight[:num_classes].addmm_(grad_logits.T, inputs[rows])
+                elif need_weight_grad:  # summed in fp32 across blocks
+                    grad_weight[:num_classes] += grad_logits.T @ inputs[rows]
+        ctx.save_for_backward(grad_hidden, grad_weight)
+        ctx.weight_dtype = weight.dtype
+        return (losses * valid).sum() / divisor
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad_hidden, grad_weight = ctx.saved_tensors
+        if grad_hidden is not None:
+            grad_hidden = grad_hidden * grad_loss.to(grad_hidden.dtype)
+        if grad_weight is not None:
+            grad_weight = (grad_weight * grad_loss).to(ctx.weight_dtype)
+        return grad_hidden, grad_weight, None, None, None, None, None, None
+
+
+def fused_causal_lm_loss(
+    hidden_states: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.LongTensor,
+    num_items_in_batch: torch.Tensor | int | None = None,
+    ignore_index: int = -100,
+    shift_labels: torch.LongTensor | None = None,
+    vocab_size: int | None = None,
+    **kwargs,
+) -> torch.Tensor:
+    """:func:`chunked_causal_lm_loss` of ``hidden_states @ weight.T`` without the logits (:class:`LinearCrossEntropy`):
+    the loss of the output layer ``weight`` (``[vocab or padded vocab, n_embd]``) from the final hidden states. Under
+    autocast the matmuls take autocast's dtype. On CPU in eager mode the rows without a label are left out first."""
+    hidden = hidden_states.reshape(-1, hidden_states.shape[-1])
+    targets, divisor = shifted_targets(labels, shift_labels, num_items_in_batch, ignore_index, hidden.device)
+    # A data-dependent shape: not in a compiled graph, nor on an accelerator (nonzero() waits for the device).
+    if hidden.device.type == "cpu" and not torch.compiler.is_compiling():
+        labelled = (targets != ignore_index).nonzero().squeeze(1)
+        if labelled.numel() < targets.numel():  # prompt-masked or padded positions, the last of each window
+            hidden, targets = hidden.index_select(0, labelled), targets.index_select(0, labelled)
+    if not torch.is_grad_enabled():  # evaluation: the forward then computes no gradients
+        hidden, weight = hidden.detach(), weight.detach()
+    device_type = hidden.device.type
+    autocast = torch.is_autocast_enabled(device_type)
+    compute_dtype = torch.get_autocast_dtype(device_type) if autocast else hidden.dtype
+    # blocks of 8 MB of fp32 logits on CPU (reused, warm in cache); 256 MB on an accelerator (fewer, larger matmuls)
+    block_rows = max(1, (2**21 if device_type == "cpu" else 2**26) // weight.shape[0])
+    num_classes = weight.shape[0] if vocab_size is None else vocab_size
+    return LinearCrossEntropy.apply(hidden, weight, targets, divisor, ignore_index, block_rows, num_classes,
+                                    compute_dtype)
 
 
 class CPUSpeedupsMixin:
-    """The logits and the loss of a causal-LM head that has ``lm_head``, ``config`` and ``loss_function``."""
+    """The logits and the loss of a causal-LM head that has ``lm_head``, ``config`` and ``loss_function``.
+
+    ``skip_logits_in_training``: when True, a forward in training mode with labels returns the loss of the fused
+    linear + loss and no logits (what the Trainer's training step needs); ``forward(skip_logits=...)`` decides per
+    call. Off by default, so ``model(**batch)`` returns its logits."""
+
+    skip_logits_in_training: bool = False
 
     # Inference on CPU keeps a transposed copy of lm_head's weight (vocab x n_embd more floats, rebuilt whenever the
     # weight changes). Set to False on a model to save that memory; a copy already made is then freed.
@@ -108,13 +217,21 @@ class CPUSpeedupsMixin:
         return hidden_states.to(weight.dtype) @ self._decode_head
 
     def _chunked_loss_applies(self, logits: torch.Tensor) -> bool:
-        """fp32 logits on CPU in eager mode, with the default loss. CUDA's caching allocator has no page-fault cost,
-        and compiled graphs fuse the loss themselves."""
+        """fp32 or bf16 logits on CPU in eager mode, with the default loss. CUDA's caching allocator has no page-fault
+        cost, and compiled graphs fuse the loss themselves."""
         return (
             logits.device.type == "cpu"
-            and logits.dtype == torch.float32
+            and logits.dtype in (torch.float32, torch.bfloat16)
             and getattr(self.config, "loss_type", None) in (None, "ForCausalLM")
             and not torch.compiler.is_compiling()
+        )
+
+    def _fused_loss_applies(self) -> bool:
+        """A plain bias-free ``nn.Linear`` head (not a LoRA / quantised layer) and the default loss."""
+        return (
+            type(self.lm_head) is nn.Linear
+            and self.lm_head.bias is None
+            and getattr(self.config, "loss_type", None) in (None, "ForCausalLM")
         )
 
     def causal_lm_loss(self, logits: torch.Tensor, labels: torch.LongTensor, **kwargs) -> torch.Tensor:
@@ -124,3 +241,12 @@ class CPUSpeedupsMixin:
         if self._chunked_loss_applies(logits):
             return chunked_causal_lm_loss(logits, labels, vocab_size=vocab_size, **kwargs)
         return self.loss_function(logits=logits[..., :vocab_size], labels=labels, vocab_size=vocab_size, **kwargs)
+
+    def causal_lm_loss_without_logits(self, hidden_states: torch.Tensor, labels: torch.LongTensor,
+                                      **kwargs) -> torch.Tensor:
+        """The same loss from the final hidden states, for a caller that needs no logits: the fused linear + loss
+        where it applies, else ``lm_head`` then :meth:`causal_lm_loss`."""
+        if self._fused_loss_applies():
+            return fused_causal_lm_loss(hidden_states, self.lm_head.weight, labels, vocab_size=self.config.vocab_size,
+                                        **kwargs)
+        return self.causal_lm_loss(self.lm_head(hidden_states), labels, **kwargs)

@@ -10,8 +10,8 @@
 
 What differs from the book: attention goes through transformers' attention interface (``"eager"`` is the book's
 mask + softmax, ``"sdpa"`` the default, flash / flex where installed); one fused ``qkv`` projection; a KV ``Cache``
-for ``generate()``; padding-aware masks and positions; ``nn.LayerNorm``; an optional padded vocabulary. Two CPU
-speed-ups that keep the maths live in ``cpu_speedups.py``. Only torch, transformers and sibling files are imported:
+for ``generate()``; padding-aware masks and positions; ``nn.LayerNorm``; an optional padded vocabulary. Speed-ups of
+the output head that keep the maths (CPU loss and decoding, a fused linear + loss) live in ``cpu_speedups.py``. Only torch, transformers and sibling files are imported:
 ``save_pretrained`` copies the siblings next to the weights, so the folder loads with ``trust_remote_code=True``.
 """
 
@@ -405,7 +405,8 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin, CPUSpeed
     With a padded vocabulary (``config.pad_vocab_size_multiple``, as nanoGPT) ``lm_head`` has
     ``config.padded_vocab_size`` outputs, and the forward returns the ``vocab_size`` real tokens' logits only, so
     nothing can sample a padded id. ``model.cpu_decode_head_copy = False`` saves the memory of the CPU decoding copy
-    of ``lm_head`` (see ``cpu_speedups.py``)."""
+    of ``lm_head``; ``model.skip_logits_in_training = True`` trains through the fused linear + loss (see
+    ``cpu_speedups.py``)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embeddings.tok_emb.weight"}
 
@@ -433,10 +434,18 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin, CPUSpeed
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        skip_logits: bool | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         r"""``labels`` are the input ids themselves (the model shifts them by one, as the book's
-        ``calc_loss_batch`` does with its shifted target windows); ``-100`` marks positions without a loss."""
+        ``calc_loss_batch`` does with its shifted target windows); ``-100`` marks positions without a loss.
+        ``skip_logits=True`` (what the Trainer passes at a loss-only evaluation with Liger): only the loss, from the
+        fused linear + loss of ``cpu_speedups.py``, and ``logits=None``; default: ``self.skip_logits_in_training``
+        when training with labels, else False."""
+        if skip_logits is None:
+            skip_logits = self.skip_logits_in_training and self.training and labels is not None
+        if skip_logits and labels is None:
+            raise HfgptInputError("skip_logits=True returns only the loss, so it needs labels.")
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                              cache=cache, inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs)
         hidden_states = outputs.last_hidden_state
@@ -444,6 +453,9 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin, CPUSpeed
             hidden_states = hidden_states[:, -logits_to_keep:, :]
         elif isinstance(logits_to_keep, torch.Tensor):
             hidden_states = hidden_states[:, logits_to_keep, :]
+        if skip_logits:  # the output layer inside the loss: the [tokens, vocab] logits never exist
+            loss = self.causal_lm_loss_without_logits(hidden_states, labels, **kwargs)
+            return head_output(CausalLMOutputWithPast, outputs, loss=loss, logits=None)
         logits = self.lm_head_logits(hidden_states)  # lm_head(hidden_states)
         loss = None if labels is None else self.causal_lm_loss(logits, labels, **kwargs)
         logits = logits[..., : self.config.vocab_size]  # without the padded vocabulary's logits

@@ -19,7 +19,11 @@ TIMEOUT_S = 300
 
 # script -> (arguments, lines its output must contain); "{out}" is this run's temporary folder
 SCRIPTS = {
-    "train_throughput": (["--quick"], ["ratio: hfgpt", "first-step losses", "+train MiB"]),
+    "train_throughput": (
+        ["--quick"],
+        ["ratio: hfgpt", "first-step losses", "+train MiB", "matmul ceiling bf16:", "ratio bf16: hfgpt-sdpa-bf16",
+         "bf16 ceiling fraction:", "loss after 3 steps"],
+    ),  # fmt: skip
     "generate": (
         ["--quick", "--json", "{out}/generate.json"],
         ["ratio batch 1: hfgpt-cached / gpt2-cached", "hfgpt-cached / hfgpt-uncached", "ratio batch 8",

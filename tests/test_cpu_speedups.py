@@ -1,5 +1,5 @@
 """cpu_speedups.py: the chunked CPU loss equals ``nn.functional.cross_entropy`` (value and gradient), the model takes
-it where it applies, and the CPU decoding copy of ``lm_head`` gives the same logits and tokens."""
+it where it applies (fp32 or bf16 logits), and the CPU decoding copy of ``lm_head`` gives the same logits and tokens."""
 
 import pytest
 import torch
@@ -74,9 +74,26 @@ def test_model_uses_the_chunked_loss_on_cpu_and_it_matches_cross_entropy(monkeyp
     out = model(input_ids=ids, labels=labels, num_items_in_batch=50)
     assert torch.allclose(out.loss, shifted_cross_entropy(out.logits, labels, 50), atol=1e-5, rtol=0)
     calls.clear()
-    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 logits: transformers' loss
-        model(input_ids=ids, labels=labels)
-    assert not calls
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 logits: the chunked loss too, its sums in fp32
+        bf16 = model(input_ids=ids, labels=labels)
+    assert calls and bf16.logits.dtype == torch.bfloat16 and bf16.loss.dtype == torch.float32
+    fp32_loss = model(input_ids=ids, labels=labels).loss.item()
+    assert abs(bf16.loss.item() - fp32_loss) < 0.02 * fp32_loss
+
+
+def test_chunked_loss_on_bf16_logits_is_close_to_fp32():
+    logits = 3 * torch.randn(4, 25, 300)
+    labels = torch.randint(0, 300, (4, 25))
+    results = []
+    for dtype in (torch.float32, torch.bfloat16):
+        leaf = logits.to(dtype).clone().requires_grad_()
+        loss = chunked_causal_lm_loss(leaf, labels)
+        loss.backward()
+        results.append((loss.detach(), leaf.grad))
+    (fp32_loss, fp32_grad), (bf16_loss, bf16_grad) = results
+    assert bf16_loss.dtype == torch.float32 and bf16_grad.dtype == torch.bfloat16
+    assert abs(bf16_loss - fp32_loss) < 1e-2  # only the logits' own rounding
+    assert (bf16_grad.float() - fp32_grad).abs().max() < 1e-2 * fp32_grad.abs().max()
 
 
 # ================================================================================================ CPU decoding head

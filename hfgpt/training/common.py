@@ -48,8 +48,17 @@ class LoraArguments:
 @dataclass
 class RecipeTrainingArguments(TrainingArguments):
     """``TrainingArguments`` with the book's AdamW weight decay, no reporting, DDP on CPU-only machines, pinned
-    memory only where there is an accelerator to pin for, and Muon for the hidden matrices on request (``--use_muon``,
-    :mod:`hfgpt.training.optim`)."""
+    memory only where there is an accelerator to pin for, bf16 autocast by default on a CPU that computes bf16
+    natively (:func:`cpu_has_native_bf16`) when training on the CPU, and Muon for the hidden matrices on request
+    (``--use_muon``, :mod:`hfgpt.training.optim`)."""
+
+    bf16: bool | None = field(
+        default=None,
+        metadata={"help": "bf16 mixed precision (autocast; the weights stay fp32). Default: on when training on a CPU "
+                          "with native bf16 (AVX512-BF16 or AMX), else off (on a GPU: the Trainer's default). "
+                          "--bf16 false turns it off.",
+                  "nargs": "?", "const": True},  # a bare --bf16 means true, as for the other switches
+    )
 
     weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay."})
     report_to: None | str | list[str] = field(default="none", metadata={"help": "tensorboard, wandb, ... or none."})
@@ -78,7 +87,30 @@ class RecipeTrainingArguments(TrainingArguments):
             raise HfgptInputError("--use_muon works with one process or DDP, not with FSDP or DeepSpeed.")
         if self.dataloader_pin_memory is None:  # without an accelerator torch warns at every dataloader it pins for
             self.dataloader_pin_memory = has_accelerator()
+        on_cpu = self.use_cpu or not has_accelerator()
+        if self.bf16 is None:  # an explicit --bf16 true/false wins; so does fp16 (here or `accelerate launch`'s)
+            fp16 = self.fp16 or os.environ.get("ACCELERATE_MIXED_PRECISION") == "fp16"
+            self.bf16 = on_cpu and not fp16 and cpu_has_native_bf16()
+        # TrainingArguments refuses bf16 without a GPU unless use_cpu, which would also drop pinned memory and change
+        # the distributed state; accelerate autocasts on the CPU either way. So it validates the rest without bf16.
+        bf16_on_cpu = self.bf16 and not self.use_cpu and not has_accelerator()
+        if bf16_on_cpu:
+            self.bf16 = False
         super().__post_init__()
+        if bf16_on_cpu:
+            self.bf16, self.mixed_precision = True, "bf16"
+
+    def precision(self) -> str:
+        """Which precision the run trains in, and why: for the first lines of a run's log."""
+        mixed = getattr(self, "mixed_precision", "no")  # also what `accelerate launch --mixed_precision` chose
+        if self.fp16 or mixed == "fp16":
+            return "Precision: fp16 mixed precision"
+        if not (self.bf16 or mixed == "bf16"):
+            return "Precision: fp32 (bf16 off: pass --bf16 true to use it)"
+        if not (self.use_cpu or not has_accelerator()):
+            return "Precision: bf16 mixed precision on the accelerator"
+        native = "native bf16 on this CPU" if cpu_has_native_bf16() else "no native bf16 on this CPU: expect it slow"
+        return f"Precision: bf16 autocast on the CPU, fp32 weights ({native}; --bf16 false turns it off)"
 
 
 # ------------------------------------------------------------------------------------------------ checks
@@ -182,6 +214,14 @@ def has_accelerator() -> bool:
 
     accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6: CUDA, XPU, MPS, ...
     return torch.cuda.is_available() or bool(accelerator is not None and accelerator.is_available())
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 matmuls natively (AVX512-BF16 or AMX tiles): then bf16 autocast trains faster
+    than fp32 there; elsewhere torch emulates bf16 and it is slower."""
+    import torch
+
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def share_cpu_cores() -> None:

@@ -253,6 +253,7 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     from .optim import optimizer_cls_and_kwargs
     from .outputs import protect_output_dir, resolve_resume
 
+    logger.info(training_args.precision())  # bf16 autocast or fp32 (RecipeTrainingArguments decides)
     # 1. every cheap check, before the corpus is read or a tokenizer trained
     data.check_window_args(data_args.max_length, data_args.stride)
     planned = planned_config(model_args, data_args.max_length)
