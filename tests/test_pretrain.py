@@ -116,6 +116,10 @@ def test_accelerate_launch_single_process(corpus, tmp_path):
     assert rc == 0, output[-5000:]
     assert "[sample @ step 3]" in output and f"[sample @ step {max_steps}]" in output, output[-3000:]
     assert "Traceback" not in output
+    from hfgpt.training.common import cpu_has_native_bf16  # the run says its precision before anything else it prints
+
+    precision = "Precision: bf16 autocast on the CPU" if cpu_has_native_bf16() else "Precision: fp32"
+    assert output.index(precision) < output.index("[sample @ step 3]"), output[:3000]
 
     # A self-contained Hugging Face folder: weights, tokenizer, and the remote code behind auto_map.
     model = AutoModelForCausalLM.from_pretrained(out)

@@ -253,7 +253,8 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     from .optim import optimizer_cls_and_kwargs
     from .outputs import protect_output_dir, resolve_resume
 
-    logger.info(training_args.precision())  # bf16 autocast or fp32 (RecipeTrainingArguments decides)
+    if training_args.process_index == 0:  # bf16 autocast or fp32 (RecipeTrainingArguments decides), shown first
+        print(training_args.precision(), flush=True)
     # 1. every cheap check, before the corpus is read or a tokenizer trained
     data.check_window_args(data_args.max_length, data_args.stride)
     planned = planned_config(model_args, data_args.max_length)
@@ -288,6 +289,7 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
         tokenizer = prepare_tokenizer(tokenizer_name, raw["train"], data_args.text_column, model_args.vocab_size,
                                       planned.n_positions)
     model = load_model(model_args, tokenizer, data_args.max_length)
+    model.skip_logits_in_training = True  # a training step needs only the loss: the fused linear + loss
     with training_args.main_process_first(desc="windowing"):
         windows = data.build_pretraining_datasets(raw, tokenizer, data_args.max_length, data_args.stride,
                                                   text_column=data_args.text_column,
