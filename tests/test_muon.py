@@ -234,3 +234,24 @@ def test_instruction_recipe_trains_with_muon(tmp_path, caplog):
         metrics = finetune_instructions(*args)
     assert any(record.getMessage().startswith("Muon (lr 0.003) trains 8 matrices") for record in caplog.records)
     assert metrics["after_response_loss"] < metrics["before_response_loss"]
+
+
+def test_pretraining_defaults_to_muon_except_when_sharded(monkeypatch):
+    """Muon won the main job's time to loss, so pretraining uses it by default; with FSDP (here as `accelerate
+    launch` with an FSDP config says it) AdamW trains everything, and asking for Muon there is refused."""
+    from transformers import HfArgumentParser
+
+    from hfgpt.errors import HfgptInputError
+    from hfgpt.training.common import RecipeTrainingArguments
+    from hfgpt.training.pretrain import PretrainingArguments
+
+    def parse(cls, *argv):
+        return HfArgumentParser(cls).parse_args_into_dataclasses([*argv, "--output_dir", "unused"])[0]
+
+    assert parse(PretrainingArguments).use_muon is True
+    assert parse(PretrainingArguments, "--use_muon", "false").use_muon is False
+    assert parse(RecipeTrainingArguments).use_muon is False  # fine-tuning keeps AdamW
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    assert parse(PretrainingArguments).use_muon is False
+    with pytest.raises(HfgptInputError, match="not with FSDP"):
+        parse(PretrainingArguments, "--use_muon")

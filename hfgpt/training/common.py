@@ -69,9 +69,10 @@ class RecipeTrainingArguments(TrainingArguments):
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Replace the run already in output_dir (by default a new run refuses it)."}
     )
-    use_muon: bool = field(
+    use_muon: bool | None = field(
         default=False, metadata={"help": "Muon for the transformer blocks' weight matrices, --optim (AdamW) for the "
-                                         "embeddings, head, norms and biases (hfgpt.training.optim)."}
+                                         "embeddings, head, norms and biases (hfgpt.training.optim).",
+                                 "nargs": "?", "const": True}  # a bare --use_muon means true
     )
     muon_learning_rate: float | None = field(
         default=None, metadata={"help": "Muon's peak learning rate (its updates are scaled to AdamW's RMS); default: "
@@ -83,7 +84,11 @@ class RecipeTrainingArguments(TrainingArguments):
         # use_cpu: without it world_size is 1 and every rank silently trains on all the data on its own.
         if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and not has_accelerator():
             self.use_cpu = True
-        if self.use_muon and (self.fsdp or self.deepspeed):  # Muon needs each weight matrix whole, not sharded
+        sharded = bool(self.fsdp or self.deepspeed or os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+                       or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true")
+        if self.use_muon is None:  # a recipe's default (pretraining): Muon where it can run
+            self.use_muon = not sharded
+        elif self.use_muon and sharded:  # Muon needs each weight matrix whole, not sharded
             raise HfgptInputError("--use_muon works with one process or DDP, not with FSDP or DeepSpeed.")
         if self.dataloader_pin_memory is None:  # without an accelerator torch warns at every dataloader it pins for
             self.dataloader_pin_memory = has_accelerator()

@@ -77,7 +77,7 @@ class PretrainingArguments(RecipeTrainingArguments):
     output_dir: str | None = field(default="runs/pretrain", metadata={"help": "Where checkpoints and the model go."})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "Batch size per device."})
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "Eval batch size per device."})
-    learning_rate: float = field(default=2e-3, metadata={"help": "Peak AdamW learning rate."})
+    learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate (AdamW, and Muon scaled to it)."})
     warmup_steps: float = field(default=0.05, metadata={"help": "Warm-up steps (a fraction < 1 of all steps)."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
     num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the training windows."})
@@ -87,6 +87,12 @@ class PretrainingArguments(RecipeTrainingArguments):
     save_strategy: str = field(default="steps", metadata={"help": "When to checkpoint."})
     save_steps: float = field(default=0.25, metadata={"help": "Checkpoint every N steps (or a fraction)."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Keep this many checkpoints."})
+    use_muon: bool | None = field(
+        default=None, metadata={"help": "Muon for the transformer blocks' weight matrices, AdamW for the embeddings, "
+                                        "head, norms and biases. Default: on (it reaches the main job's loss sooner "
+                                        "than AdamW), AdamW alone with FSDP or DeepSpeed; --use_muon false: AdamW "
+                                        "for everything.", "nargs": "?", "const": True}
+    )
 
 
 # What recipes/pretrain.py parses, in the order pretrain takes them.
@@ -255,6 +261,8 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
 
     if training_args.process_index == 0:  # bf16 autocast or fp32 (RecipeTrainingArguments decides), shown first
         print(training_args.precision(), flush=True)
+        print("Optimizer: Muon for the transformer blocks' weight matrices, AdamW for the rest (--use_muon false: "
+              "AdamW alone)" if training_args.use_muon else "Optimizer: AdamW", flush=True)
     # 1. every cheap check, before the corpus is read or a tokenizer trained
     data.check_window_args(data_args.max_length, data_args.stride)
     planned = planned_config(model_args, data_args.max_length)
