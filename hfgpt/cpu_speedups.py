@@ -216,23 +216,23 @@ class CPUSpeedupsMixin:
             self._decode_head, self._decode_head_key = weight.detach().t().contiguous(), key
         return hidden_states.to(weight.dtype) @ self._decode_head
 
+    def _default_loss(self) -> bool:
+        """The config asks for the causal-LM cross-entropy (no other ``loss_type``): what both speed-ups compute."""
+        return getattr(self.config, "loss_type", None) in (None, "ForCausalLM")
+
     def _chunked_loss_applies(self, logits: torch.Tensor) -> bool:
         """fp32 or bf16 logits on CPU in eager mode, with the default loss. CUDA's caching allocator has no page-fault
         cost, and compiled graphs fuse the loss themselves."""
         return (
             logits.device.type == "cpu"
             and logits.dtype in (torch.float32, torch.bfloat16)
-            and getattr(self.config, "loss_type", None) in (None, "ForCausalLM")
+            and self._default_loss()
             and not torch.compiler.is_compiling()
         )
 
     def _fused_loss_applies(self) -> bool:
         """A plain bias-free ``nn.Linear`` head (not a LoRA / quantised layer) and the default loss."""
-        return (
-            type(self.lm_head) is nn.Linear
-            and self.lm_head.bias is None
-            and getattr(self.config, "loss_type", None) in (None, "ForCausalLM")
-        )
+        return type(self.lm_head) is nn.Linear and self.lm_head.bias is None and self._default_loss()
 
     def causal_lm_loss(self, logits: torch.Tensor, labels: torch.LongTensor, **kwargs) -> torch.Tensor:
         """The next-token loss of ``logits`` (padded-vocabulary columns included): the chunked loss where it applies,

@@ -92,7 +92,7 @@ class RecipeTrainingArguments(TrainingArguments):
             raise HfgptInputError("--use_muon works with one process or DDP, not with FSDP or DeepSpeed.")
         if self.dataloader_pin_memory is None:  # without an accelerator torch warns at every dataloader it pins for
             self.dataloader_pin_memory = has_accelerator()
-        on_cpu = self.use_cpu or not has_accelerator()
+        on_cpu = self._trains_on_cpu()
         if self.bf16 is None:  # an explicit --bf16 true/false wins; so does fp16 (here or `accelerate launch`'s)
             fp16 = self.fp16 or os.environ.get("ACCELERATE_MIXED_PRECISION") == "fp16"
             self.bf16 = on_cpu and not fp16 and cpu_has_native_bf16()
@@ -105,6 +105,9 @@ class RecipeTrainingArguments(TrainingArguments):
         if bf16_on_cpu:
             self.bf16, self.mixed_precision = True, "bf16"
 
+    def _trains_on_cpu(self) -> bool:
+        return self.use_cpu or not has_accelerator()
+
     def precision(self) -> str:
         """Which precision the run trains in, and why: for the first lines of a run's log."""
         mixed = getattr(self, "mixed_precision", "no")  # also what `accelerate launch --mixed_precision` chose
@@ -112,7 +115,7 @@ class RecipeTrainingArguments(TrainingArguments):
             return "Precision: fp16 mixed precision"
         if not (self.bf16 or mixed == "bf16"):
             return "Precision: fp32 (bf16 off: pass --bf16 true to use it)"
-        if not (self.use_cpu or not has_accelerator()):
+        if not self._trains_on_cpu():
             return "Precision: bf16 mixed precision on the accelerator"
         native = "native bf16 on this CPU" if cpu_has_native_bf16() else "no native bf16 on this CPU: expect it slow"
         return f"Precision: bf16 autocast on the CPU, fp32 weights ({native}; --bf16 false turns it off)"

@@ -1,6 +1,7 @@
 """Muon for the transformer blocks' weight matrices, AdamW for everything else (``--use_muon``).
 
-The book trains every weight with AdamW (chapter 5), and so do the recipes by default. ``--use_muon`` swaps in
+The book trains every weight with AdamW (chapter 5), and so do the fine-tuning recipes by default; pretraining uses
+Muon by default (``PretrainingArguments.use_muon``; ``--use_muon false`` for AdamW alone). ``--use_muon`` swaps in
 ``torch.optim.Muon`` (the modded-nanogpt speedruns' optimizer: momentum, then a few Newton-Schulz steps that
 orthogonalise each matrix's update) for the 2-D weights inside the transformer blocks: attention ``qkv`` and
 ``out_proj``, feed-forward ``fc_in`` and ``fc_out``. Muon is meant only for hidden matrices, so the token and
