@@ -312,7 +312,7 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
         logger.info("Validation: %d scored tokens, %d bytes of text (%.2f bytes/token). Unigram baseline: loss %.3f "
                     "(perplexity %.1f), %.3f bits/byte", *scored, scored[1] / scored[0], baseline,
                     perplexity(baseline), baselines.bits_per_byte(baseline, *scored))
-        if data_args.xz_baseline:
+        if data_args.xz_baseline and training_args.process_index == 0:  # only the main process saves metrics
             xz_bpb = baselines.xz_bits_per_byte(
                 baselines.last_documents(raw["train"], data_args.text_column), raw["validation"][data_args.text_column])
             logger.info("xz baseline (lzma preset 9e, validation given training text): %.3f bits/byte", xz_bpb)
