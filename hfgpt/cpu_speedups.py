@@ -7,7 +7,9 @@
 * The fused linear + loss (``fused_causal_lm_loss``), CPU or CUDA, when only the loss is needed: the output layer
   and the loss a block of rows at a time from the hidden states, so the ``[tokens, vocab]`` logits never exist.
 * Decoding against a contiguous ``[n_embd, vocab]`` copy of the output matrix (``cpu_decode_head_copy``): BLAS streams
-  it faster for a few rows than ``x @ W.T`` on the ``[vocab, n_embd]`` weight.
+  it faster for a few rows than ``x @ W.T`` on the ``[vocab, n_embd]`` weight. One row of bf16 weights: ``torch.mv``
+  on the weight itself (its matrix-vector kernel streams bf16 faster than the matmul ones), no copy; the same for
+  the blocks' layers (``DecodingLinear``).
 
 This file imports only torch: ``save_pretrained`` copies it next to the modeling file for ``trust_remote_code``.
 """
@@ -181,6 +183,28 @@ def fused_causal_lm_loss(
                                     compute_dtype)
 
 
+class DecodingLinear(nn.Linear):
+    """``nn.Linear`` (the transformer blocks' layers). One row of bf16 on CPU without autograd, i.e. batch-1 decoding
+    with bf16 weights, goes through ``torch.mv``: its matrix-vector kernel streams bf16 weights faster than the
+    matmul kernels ``nn.functional.linear`` picks for a single row. Same weights, same state dict, same result."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        one_bf16_row = (
+            input.dtype == torch.bfloat16
+            and self.weight.dtype == torch.bfloat16
+            and input.device.type == "cpu"
+            and input.shape[:-1].numel() == 1
+            and not torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()
+        )
+        if not one_bf16_row:
+            return super().forward(input)
+        output = torch.mv(self.weight, input.reshape(-1))
+        if self.bias is not None:
+            output += self.bias
+        return output.view(*input.shape[:-1], self.out_features)
+
+
 class CPUSpeedupsMixin:
     """The logits and the loss of a causal-LM head that has ``lm_head``, ``config`` and ``loss_function``.
 
@@ -211,6 +235,8 @@ class CPUSpeedupsMixin:
             if self._decode_head is not None and (not self.cpu_decode_head_copy or weight.device.type != "cpu"):
                 self._decode_head = self._decode_head_key = None  # switched off or moved off the CPU: free the copy
             return self.lm_head(hidden_states)
+        if weight.dtype == torch.bfloat16 and hidden_states.shape[:-1].numel() == 1:  # one bf16 row: torch.mv
+            return torch.mv(weight, hidden_states.reshape(-1).to(weight.dtype)).view(*hidden_states.shape[:-1], -1)
         key = (weight.data_ptr(), weight._version, weight.dtype, tuple(weight.shape))  # _version: in-place changes
         if self._decode_head_key != key:
             self._decode_head, self._decode_head_key = weight.detach().t().contiguous(), key

@@ -40,7 +40,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_gpt_scratch import GPTScratchConfig
-from .cpu_speedups import CPUSpeedupsMixin
+from .cpu_speedups import CPUSpeedupsMixin, DecodingLinear
 from .errors import HfgptInputError
 
 # A saved folder's remote code may run on transformers < 5.24, which names the `cache` argument `past_key_values`.
@@ -137,8 +137,8 @@ class GPTScratchCausalSelfAttention(nn.Module):
         self.head_dim = config.n_embd // config.n_head
         self.scaling = self.head_dim**-0.5
         self.is_causal = True  # read by the sdpa / flash attention functions
-        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.qkv_bias)
-        self.out_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.qkv = DecodingLinear(config.n_embd, 3 * config.n_embd, bias=config.qkv_bias)
+        self.out_proj = DecodingLinear(config.n_embd, config.n_embd)
         self.out_proj.writes_to_residual = True  # GPT-2 scales its init by 1/sqrt(2 * n_layer)
 
     def forward(
@@ -178,9 +178,9 @@ class GPTScratchFeedForward(nn.Module):
 
     def __init__(self, config: GPTScratchConfig):
         super().__init__()
-        self.fc_in = nn.Linear(config.n_embd, config.n_inner)
+        self.fc_in = DecodingLinear(config.n_embd, config.n_inner)
         self.act = nn.GELU(approximate="tanh")
-        self.fc_out = nn.Linear(config.n_inner, config.n_embd)
+        self.fc_out = DecodingLinear(config.n_inner, config.n_embd)
         self.fc_out.writes_to_residual = True
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:

@@ -226,3 +226,37 @@ def test_bf16_weights_generate_the_fp32_tokens(tmp_path):
     assert bf16._decode_head is not None and bf16._decode_head.dtype == torch.bfloat16
     assert torch.equal(tokens, out.sequences)
     assert torch.equal(tokens[0, 4:], torch.arange(7, 15))  # the cycle it learned
+    single = bf16.generate(prompt[:1], attention_mask=torch.ones_like(prompt[:1]), max_new_tokens=8, do_sample=False)
+    assert torch.equal(single, out.sequences[:1])  # one row: torch.mv on the weight, not the copy
+
+
+def test_one_bf16_row_decodes_through_mv_without_a_copy():
+    """A single bf16 row: the logits come from ``torch.mv`` on lm_head's weight (no decoding copy is made) and equal
+    ``lm_head``'s within bf16 rounding; several rows still use the copy."""
+    model = make_lm(vocab_size=VOCAB).eval().to(torch.bfloat16)
+    hidden = torch.randn(1, 1, model.config.n_embd, dtype=torch.bfloat16)
+    with torch.no_grad():
+        logits = model.lm_head_logits(hidden)
+        reference = model.lm_head(hidden)
+        assert logits.shape == reference.shape and model._decode_head is None
+        torch.testing.assert_close(logits.float(), reference.float(), atol=2e-2, rtol=2e-2)
+        model.lm_head_logits(torch.randn(1, 3, model.config.n_embd, dtype=torch.bfloat16))
+    assert model._decode_head is not None
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_decoding_linear_takes_mv_for_one_bf16_row_only(bias):
+    """The blocks' layers: one bf16 row without autograd is exactly ``torch.mv`` (+ bias), within bf16 rounding of
+    ``nn.functional.linear``; with autograd, several rows or fp32 it is ``nn.Linear``'s own forward."""
+    from hfgpt.cpu_speedups import DecodingLinear
+
+    layer = DecodingLinear(48, 80, bias=bias).to(torch.bfloat16)
+    rows = torch.randn(2, 1, 96, dtype=torch.bfloat16)[..., ::2]  # not contiguous
+    one = rows[:1]
+    with torch.no_grad():
+        out = layer(one)
+        mv = torch.mv(layer.weight, one.reshape(-1)) + (layer.bias if bias else 0)
+        assert out.shape == (1, 1, 80) and torch.equal(out.reshape(-1), mv)
+        torch.testing.assert_close(out.float(), F.linear(one, layer.weight, layer.bias).float(), atol=3e-2, rtol=3e-2)
+        assert torch.equal(layer(rows), F.linear(rows, layer.weight, layer.bias))
+    assert torch.equal(layer(one), F.linear(one, layer.weight, layer.bias))  # autograd on: nn.Linear's forward
