@@ -39,6 +39,7 @@ is bandwidth / bytes per token (x batch), and each cached variant's tokens/s is 
     python bench/generate.py --batch-sizes 1 --uncached-rounds 3 --json results.json
     python bench/generate.py --uncached-batch-sizes 1      # skip the slowest part (uncached at batch 8)
     python bench/generate.py --compile-batch-sizes          # without the static cache + compile runs
+    python bench/generate.py --batch-sizes 1 --uncached-rounds 0 --compile-batch-sizes --profile  # + profiler tables
     python bench/generate.py --quick                        # smoke test: tiny preset, 8 new tokens, 1 round
 """
 
@@ -158,6 +159,29 @@ def run_generate(model, input_ids, gen_config):
     return seconds, out
 
 
+MATMUL_OPS = ("aten::addmm", "aten::mm", "aten::mv", "aten::addmv", "aten::addmv_", "aten::bmm", "aten::baddbmm")
+
+
+def profile_decoding(model, input_ids, new_tokens: int, weight_bytes: int, label: str, rows: int = 15) -> None:
+    """A torch.profiler table of one cached greedy generate() of ``new_tokens`` tokens, and the rate at which the
+    matrix products stream the weights (weight bytes per token / their self time per token)."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    gen_config = generation_config(model, new_tokens, "cached")
+    run_generate(model, input_ids, gen_config)
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        seconds, _ = run_generate(model, input_ids, gen_config)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
+    per_token = matmul / 1e6 / new_tokens
+    print(f"\nprofile, {label}, batch {input_ids.shape[0]}, {new_tokens} new tokens ({new_tokens / seconds:.1f} tokens/s "
+          f"under the profiler): matrix products ({', '.join(MATMUL_OPS)}) {100 * matmul / total:.0f}% of the self "
+          f"CPU time, {1000 * per_token:.1f} ms per token: they stream the weights at "
+          f"{weight_bytes / per_token / 1e9:.1f} GB/s")
+    print(events.table(sort_by="self_cpu_time_total", row_limit=rows))
+
+
 def first_difference(model, a, b, prompt_len: int) -> str:
     """Where two outputs first differ, and the reference model's top-2 logit margin at that step (uncached)."""
     import torch
@@ -195,6 +219,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--profile", action="store_true", help="also torch.profiler tables of hfgpt's cached decoding "
+                        "at batch 1 (fp32, and bf16 with bf16 variants) and the rate its matrix products reach")
+    parser.add_argument("--profile-tokens", type=int, default=32, help="new tokens of the profiled generate()")
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny preset, 8 new tokens, 1 round")
     args = parser.parse_args(argv)
     if args.quick:
@@ -377,6 +404,13 @@ def main(argv=None) -> int:
         print(f"static cache + compile, batch {batch}: {variant} / {dynamic} = {ratio:.2f}x "
               f"(first call, compile included: {compile_seconds[(variant, batch)]:.0f} s); tokens "
               + ("identical to the dynamic cache's" if same else f"differ from the dynamic cache's{where}"))
+
+    if args.profile:
+        prompt = torch.tensor([PROMPT])
+        for name in ("hfgpt", "hfgpt-bf16"):
+            if name in models:
+                tokens = min(args.profile_tokens, args.max_new_tokens)
+                profile_decoding(models[name], prompt, tokens, weight_bytes_per_token(models[name]), name)
 
     if args.json:
         result = {

@@ -20,18 +20,19 @@ TIMEOUT_S = 300
 # script -> (arguments, lines its output must contain); "{out}" is this run's temporary folder
 SCRIPTS = {
     "train_throughput": (
-        ["--quick"],
+        ["--quick", "--profile"],
         ["ratio: hfgpt", "first-step losses", "+train MiB", "matmul ceiling bf16:", "ratio bf16: hfgpt-sdpa-bf16",
-         "bf16 ceiling fraction:", "loss after 3 steps"],
+         "bf16 ceiling fraction:", "loss after 3 steps", "Self CPU time total"],
     ),  # fmt: skip
     "generate": (
-        ["--quick", "--json", "{out}/generate.json"],
+        ["--quick", "--json", "{out}/generate.json", "--profile"],
         ["ratio batch 1: hfgpt-cached / gpt2-cached", "hfgpt-cached / hfgpt-uncached", "ratio batch 8",
          "tokens identical across hfgpt-cached, gpt2-cached, hfgpt-uncached", "transformers",
          "memory bandwidth (dst.copy_(src) of 32 MiB, read + write bytes counted)", "weights read per token",
          "fraction of the memory limit, batch 1: hfgpt fp32", "fraction of the memory limit, batch 1: gpt2 bf16",
          "ratio batch 1: bf16 / fp32 tokens/s = hfgpt", "bf16 greedy tokens, batch 1: hfgpt-cached-bf16 and",
-         "static cache + compile: not measured (--quick)"],
+         "static cache + compile: not measured (--quick)", "profile, hfgpt, batch 1",
+         "profile, hfgpt-bf16, batch 1", "they stream the weights at"],
     ),  # fmt: skip
     "scaling": (
         ["--quick", "--out-dir", "{out}/scaling"],
