@@ -249,6 +249,8 @@ def test_pretraining_defaults_to_muon_except_when_sharded(monkeypatch):
         return HfArgumentParser(cls).parse_args_into_dataclasses([*argv, "--output_dir", "unused"])[0]
 
     assert parse(PretrainingArguments).use_muon is True
+    assert parse(PretrainingArguments).muon_learning_rate == 4e-3  # the time-to-loss sweep's best
+    assert parse(PretrainingArguments, "--muon_learning_rate", "2e-3").muon_learning_rate == 2e-3
     assert parse(PretrainingArguments, "--use_muon", "false").use_muon is False
     assert parse(RecipeTrainingArguments).use_muon is False  # fine-tuning keeps AdamW
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")

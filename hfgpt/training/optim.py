@@ -10,7 +10,8 @@ Trainer's own optimizer (``--optim``, AdamW by default) with the Trainer's weigh
 
 Learning rate: Muon scales each matrix's update with ``adjust_lr_fn="match_rms_adamw"`` (Moonshot's rule,
 0.2·sqrt(max(rows, cols))), which gives Muon's update the RMS of an AdamW update, so both halves can share
-``--learning_rate``, ``--weight_decay`` and the Trainer's schedule; ``--muon_learning_rate`` sets Muon's peak apart.
+``--learning_rate``, ``--weight_decay`` and the Trainer's schedule; ``--muon_learning_rate`` sets Muon's peak apart
+(pretraining's default: 4e-3, twice its ``--learning_rate``).
 
 Both halves live in one :class:`MuonWithAdamW`, a ``torch.optim.Optimizer`` whose ``param_groups`` and ``state`` are
 those of its two inner optimizers: the Trainer's scheduler, checkpoints (``state_dict`` / ``load_state_dict``),

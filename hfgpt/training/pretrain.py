@@ -87,6 +87,10 @@ class PretrainingArguments(RecipeTrainingArguments):
     save_strategy: str = field(default="steps", metadata={"help": "When to checkpoint."})
     save_steps: float = field(default=0.25, metadata={"help": "Checkpoint every N steps (or a fraction)."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Keep this many checkpoints."})
+    muon_learning_rate: float | None = field(
+        default=4e-3, metadata={"help": "Muon's peak learning rate (its updates are scaled to AdamW's RMS; the best of "
+                                        "1e-3, 2e-3, 4e-3 and 8e-3 in bench/time_to_loss.py on the main job)."}
+    )
     use_muon: bool | None = field(
         default=None, metadata={"help": "Muon for the transformer blocks' weight matrices, AdamW for the embeddings, "
                                         "head, norms and biases. Default: on (it reaches the main job's loss sooner "
