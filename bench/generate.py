@@ -175,8 +175,8 @@ def profile_decoding(model, input_ids, new_tokens: int, weight_bytes: int, label
     total = sum(e.self_cpu_time_total for e in events)
     matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
     per_token = matmul / 1e6 / new_tokens
-    print(f"\nprofile, {label}, batch {input_ids.shape[0]}, {new_tokens} new tokens ({new_tokens / seconds:.1f} tokens/s "
-          f"under the profiler): matrix products ({', '.join(MATMUL_OPS)}) {100 * matmul / total:.0f}% of the self "
+    print(f"\nprofile, {label}, batch {input_ids.shape[0]}, {new_tokens} new tokens "
+          f"({new_tokens / seconds:.1f} tokens/s under the profiler): matrix products ({', '.join(MATMUL_OPS)}) {100 * matmul / total:.0f}% of the self "
           f"CPU time, {1000 * per_token:.1f} ms per token: they stream the weights at "
           f"{weight_bytes / per_token / 1e9:.1f} GB/s")
     print(events.table(sort_by="self_cpu_time_total", row_limit=rows))

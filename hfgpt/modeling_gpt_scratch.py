@@ -10,8 +10,9 @@
 
 What differs from the book: attention goes through transformers' attention interface (``"eager"`` is the book's
 mask + softmax, ``"sdpa"`` the default, flash / flex where installed); one fused ``qkv`` projection; a KV ``Cache``
-for ``generate()``; padding-aware masks and positions; ``nn.LayerNorm``; an optional padded vocabulary. Speed-ups of
-the output head that keep the maths (CPU loss and decoding, a fused linear + loss) live in ``cpu_speedups.py``. Only
+for ``generate()``; padding-aware masks and positions; ``nn.LayerNorm``; an optional padded vocabulary. Speed-ups
+that keep the maths (CPU loss and decoding, a fused linear + loss, ``DecodingLinear``: the blocks' ``nn.Linear`` with a
+one-row bf16 decoding path) live in ``cpu_speedups.py``. Only
 torch, transformers and sibling files are imported: ``save_pretrained`` copies the siblings next to the weights, so
 the folder loads with ``trust_remote_code=True``.
 """
