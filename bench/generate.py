@@ -176,9 +176,9 @@ def profile_decoding(model, input_ids, new_tokens: int, weight_bytes: int, label
     matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
     per_token = matmul / 1e6 / new_tokens
     print(f"\nprofile, {label}, batch {input_ids.shape[0]}, {new_tokens} new tokens "
-          f"({new_tokens / seconds:.1f} tokens/s under the profiler): matrix products ({', '.join(MATMUL_OPS)}) {100 * matmul / total:.0f}% of the self "
-          f"CPU time, {1000 * per_token:.1f} ms per token: they stream the weights at "
-          f"{weight_bytes / per_token / 1e9:.1f} GB/s")
+          f"({new_tokens / seconds:.1f} tokens/s under the profiler): matrix products ({', '.join(MATMUL_OPS)}) "
+          f"{100 * matmul / total:.0f}% of the self CPU time, {1000 * per_token:.1f} ms per token: they stream the "
+          f"weights at {weight_bytes / per_token / 1e9:.1f} GB/s")
     print(events.table(sort_by="self_cpu_time_total", row_limit=rows))
 
 
@@ -406,10 +406,9 @@ def main(argv=None) -> int:
               + ("identical to the dynamic cache's" if same else f"differ from the dynamic cache's{where}"))
 
     if args.profile:
-        prompt = torch.tensor([PROMPT])
+        prompt, tokens = torch.tensor([PROMPT]), min(args.profile_tokens, args.max_new_tokens)
         for name in ("hfgpt", "hfgpt-bf16"):
             if name in models:
-                tokens = min(args.profile_tokens, args.max_new_tokens)
                 profile_decoding(models[name], prompt, tokens, weight_bytes_per_token(models[name]), name)
 
     if args.json:

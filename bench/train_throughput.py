@@ -109,7 +109,9 @@ def make_step(model, batch, args, bf16: bool = False, lr: float = 1e-4, warmup_s
     import torch
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, fused=args.fused_adamw)
-    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: min(1.0, (i + 1) / max(1, warmup_steps)))
+    warmup = None  # the timed steps keep a constant learning rate
+    if warmup_steps:
+        warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: min(1.0, (i + 1) / warmup_steps))
     steps_done = [0]
 
     def step() -> float:
@@ -121,7 +123,8 @@ def make_step(model, batch, args, bf16: bool = False, lr: float = 1e-4, warmup_s
         if max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         optimizer.step()
-        warmup.step()
+        if warmup is not None:
+            warmup.step()
         optimizer.zero_grad(set_to_none=True)
         return loss.item()
 

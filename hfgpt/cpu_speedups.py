@@ -183,10 +183,18 @@ def fused_causal_lm_loss(
                                     compute_dtype)
 
 
+def one_row_product(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``nn.functional.linear(input, weight, bias)`` for an input of one row, through ``torch.mv``: for bf16 weights on
+    CPU its matrix-vector kernel streams the weight faster than the matmul kernels ``linear`` picks for one row."""
+    output = torch.mv(weight, input.reshape(-1))
+    if bias is not None:
+        output += bias
+    return output.view(*input.shape[:-1], weight.shape[0])
+
+
 class DecodingLinear(nn.Linear):
     """``nn.Linear`` (the transformer blocks' layers). One row of bf16 on CPU without autograd, i.e. batch-1 decoding
-    with bf16 weights, goes through ``torch.mv``: its matrix-vector kernel streams bf16 weights faster than the
-    matmul kernels ``nn.functional.linear`` picks for a single row. Same weights, same state dict, same result."""
+    with bf16 weights, goes through :func:`one_row_product`. Same weights, same state dict, same result."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         one_bf16_row = (
@@ -199,10 +207,7 @@ class DecodingLinear(nn.Linear):
         )
         if not one_bf16_row:
             return super().forward(input)
-        output = torch.mv(self.weight, input.reshape(-1))
-        if self.bias is not None:
-            output += self.bias
-        return output.view(*input.shape[:-1], self.out_features)
+        return one_row_product(input, self.weight, self.bias)
 
 
 class CPUSpeedupsMixin:
@@ -235,8 +240,8 @@ class CPUSpeedupsMixin:
             if self._decode_head is not None and (not self.cpu_decode_head_copy or weight.device.type != "cpu"):
                 self._decode_head = self._decode_head_key = None  # switched off or moved off the CPU: free the copy
             return self.lm_head(hidden_states)
-        if weight.dtype == torch.bfloat16 and hidden_states.shape[:-1].numel() == 1:  # one bf16 row: torch.mv
-            return torch.mv(weight, hidden_states.reshape(-1).to(weight.dtype)).view(*hidden_states.shape[:-1], -1)
+        if weight.dtype == torch.bfloat16 and hidden_states.shape[:-1].numel() == 1:  # one bf16 row: no copy
+            return one_row_product(hidden_states.to(weight.dtype), weight)
         key = (weight.data_ptr(), weight._version, weight.dtype, tuple(weight.shape))  # _version: in-place changes
         if self._decode_head_key != key:
             self._decode_head, self._decode_head_key = weight.detach().t().contiguous(), key
