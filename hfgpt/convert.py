@@ -289,7 +289,8 @@ def from_hf_gpt2(model_or_path, **config_overrides) -> GPTScratchForCausalLM:
     return _assemble(GPTScratchForCausalLM, config, _pad_vocab_rows(config, state_dict), source_names=table)
 
 
-def _load_ours(model_or_path) -> GPTScratchForCausalLM:
+def load_causal_lm(model_or_path) -> GPTScratchForCausalLM:
+    """A ``GPTScratchForCausalLM`` as given, or loaded from an hfgpt folder (what the converters and exporters read)."""
     if isinstance(model_or_path, GPTScratchForCausalLM):
         return model_or_path
     if not isinstance(model_or_path, (str, os.PathLike)):
@@ -305,7 +306,7 @@ def to_hf_gpt2(model):
     The config carries ``n_ctx`` (= ``n_positions``), as OpenAI's GPT-2 configs do."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    model = _load_ours(model)
+    model = load_causal_lm(model)
     c = model.config
     ours = _real_vocab_rows(c, model.state_dict())
     tok_emb, lm_head = ours["model.embeddings.tok_emb.weight"], ours["lm_head.weight"]
@@ -468,7 +469,7 @@ def to_book_state_dict(model) -> dict:
     """The reverse of :func:`from_book_checkpoint`: a state dict that the book's ``GPTModel`` of the same sizes loads
     with ``load_state_dict(strict=True)``, ``att.mask`` buffers included. A tied ``lm_head`` is copied into
     ``out_head.weight``; padded vocabulary rows are dropped."""
-    model = _load_ours(model)
+    model = load_causal_lm(model)
     c = model.config
     ours = _real_vocab_rows(c, model.state_dict())
     table = _key_table(BOOK, c.n_layer, c.qkv_bias)
@@ -482,4 +483,4 @@ def to_book_state_dict(model) -> dict:
     return book
 
 
-__all__ = ["from_hf_gpt2", "to_hf_gpt2", "from_book_checkpoint", "to_book_state_dict"]
+__all__ = ["from_hf_gpt2", "to_hf_gpt2", "from_book_checkpoint", "to_book_state_dict", "load_causal_lm"]

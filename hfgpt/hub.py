@@ -16,10 +16,8 @@ import tempfile
 from huggingface_hub import HfApi, ModelCard, ModelCardData
 
 from .errors import HfgptFileNotFoundError, HfgptInputError
+from .training.outputs import RUN_ARTEFACTS
 
-# Run files copied next to the model when present.
-RUN_FILES = ("all_results.json", "train_results.json", "eval_results.json", "test_results.json", "loss_curve.png",
-             "confusion_matrix.png", "trainer_state.json")
 ARCHITECTURES = {  # -> (pipeline tag, Auto class)
     "GPTScratchForCausalLM": ("text-generation", "AutoModelForCausalLM"),
     "GPTScratchForSequenceClassification": ("text-classification", "AutoModelForSequenceClassification"),
@@ -192,7 +190,7 @@ def build_upload_folder(folder: str, repo_id: str, out_dir: str, datasets: list[
     model.save_pretrained(out_dir)  # weights + configuration/modeling code + auto_map
     if tokenization.has_tokenizer_files(folder):
         tokenization.load_tokenizer(folder).save_pretrained(out_dir)
-    for name in RUN_FILES:
+    for name in RUN_ARTEFACTS:  # the run's metrics, plots and responses, when present
         if os.path.isfile(os.path.join(folder, name)):
             shutil.copy2(os.path.join(folder, name), out_dir)
     model_card(folder, repo_id, datasets=datasets).save(os.path.join(out_dir, "README.md"))

@@ -53,11 +53,11 @@ def check(folder: str, outtype: str, prompts: list[str], max_new_tokens: int, wo
     from llama_cpp import Llama
     from pydoc_data.topics import topics
 
-    from hfgpt.convert import _load_ours
+    from hfgpt.convert import load_causal_lm
     from hfgpt.export import export_gguf
     from hfgpt.tokenization import load_tokenizer
 
-    tokenizer, model = load_tokenizer(folder), _load_ours(folder).eval()
+    tokenizer, model = load_tokenizer(folder), load_causal_lm(folder).eval()
     path = export_gguf(folder, os.path.join(work_dir, f"model-{outtype}.gguf"), outtype=outtype, progress=False)
     llm = Llama(model_path=path, n_ctx=model.config.n_positions, logits_all=True, verbose=False,
                 n_threads=os.cpu_count())

@@ -115,3 +115,26 @@ def test_recipes_take_the_push_from_the_trainer(run_folder, tmp_path):
     assert "someone" not in (tmp_path / "up" / "README.md").read_text()
     assert 'from_pretrained("my-run", trust_remote_code=True)' in (tmp_path / "up" / "README.md").read_text()
     assert defer_trainer_push(TrainingArguments(output_dir=str(tmp_path / "x"), report_to="none")) is False
+
+
+def test_every_run_artefact_reaches_the_upload_folder(run_folder, tmp_path):
+    """One list (hfgpt.training.outputs.RUN_ARTEFACTS) names what a run writes beside its model; the upload copies
+    each of them, byte for byte, and the recipes' own file names are on it."""
+    import shutil
+
+    from hfgpt.evaluation.lm_eval import RESULTS_FILE
+    from hfgpt.training.finetune_instructions import RESPONSES_FILE
+    from hfgpt.training.outputs import RUN_ARTEFACTS
+
+    assert {"precision_recall.png", "natural_confusion_matrix.png", "confusion_matrix.png", "data_report.json",
+            "loss_curve.png", RESULTS_FILE, RESPONSES_FILE} <= set(RUN_ARTEFACTS)
+    folder = tmp_path / "run"
+    shutil.copytree(run_folder[0], folder)
+    for name in RUN_ARTEFACTS:
+        if name != "all_results.json":
+            (folder / name).write_text(json.dumps({"file": name}) if name.endswith(".json") else f"bytes of {name}")
+    (folder / "notes.txt").write_text("not a run artefact")
+    build_upload_folder(str(folder), "someone/hfgpt-tiny", str(tmp_path / "upload"))
+    for name in RUN_ARTEFACTS:
+        assert (tmp_path / "upload" / name).read_bytes() == (folder / name).read_bytes(), name
+    assert not (tmp_path / "upload" / "notes.txt").exists()

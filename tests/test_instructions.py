@@ -48,7 +48,7 @@ def test_pipeline_with_chat_messages_uses_the_training_prompt(model_dir, tokeniz
 
 # ------------------------------------------------------------------------------------------------ generation
 def test_batched_generation_matches_one_by_one(model_dir, tokenizer):
-    from hfgpt.training.finetune_instructions import generate_responses
+    from hfgpt.evaluation.generation import generate_responses
 
     model = GPTScratchForCausalLM.from_pretrained(model_dir).eval()
     tokenizer.padding_side = "right"

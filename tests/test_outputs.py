@@ -262,3 +262,24 @@ def test_publish_replaces_a_sharded_model_without_leaving_old_shards(tmp_path):
     publish(str(staging), str(out))
     assert not list(out.glob("model-0000*")) and not (out / "model.safetensors.index.json").exists()
     assert (out / "model.safetensors").is_file() and not staging.exists()
+
+
+def test_publish_drops_the_artefacts_of_an_earlier_run_that_the_new_save_does_not_replace(tmp_path):
+    """A folder never pairs the new model with another model's plots, scores or merged checkpoint."""
+    from hfgpt.training.outputs import RESPONSES_FILE
+
+    out = tmp_path / "run"
+    save_tiny_checkpoint(out, alpaca_tokenizer())
+    for name in ("precision_recall.png", "lm_eval_results.json", RESPONSES_FILE, "all_results.json", "notes.txt"):
+        (out / name).write_text("the earlier run's")
+    for folder in ("merged", "lm_eval_tasks"):
+        (out / folder).mkdir()
+        (out / folder / "old.txt").write_text("the earlier run's")
+    staging = out / STAGING_DIR
+    save_tiny_checkpoint(staging, alpaca_tokenizer(), n_layer=1)
+    (staging / "all_results.json").write_text("{}")
+    publish(str(staging), str(out))
+    assert (out / "all_results.json").read_text() == "{}" and (out / "notes.txt").is_file()  # not a run artefact
+    for name in ("precision_recall.png", "lm_eval_results.json", RESPONSES_FILE, "merged", "lm_eval_tasks"):
+        assert not (out / name).exists(), name
+    assert (out / "model.safetensors").is_file() and not staging.exists()

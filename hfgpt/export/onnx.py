@@ -57,7 +57,7 @@ def export_onnx(folder_or_model, out_dir, tokenizer=None, overwrite: bool = Fals
     ``n_positions``), output ``logits`` (float32, ``[batch, sequence, vocab_size]``). Returns the ``.onnx`` path."""
     import torch
 
-    from ..convert import _load_ours
+    from ..convert import load_causal_lm
     from ..tokenization import has_tokenizer_files, load_tokenizer
 
     out_dir = os.fspath(out_dir)
@@ -69,7 +69,7 @@ def export_onnx(folder_or_model, out_dir, tokenizer=None, overwrite: bool = Fals
     elif tokenizer is None and isinstance(folder_or_model, (str, os.PathLike)) \
             and os.path.isdir(folder_or_model) and has_tokenizer_files(folder_or_model):
         tokenizer = load_tokenizer(folder_or_model)
-    model = _load_ours(folder_or_model).eval()
+    model = load_causal_lm(folder_or_model).eval()
     c = model.config
 
     batch, sequence = torch.export.Dim("batch", min=1), torch.export.Dim("sequence", min=1, max=c.n_positions)

@@ -6,7 +6,6 @@ validation loss against tokens seen (``plot_losses``). Here they are callbacks, 
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 
@@ -110,15 +109,15 @@ class LossCurveCallback(TrainerCallback):
 @dataclass(eq=False)
 class BitsPerByteCallback(TrainerCallback):
     """Adds ``eval_bits_per_byte`` wherever ``eval_loss`` is logged: the loss over the validation windows' ``tokens``
-    scored tokens, as bits per byte of the ``n_bytes`` of text they stand for (see
-    :func:`~hfgpt.training.baselines.scored_tokens_and_bytes`). The logged dict is the one ``Trainer.evaluate``
+    scored tokens, as bits per byte of the ``n_bytes`` of text they stand for (measured with the split's
+    :class:`~hfgpt.evaluation.language_model.LanguageModelBaselines`). The logged dict is the one ``Trainer.evaluate``
     returns, so the final metrics carry it too; ``trainer_state.json``'s history gets it as well."""
 
     tokens: int
     n_bytes: int
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        from .baselines import bits_per_byte
+        from ..evaluation.language_model import bits_per_byte
 
         if logs is not None and "eval_loss" in logs:
             logs["eval_bits_per_byte"] = bits_per_byte(logs["eval_loss"], self.tokens, self.n_bytes)
@@ -126,10 +125,3 @@ class BitsPerByteCallback(TrainerCallback):
             if last.get("eval_loss") == logs["eval_loss"]:  # Trainer.log appended a copy just before on_log
                 last["eval_bits_per_byte"] = logs["eval_bits_per_byte"]
 
-
-def perplexity(loss: float) -> float:
-    """exp(loss), capped so a diverged run reports inf instead of raising OverflowError."""
-    try:
-        return math.exp(loss)
-    except OverflowError:
-        return float("inf")

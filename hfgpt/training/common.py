@@ -13,11 +13,11 @@ from transformers import TrainingArguments
 
 from ..errors import HfgptFileNotFoundError, HfgptInputError
 from .lora import DEFAULT_TARGETS
+from .outputs import MERGED_DIR, final_path, staged_output
 
 logger = logging.getLogger("hfgpt.training")
 
 MODES = ("full", "last-block", "lora")
-MERGED_DIR = "merged"
 
 
 @dataclass
@@ -80,30 +80,33 @@ class RecipeTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        without_accelerator = not has_accelerator()
         # Several processes on a machine without GPU (torchrun, or `accelerate launch --multi_gpu`) get DDP only with
         # use_cpu: without it world_size is 1 and every rank silently trains on all the data on its own.
-        if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and not has_accelerator():
-            self.use_cpu = True
-        sharded = bool(self.fsdp or self.deepspeed or os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
-                       or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true")
-        if self.use_muon is None:  # a recipe's default (pretraining): Muon where it can run
-            self.use_muon = not sharded
-        elif self.use_muon and sharded:  # Muon needs each weight matrix whole, not sharded
-            raise HfgptInputError("--use_muon works with one process or DDP, not with FSDP or DeepSpeed.")
+        self.use_cpu = self.use_cpu or (without_accelerator and int(os.environ.get("WORLD_SIZE") or 1) > 1)
+        self._choose_muon()
         if self.dataloader_pin_memory is None:  # without an accelerator torch warns at every dataloader it pins for
-            self.dataloader_pin_memory = has_accelerator()
-        on_cpu = self._trains_on_cpu()
+            self.dataloader_pin_memory = not without_accelerator
         if self.bf16 is None:  # an explicit --bf16 true/false wins; so does fp16 (here or `accelerate launch`'s)
-            fp16 = self.fp16 or os.environ.get("ACCELERATE_MIXED_PRECISION") == "fp16"
-            self.bf16 = on_cpu and not fp16 and cpu_has_native_bf16()
+            fp16 = self.fp16 or launched_with("MIXED_PRECISION", "fp16")
+            self.bf16 = self._trains_on_cpu() and not fp16 and cpu_has_native_bf16()
         # TrainingArguments refuses bf16 without a GPU unless use_cpu, which would also drop pinned memory and change
-        # the distributed state; accelerate autocasts on the CPU either way. So it validates the rest without bf16.
-        bf16_on_cpu = self.bf16 and not self.use_cpu and not has_accelerator()
+        # the distributed state; accelerate autocasts on the CPU either way. So such a run is validated as fp32, and
+        # its bf16 set afterwards the way TrainingArguments sets it.
+        bf16_on_cpu = self.bf16 and without_accelerator and not self.use_cpu
         if bf16_on_cpu:
             self.bf16 = False
         super().__post_init__()
         if bf16_on_cpu:
             self.bf16, self.mixed_precision = True, "bf16"
+
+    def _choose_muon(self) -> None:
+        """``--use_muon`` unset (a recipe's default): Muon where it can run; Muon needs each weight matrix whole."""
+        sharded = bool(self.fsdp or self.deepspeed) or launched_with("USE_FSDP") or launched_with("USE_DEEPSPEED")
+        if self.use_muon is None:
+            self.use_muon = not sharded
+        elif self.use_muon and sharded:
+            raise HfgptInputError("--use_muon works with one process or DDP, not with FSDP or DeepSpeed.")
 
     def _trains_on_cpu(self) -> bool:
         return self.use_cpu or not has_accelerator()
@@ -217,6 +220,11 @@ def set_trainable(model, mode: str, lora: LoraArguments | None = None, head: str
 
 
 # ------------------------------------------------------------------------------------------------ running
+def launched_with(setting: str, value: str = "true") -> bool:
+    """Whether ``accelerate launch`` (its flags or config file) set ``ACCELERATE_<setting>`` to ``value``."""
+    return os.environ.get(f"ACCELERATE_{setting}", "").lower() == value
+
+
 def has_accelerator() -> bool:
     import torch
 
@@ -266,7 +274,6 @@ def final_save(trainer, push: bool = False, datasets: list[str] | None = None):
     """Everything written inside goes to ``trainer.args.output_dir`` atomically (:func:`outputs.staged_output`); then
     the push to the Hub (model or adapter + tokenizer + code + metrics + card), if asked."""
     from ..hub import push_run
-    from .outputs import staged_output
 
     if trainer.is_fsdp_enabled:  # a loadable model, not shards (checkpoints keep the accelerate config's type)
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
@@ -277,12 +284,12 @@ def final_save(trainer, push: bool = False, datasets: list[str] | None = None):
 
 
 def finish_run(trainer, metrics: dict, tokenizer, mode: str) -> dict:
-    """The end of a fine-tuning run: a merged plain checkpoint for LoRA (loads without peft), ``all_results.json``."""
+    """The end of every recipe, inside :func:`final_save`: a merged plain checkpoint for LoRA (loads without peft) and
+    ``all_results.json`` with every metric of the run."""
     if not trainer.is_world_process_zero():
         return metrics
     if mode == "lora":
         from .lora import save_merged
-        from .outputs import final_path
 
         merged = save_merged(trainer.model, tokenizer, os.path.join(trainer.args.output_dir, MERGED_DIR))
         metrics["merged_dir"] = final_path(merged)

@@ -9,9 +9,9 @@
    the book's Alpaca prompt (:mod:`hfgpt.data.instructions`);
 3. tokenizes through that template (examples longer than ``--max_length`` skipped and counted), measures the
    validation loss on the responses before training, trains what ``--mode`` says (``full``, ``last-block`` or
-   ``lora``) with the book's collator, and measures it again;
-4. generates a response for every test record (batched, left-padded, KV cache, greedy, stop at end-of-text) into
-   ``instruction-data-with-response.json``, like the book;
+   ``lora``) with the book's collator, and measures it again (:mod:`hfgpt.evaluation.language_model`);
+4. generates a response for every test record (:mod:`hfgpt.evaluation.generation`: batched, left-padded, KV cache,
+   greedy, stop at end-of-text) into ``instruction-data-with-response.json``, like the book;
 5. optionally scores those responses 0-100 with a judge model (:mod:`hfgpt.evaluation.judge`).
 """
 
@@ -29,17 +29,16 @@ from ..data.instructions import (
     RecordReport,
     add_chat_template,
     clean_records,
-    entry_to_messages,
     load_instruction_records,
     split_records,
     tokenize_records,
 )
 from ..errors import HfgptInputError
 from .common import FinetuneArguments, LoraArguments, RecipeTrainingArguments
+from .outputs import RESPONSES_FILE
 
 logger = logging.getLogger("hfgpt.finetune_instructions")
 
-RESPONSES_FILE = "instruction-data-with-response.json"
 
 
 @dataclass
@@ -130,60 +129,6 @@ def prepare_data(records: list[dict], report: RecordReport, data_args, tokenizer
     return splits, tokenized
 
 
-# --------------------------------------------------------------------------------------------------- evaluation
-def evaluate_losses(trainer, items: list[dict], prefix: str) -> dict:
-    """Validation loss and perplexity on the responses only, and on the whole text (the book's ``calc_loss``)."""
-    from .callbacks import perplexity
-
-    metrics = {}
-    for name, mask in (("response", True), ("full", False)):
-        result = trainer.evaluate(InstructionDataset(items, mask_prompt=mask), metric_key_prefix="eval")
-        metrics[f"{prefix}_{name}_loss"] = result["eval_loss"]
-        metrics[f"{prefix}_{name}_perplexity"] = perplexity(result["eval_loss"])
-    return metrics
-
-
-def generate_responses(model, tokenizer, entries: list[dict], max_new_tokens: int = 256, batch_size: int = 8,
-                       response_key: str = "model_response", **generate_kwargs) -> tuple[list[dict], int]:
-    """The book's response generation, batched: prompts through the chat template, left-padded, ``generate()``
-    with the KV cache, greedy unless ``generate_kwargs`` say otherwise, stopping at end-of-text.
-
-    Returns ``(records with response_key added, n_skipped)``; prompts that leave no room in the context are skipped."""
-    import torch
-
-    config = model.config
-    context = getattr(config, "n_positions", None) or config.max_position_embeddings
-    prompts = [tokenizer.apply_chat_template(entry_to_messages(e, with_response=False), tokenize=False,
-                                             add_generation_prompt=True) for e in entries]
-    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]] if prompts else []
-    keep = [i for i, n in enumerate(lengths) if n < context]
-    skipped = len(entries) - len(keep)
-    if skipped:
-        logger.warning("Skipped %d test prompt(s) of %d tokens or more (the model's context).", skipped, context)
-    was_training, padding_side = model.training, tokenizer.padding_side
-    model.eval()
-    tokenizer.padding_side = "left"
-    results = []
-    settings = dict(do_sample=False, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    settings.update(generate_kwargs)
-    try:
-        for start in range(0, len(keep), batch_size):
-            batch = keep[start:start + batch_size]
-            inputs = tokenizer([prompts[i] for i in batch], add_special_tokens=False, padding=True,
-                               return_tensors="pt").to(model.device)
-            width = inputs["input_ids"].shape[1]
-            with torch.no_grad():
-                out = model.generate(**inputs, max_new_tokens=min(max_new_tokens, context - width), **settings)
-            texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
-            for i, text in zip(batch, texts):
-                results.append({**entries[i], response_key: text.replace("### Response:", "").strip()})
-            logger.info("Generated %d/%d responses", len(results), len(keep))
-    finally:
-        tokenizer.padding_side = padding_side
-        model.train(was_training)
-    return results, skipped
-
-
 def write_json(records, path: str) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
@@ -200,7 +145,9 @@ def finetune_instructions(model_args: FinetuneArguments, lora_args: LoraArgument
     ``judge``: a callable ``prompt -> reply`` to use instead of the one the judge arguments name."""
     from transformers import Trainer, set_seed
 
+    from ..evaluation.generation import generate_responses
     from ..evaluation.judge import load_judge, score_responses
+    from ..evaluation.language_model import evaluate_losses
     from ..hub import defer_trainer_push
     from .common import check_context, final_save, finish_run, set_trainable, share_cpu_cores, train
     from .optim import optimizer_cls_and_kwargs

@@ -8,6 +8,8 @@ and the final save is atomic.
   (model, tokenizer, code, metrics, plots), then moves it into place with renames. A kill or a full disk before that
   leaves the previous model as it was; the renames take microseconds, and ``config.json`` goes first and comes back
   last, so a kill among them leaves a folder ``from_pretrained`` refuses (never a mix) that the next run completes.
+  The run's artefacts (:data:`RUN_ARTEFACTS`) an earlier run left and this one did not write go then too, so a folder
+  never pairs a model with another model's metrics, plots or responses.
 """
 
 from __future__ import annotations
@@ -27,7 +29,16 @@ COMPLETE_MARKER = ".complete"
 # Files that make a folder loadable: removed first and moved in last when the final save is published.
 GATE_FILES = ("config.json", "adapter_config.json")
 WEIGHTS = re.compile(r"^(model|pytorch_model|adapter_model)(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?$")
-RUN_FILES = (*GATE_FILES, "trainer_state.json", "all_results.json", STAGING_DIR)
+RESPONSES_FILE = "instruction-data-with-response.json"  # the instruction recipe's test responses (the book's name)
+MERGED_DIR = "merged"  # a LoRA run's merged plain checkpoint
+# What a run writes beside its model, in one list: the Hub upload copies these files (hfgpt.hub), and publish removes
+# the ones an earlier run left that the new final save does not replace (with these folders).
+RUN_ARTEFACTS = ("all_results.json", "train_results.json", "eval_results.json", "test_results.json",
+                 "trainer_state.json", "loss_curve.png", "confusion_matrix.png", "natural_confusion_matrix.png",
+                 "precision_recall.png", "data_report.json", "lm_eval_results.json", RESPONSES_FILE)
+RUN_FOLDERS = (MERGED_DIR, "lm_eval_tasks")
+# Names whose presence means output_dir holds a run (with model weights and checkpoint-N folders).
+RUN_MARKERS = (*GATE_FILES, "trainer_state.json", "all_results.json", STAGING_DIR)
 
 
 def _checkpoints(output_dir: str) -> dict[int, str]:
@@ -45,7 +56,7 @@ def run_contents(output_dir: str) -> list[str]:
     """What in ``output_dir`` belongs to an earlier run: a model, metrics, checkpoints or an unfinished final save."""
     if not os.path.isdir(output_dir):
         return []
-    return sorted([*(name for name in os.listdir(output_dir) if name in RUN_FILES or WEIGHTS.match(name)),
+    return sorted([*(name for name in os.listdir(output_dir) if name in RUN_MARKERS or WEIGHTS.match(name)),
                    *(os.path.basename(path) for path in _checkpoints(output_dir).values())])
 
 
@@ -149,10 +160,12 @@ def publish(staging: str, output_dir: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(output_dir, gate))
     new_weights = {name for name in names if WEIGHTS.match(name)}
-    if new_weights:  # e.g. a smaller model replacing a sharded one: the old shards must not stay beside it
-        for name in os.listdir(output_dir):
-            if WEIGHTS.match(name) and name not in new_weights:
-                os.remove(os.path.join(output_dir, name))
+    for name in set(os.listdir(output_dir)) - set(names):  # what the new save leaves of the old run's files
+        path = os.path.join(output_dir, name)
+        if name in RUN_FOLDERS and os.path.isdir(path):
+            shutil.rmtree(path)
+        elif name in RUN_ARTEFACTS or (new_weights and WEIGHTS.match(name)):  # old shards beside a new model too
+            os.remove(path)
     for name in sorted(names, key=lambda n: n in GATE_FILES):
         source, target = os.path.join(staging, name), os.path.join(output_dir, name)
         if os.path.isdir(source) and os.path.isdir(target):  # a folder (e.g. merged/) cannot replace a full one

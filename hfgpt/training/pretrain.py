@@ -8,9 +8,9 @@
 4. cut the token stream into sliding windows (chapter 2's ``GPTDatasetV1``);
 5. build a ``GPTScratchForCausalLM`` from a preset, or continue from ``--model_name_or_path``;
 6. train with the ``Trainer`` plus the book's extras as callbacks (a sample continuation at each evaluation, the loss
-   curve), and save model, tokenizer, code and metrics into ``output_dir``: the validation loss also as perplexity and
-   as bits per byte of the validation text (comparable across tokenizers), beside two baselines on the same split,
-   a unigram model and xz (:mod:`.baselines`).
+   curve), evaluate and save model, tokenizer, code and metrics into ``output_dir``: the validation loss also as
+   perplexity and as bits per byte of the validation text (comparable across tokenizers), beside two baselines on the
+   same split, a unigram model and xz, and lm-eval's tasks on request (:mod:`hfgpt.evaluation.language_model`).
 """
 
 from __future__ import annotations
@@ -250,25 +250,14 @@ def check_checkpoint_matches(checkpoint: str, planned, flag: str = "--resume_fro
 
 
 # ------------------------------------------------------------------------------------------------ the recipe
-def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args: PretrainingArguments,
-             extra_callbacks: list | None = None) -> dict:
-    """Run the whole recipe; returns the final metrics (also saved as ``all_results.json`` in ``output_dir``)."""
-    from transformers import Trainer, default_data_collator, set_seed
-
-    from .. import data
-    from ..hub import defer_trainer_push
-    from . import baselines
-    from .callbacks import BitsPerByteCallback, LossCurveCallback, SampleGenerationCallback, perplexity
-    from .common import check_context, final_save, share_cpu_cores
-    from .optim import optimizer_cls_and_kwargs
+def check_arguments(model_args: ModelArguments, data_args: DataArguments, training_args: PretrainingArguments):
+    """Every cheap check, before the corpus is read or a tokenizer trained. Returns ``(planned config, checkpoint to
+    resume or None, lm-eval tasks)``."""
+    from ..data import check_window_args
+    from .common import check_context
     from .outputs import protect_output_dir, resolve_resume
 
-    if training_args.process_index == 0:  # bf16 autocast or fp32 (RecipeTrainingArguments decides), shown first
-        print(training_args.precision(), flush=True)
-        print("Optimizer: Muon for the transformer blocks' weight matrices, AdamW for the rest (--use_muon false: "
-              "AdamW alone)" if training_args.use_muon else "Optimizer: AdamW", flush=True)
-    # 1. every cheap check, before the corpus is read or a tokenizer trained
-    data.check_window_args(data_args.max_length, data_args.stride)
+    check_window_args(data_args.max_length, data_args.stride)
     planned = planned_config(model_args, data_args.max_length)
     check_context(data_args.max_length, planned)
     if model_args.model_name_or_path is None:
@@ -280,13 +269,25 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     if resume is not None:
         check_checkpoint_matches(resume, planned)
     protect_output_dir(training_args, resume)
-    # a checkpoint brings its own tokenizer; a fresh model trains one
-    tokenizer_name = model_args.tokenizer_name or model_args.model_name_or_path or resume
-    share_cpu_cores()
-    push = defer_trainer_push(training_args)
-    set_seed(training_args.seed)
+    if data_args.streaming:
+        logger.info("--streaming: no bits per byte, unigram or xz baseline (they need the whole validation split)")
+    return planned, resume, lm_eval_tasks
 
-    raw = data.load_text_datasets(
+
+def announce(training_args: PretrainingArguments) -> None:
+    """The first lines of a run: its precision (bf16 autocast or fp32, as RecipeTrainingArguments decided) and
+    optimizer."""
+    if training_args.process_index == 0:
+        print(training_args.precision(), flush=True)
+        print("Optimizer: Muon for the transformer blocks' weight matrices, AdamW for the rest (--use_muon false: "
+              "AdamW alone)" if training_args.use_muon else "Optimizer: AdamW", flush=True)
+
+
+def load_text(data_args: DataArguments, seed: int):
+    """The run's text: the embedded default corpus, local files or a Hub dataset (:mod:`hfgpt.data`)."""
+    from ..data import load_text_datasets
+
+    return load_text_datasets(
         train_files=data_args.train_file,
         validation_files=data_args.validation_file,
         dataset_name=data_args.dataset_name,
@@ -294,32 +295,59 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
         text_column=data_args.text_column,
         streaming=data_args.streaming,
         validation_fraction=data_args.validation_fraction,
-        seed=training_args.seed,
+        seed=seed,
         default_corpus_max_chars=data_args.max_corpus_chars,
     )
-    with training_args.main_process_first(desc="tokenizer"):
-        tokenizer = prepare_tokenizer(tokenizer_name, raw["train"], data_args.text_column, model_args.vocab_size,
-                                      planned.n_positions)
-    model = load_model(model_args, tokenizer, data_args.max_length)
-    model.skip_logits_in_training = True  # a training step needs only the loss: the fused linear + loss
-    with training_args.main_process_first(desc="windowing"):
-        windows = data.build_pretraining_datasets(raw, tokenizer, data_args.max_length, data_args.stride,
-                                                  text_column=data_args.text_column,
-                                                  num_proc=data_args.preprocessing_num_workers)
 
-    baseline = scored = xz_bpb = None
-    if data_args.streaming:
-        logger.info("--streaming: no bits per byte, unigram or xz baseline (they need the whole validation split)")
-    else:  # bits per byte: the validation loss over the scored tokens, per byte of the text they stand for
-        scored = baselines.scored_tokens_and_bytes(windows["validation"], baselines.token_byte_lengths(tokenizer))
-        baseline = baselines.unigram_loss(windows["train"], windows["validation"], model.config.vocab_size)
-        logger.info("Validation: %d scored tokens, %d bytes of text (%.2f bytes/token). Unigram baseline: loss %.3f "
-                    "(perplexity %.1f), %.3f bits/byte", *scored, scored[1] / scored[0], baseline,
-                    perplexity(baseline), baselines.bits_per_byte(baseline, *scored))
-        if data_args.xz_baseline and training_args.process_index == 0:  # only the main process saves metrics
-            xz_bpb = baselines.xz_bits_per_byte(
-                baselines.last_documents(raw["train"], data_args.text_column), raw["validation"][data_args.text_column])
-            logger.info("xz baseline (lzma preset 9e, validation given training text): %.3f bits/byte", xz_bpb)
+
+def pretraining_callbacks(tokenizer, model, data_args: DataArguments, tokens_per_step: int, baselines=None) -> list:
+    """The book's extras around the Trainer's loop: a sample continuation at each evaluation, the loss curve (with
+    the unigram baseline), and bits per byte beside every validation loss."""
+    from .callbacks import BitsPerByteCallback, LossCurveCallback, SampleGenerationCallback
+
+    unigram = None if baselines is None else ("unigram baseline (validation)", baselines.unigram_loss)
+    return [
+        SampleGenerationCallback(tokenizer, data_args.sample_prompt, data_args.sample_max_new_tokens),
+        LossCurveCallback(tokens_per_step, title=f"hfgpt pretraining ({model.num_parameters() / 1e6:.1f}M "
+                                                 "parameters)", baseline=unigram),
+        *([] if baselines is None else [BitsPerByteCallback(baselines.tokens, baselines.n_bytes)]),
+    ]
+
+
+def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args: PretrainingArguments,
+             extra_callbacks: list | None = None) -> dict:
+    """The book's chapter 5 with the ``Trainer``: data, tokenizer, model, Trainer, train, evaluate, save. Returns the
+    run's metrics (also saved as ``all_results.json`` in ``output_dir``)."""
+    from transformers import Trainer, default_data_collator, set_seed
+
+    from ..data import build_pretraining_datasets
+    from ..evaluation.language_model import LanguageModelBaselines, evaluate_language_model
+    from ..evaluation.lm_eval import HELDOUT_TASK
+    from ..hub import defer_trainer_push
+    from .common import final_save, finish_run, share_cpu_cores
+    from .optim import optimizer_cls_and_kwargs
+
+    announce(training_args)
+    planned, resume, lm_eval_tasks = check_arguments(model_args, data_args, training_args)
+    share_cpu_cores()
+    push = defer_trainer_push(training_args)
+    set_seed(training_args.seed)
+    column = data_args.text_column
+    # 1. data and tokenizer (chapter 2): a checkpoint brings its own tokenizer; a fresh model trains one
+    raw = load_text(data_args, training_args.seed)
+    with training_args.main_process_first(desc="tokenizer"):
+        tokenizer = prepare_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path or resume,
+                                      raw["train"], column, model_args.vocab_size, planned.n_positions)
+    # 2. the model (chapter 4); a training step needs only the loss: the fused linear + loss
+    model = load_model(model_args, tokenizer, data_args.max_length)
+    model.skip_logits_in_training = True
+    with training_args.main_process_first(desc="windowing"):  # the book's sliding windows
+        windows = build_pretraining_datasets(raw, tokenizer, data_args.max_length, data_args.stride,
+                                             text_column=column, num_proc=data_args.preprocessing_num_workers)
+    baselines = None if data_args.streaming else LanguageModelBaselines.measure(
+        raw, windows, tokenizer, model.config.vocab_size, column,
+        xz=data_args.xz_baseline and training_args.process_index == 0)  # only the main process saves metrics
+    # 3. the Trainer, with the book's extras as callbacks, and training (chapter 5)
     tokens_per_step = (training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
                        * max(1, training_args.world_size) * data_args.max_length)
     trainer = Trainer(
@@ -330,47 +358,17 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
         processing_class=tokenizer,
         data_collator=default_data_collator,
         optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(training_args),  # None: AdamW; --use_muon: Muon too
-        callbacks=[
-            SampleGenerationCallback(tokenizer, data_args.sample_prompt, data_args.sample_max_new_tokens),
-            LossCurveCallback(
-                tokens_per_step,
-                title=f"hfgpt pretraining ({model.num_parameters() / 1e6:.1f}M parameters)",
-                baseline=None if baseline is None else ("unigram baseline (validation)", baseline),
-            ),
-            *([] if scored is None else [BitsPerByteCallback(*scored)]),
-            *(extra_callbacks or []),
-        ],
+        callbacks=[*pretraining_callbacks(tokenizer, model, data_args, tokens_per_step, baselines),
+                   *(extra_callbacks or [])],
     )
-    train_result = trainer.train(resume_from_checkpoint=resume)
-    metrics = dict(train_result.metrics)
+    metrics = dict(trainer.train(resume_from_checkpoint=resume).metrics)
     metrics["train_tokens"] = trainer.state.global_step * tokens_per_step
-    datasets = [data_args.dataset_name] if data_args.dataset_name else None
-    with final_save(trainer, push, datasets):  # model, tokenizer, code, metrics: all or nothing
+    # 4. evaluate and save: model, tokenizer, code, metrics and lm-eval's results, all or nothing
+    with final_save(trainer, push, [data_args.dataset_name] if data_args.dataset_name else None):
         trainer.save_model()
         trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)
         trainer.save_state()
-        eval_metrics = trainer.evaluate()
-        eval_metrics["eval_perplexity"] = perplexity(eval_metrics["eval_loss"])
-        if baseline is not None:  # eval_bits_per_byte is there already (BitsPerByteCallback)
-            eval_metrics["eval_unigram_loss"] = baseline
-            eval_metrics["eval_unigram_perplexity"] = perplexity(baseline)
-            eval_metrics["eval_unigram_bits_per_byte"] = baselines.bits_per_byte(baseline, *scored)
-        if xz_bpb is not None:
-            eval_metrics["eval_xz_bits_per_byte"] = xz_bpb
-        trainer.log_metrics("eval", eval_metrics)
-        trainer.save_metrics("eval", eval_metrics)
-    lm_eval_metrics = {}
-    if trainer.is_world_process_zero():  # lm-eval on the saved model; an earlier model's results never stay
-        from ..evaluation.lm_eval import HELDOUT_TASK, drop_results, evaluate_saved_run
-
-        if lm_eval_tasks:
-            documents = raw["validation"][data_args.text_column] if HELDOUT_TASK in lm_eval_tasks else None
-            headline = evaluate_saved_run(training_args.output_dir, lm_eval_tasks, documents,
-                                          batch_size=training_args.per_device_eval_batch_size)
-            lm_eval_metrics = {f"lm_eval_{task}_{name}": value for task, values in headline.items()
-                               for name, value in values.items()}
-            trainer.log_metrics("lm_eval", lm_eval_metrics)
-        else:
-            drop_results(training_args.output_dir)
-    return {**metrics, **eval_metrics, **lm_eval_metrics}
+        documents = raw["validation"][column] if HELDOUT_TASK in lm_eval_tasks else None
+        metrics.update(evaluate_language_model(trainer, baselines, lm_eval_tasks, documents))
+        return finish_run(trainer, metrics, tokenizer, "full")

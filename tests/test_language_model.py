@@ -1,4 +1,4 @@
-"""Bits per byte and the xz baseline (hfgpt.training.baselines): hand-made cases with known answers."""
+"""Bits per byte and the xz baseline (hfgpt.evaluation.language_model): hand-made cases with known answers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from hfgpt.data import group_into_windows, token_stream
 from hfgpt.tokenization import train_bpe_tokenizer
-from hfgpt.training.baselines import (
+from hfgpt.evaluation.language_model import (
     bits_per_byte,
     last_documents,
     scored_tokens_and_bytes,

@@ -1,0 +1,50 @@
+"""Generating responses to score: the book's chapter 7.7 (a response for every test instruction), batched."""
+
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger("hfgpt.evaluation")
+
+
+def generate_responses(model, tokenizer, entries: list[dict], max_new_tokens: int = 256, batch_size: int = 8,
+                       response_key: str = "model_response", **generate_kwargs) -> tuple[list[dict], int]:
+    """The book's response generation, batched: prompts through the chat template, left-padded, ``generate()``
+    with the KV cache, greedy unless ``generate_kwargs`` say otherwise, stopping at end-of-text.
+
+    Returns ``(records with response_key added, n_skipped)``; prompts that leave no room in the context are skipped."""
+    import torch
+
+    from ..data.instructions import entry_to_messages
+
+    config = model.config
+    context = getattr(config, "n_positions", None) or config.max_position_embeddings
+    prompts = [tokenizer.apply_chat_template(entry_to_messages(e, with_response=False), tokenize=False,
+                                             add_generation_prompt=True) for e in entries]
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]] if prompts else []
+    keep = [i for i, n in enumerate(lengths) if n < context]
+    skipped = len(entries) - len(keep)
+    if skipped:
+        logger.warning("Skipped %d test prompt(s) of %d tokens or more (the model's context).", skipped, context)
+    was_training, padding_side = model.training, tokenizer.padding_side
+    model.eval()
+    tokenizer.padding_side = "left"
+    results = []
+    settings = dict(do_sample=False, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    settings.update(generate_kwargs)
+    try:
+        for start in range(0, len(keep), batch_size):
+            batch = keep[start:start + batch_size]
+            inputs = tokenizer([prompts[i] for i in batch], add_special_tokens=False, padding=True,
+                               return_tensors="pt").to(model.device)
+            width = inputs["input_ids"].shape[1]
+            with torch.no_grad():
+                out = model.generate(**inputs, max_new_tokens=min(max_new_tokens, context - width), **settings)
+            texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+            for i, text in zip(batch, texts):
+                results.append({**entries[i], response_key: text.replace("### Response:", "").strip()})
+            logger.info("Generated %d/%d responses", len(results), len(keep))
+    finally:
+        tokenizer.padding_side = padding_side
+        model.train(was_training)
+    return results, skipped
