@@ -288,16 +288,10 @@ def load_text(data_args: DataArguments, seed: int):
     from ..data import load_text_datasets
 
     return load_text_datasets(
-        train_files=data_args.train_file,
-        validation_files=data_args.validation_file,
-        dataset_name=data_args.dataset_name,
-        dataset_config_name=data_args.dataset_config_name,
-        text_column=data_args.text_column,
-        streaming=data_args.streaming,
-        validation_fraction=data_args.validation_fraction,
-        seed=seed,
-        default_corpus_max_chars=data_args.max_corpus_chars,
-    )
+        train_files=data_args.train_file, validation_files=data_args.validation_file, seed=seed,
+        dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
+        text_column=data_args.text_column, streaming=data_args.streaming,
+        validation_fraction=data_args.validation_fraction, default_corpus_max_chars=data_args.max_corpus_chars)
 
 
 def pretraining_callbacks(tokenizer, model, data_args: DataArguments, tokens_per_step: int, baselines=None) -> list:
