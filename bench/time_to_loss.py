@@ -10,7 +10,7 @@ issue #16). It reports
   and the evaluations on the way, each with the recipe's sample continuation), and the same without the evaluations;
   the steps and training tokens taken;
 - the final validation loss and bits per byte (the recipe's ``eval_bits_per_byte``), with the unigram and xz
-  baselines on the same split (``eval_unigram_bits_per_byte``, ``eval_xz_bits_per_byte``: :mod:`hfgpt.training.baselines`).
+  baselines on the same split (``eval_unigram_bits_per_byte``, ``eval_xz_bits_per_byte``: :mod:`hfgpt.evaluation.language_model`).
 
 Every argument this script does not know goes to the recipe's ``HfArgumentParser`` (after this script's defaults,
 so it wins): ``--learning_rate 3e-3``, ``--bf16 true``, ``--preset mini``, any recipe or ``TrainingArguments`` flag.

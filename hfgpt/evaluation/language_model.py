@@ -185,7 +185,8 @@ def evaluate_language_model(trainer, baselines: LanguageModelBaselines | None = 
     """The pretraining recipe's evaluation of its saved model: ``Trainer.evaluate`` (loss, perplexity; bits per byte
     comes from :class:`~hfgpt.training.callbacks.BitsPerByteCallback`) beside the ``baselines``, saved as
     ``eval_results.json``; then, on the main process, lm-eval's ``lm_eval_tasks`` on the folder the model was saved
-    to (``documents``: the validation text for :data:`~hfgpt.evaluation.lm_eval.HELDOUT_TASK`)."""
+    to (``documents``: the validation text for :data:`~hfgpt.evaluation.lm_eval.HELDOUT_TASK`; under DDP the other
+    processes wait for it at the final save's barrier, at most ``--ddp_timeout``)."""
     metrics = trainer.evaluate()
     metrics["eval_perplexity"] = perplexity(metrics["eval_loss"])
     if baselines is not None:
