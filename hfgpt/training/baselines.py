@@ -6,8 +6,6 @@
 - Bits per byte: a loss in nats per token depends on the tokenizer (a larger vocabulary has fewer, harder tokens);
   total nats / ln 2 / the UTF-8 bytes of the text those tokens stand for does not, so it compares models with
   different vocabularies, and a model with a compressor.
-- Spam classification: TF-IDF over character n-grams and a linear SVM (scikit-learn), the classical filter, trained in
-  seconds on the same split as the GPT and scored on the same test sets.
 """
 
 from __future__ import annotations
@@ -128,16 +126,3 @@ def xz_bits_per_byte(train_texts, validation_texts, preset: int = XZ_PRESET) -> 
         alone, both = pool.map(lambda data: len(lzma.compress(data, preset=preset)),
                                [train, train + b"\n" + validation])
     return (both - alone) * 8 / len(validation)
-
-
-def tfidf_svm(texts, labels, class_weight: str | None = None):
-    """A fitted scikit-learn pipeline: TF-IDF of character 2- to 5-grams within word boundaries (sublinear term
-    frequency) into ``LinearSVC`` (its defaults; ``class_weight="balanced"`` for an imbalanced training split). Its
-    ``decision_function`` is the score, positive for spam (label 1) by the SVM's own rule."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.svm import LinearSVC
-
-    model = make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True),
-                          LinearSVC(class_weight=class_weight))
-    return model.fit(list(texts), np.asarray(labels))
