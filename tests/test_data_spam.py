@@ -1,10 +1,12 @@
 """Spam data (chapter 6): reading the raw SMS Spam Collection, csv/json files and their labels, balancing and the
-stratified split, the natural-mix test split and the all-data splits, the pretraining text, and counting truncation."""
+stratified split, the natural-mix test split and the all-data splits, the pretraining text, counting truncation, and
+the data's flags (SpamDataArguments) through the real parser."""
 
 import pytest
 
 from hfgpt.data.spam import (
     EVALUATION_SPLITS,
+    SpamDataArguments,
     SpamReport,
     balance,
     load_spam_dataset,
@@ -157,3 +159,23 @@ def test_truncation_is_counted(base_dir, sms_file):
     longer = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) > 8 for t in data["text"])
     assert report.truncated["train"] == longer > 0
     assert max(len(ids) for ids in tokenized["input_ids"]) == 8
+
+
+def test_data_arguments_through_the_parser_give_each_runs_splits(sms_file):
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(SpamDataArguments)
+    (book,) = parser.parse_args_into_dataclasses(args=["--data_file", sms_file])
+    (all_data,) = parser.parse_args_into_dataclasses(args=["--data_file", sms_file, "--no_balance"])
+    names = ("train", "validation", "calibration", "test", "natural_test")
+    for args, sizes in ((book, (35, 5, 9, 10, 14)), (all_data, (57, 9, 9, 10, 14))):
+        report = SpamReport()
+        used = args.setup(report)
+        assert tuple(len(used[name]) for name in names) == sizes and report.read == 90
+    assert used["calibration"]["text"] == used["validation"]["text"]  # all data: the threshold is chosen on validation
+    messages, splits = book.load()
+    assert len(messages) == 90 and set(EVALUATION_SPLITS) < set(splits)
+    with pytest.raises(HfgptInputError, match="--max_length must be a positive number of tokens, got 0"):
+        SpamDataArguments(data_file=sms_file, max_length=0).load()
+    with pytest.raises(HfgptInputError, match="--natural_test_fraction must be between 0 and 1"):
+        SpamDataArguments(data_file=sms_file, natural_test_fraction=0.0).setup()

@@ -143,14 +143,14 @@ def test_spam_tab_follows_the_saved_decision_threshold(model_folders, tmp_path):
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from hfgpt.training.finetune_spam import set_decision_threshold, spam_log_odds
+    from hfgpt.evaluation.classification import log_odds, set_decision_threshold
 
     app = load_app()
     model = GPTScratchForSequenceClassification.from_pretrained(model_folders / "spam").eval()
     tokenizer = AutoTokenizer.from_pretrained(model_folders / "spam")
     message = "Free prize waiting, call now"
     with torch.no_grad():
-        score = float(spam_log_odds(model(**tokenizer(message, return_tensors="pt")).logits.numpy())[0])
+        score = float(log_odds(model(**tokenizer(message, return_tensors="pt")).logits.numpy())[0])
     assert "no decision threshold saved" in app.decision_note(model.config)
     for cut, expected in ((score - 0.05, "spam"), (score + 0.05, "ham")):
         set_decision_threshold(model, cut, "a test rule")

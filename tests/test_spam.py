@@ -7,6 +7,8 @@ import importlib.util
 import json
 import math
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -209,9 +211,13 @@ def test_recipe_bad_input_is_one_line_and_exit_2(tmp_path, base_dir, sms_file, t
         assert err[-1].startswith("finetune_spam.py: error: ") and message in err[-1], err
 
 
-def test_recipe_exports_pretraining_text(tmp_path, sms_file):
+def test_export_sms_text_entry_point(tmp_path, sms_file):
+    """recipes/export_sms_text.py in its own process: the messages outside every evaluation split, one per line."""
     out = tmp_path / "sms.txt"
-    _recipe().main(["--data_file", sms_file, "--export_pretraining_text", str(out), "--output_dir", str(tmp_path / "o")])
+    script = os.path.join(REPO_ROOT, "recipes", "export_sms_text.py")
+    done = subprocess.run([sys.executable, script, "--data_file", sms_file, "--output_file", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
     lines = set(out.read_text().splitlines())
     from hfgpt.data.spam import EVALUATION_SPLITS, spam_splits
 
@@ -219,6 +225,40 @@ def test_recipe_exports_pretraining_text(tmp_path, sms_file):
     held_out = set().union(*(splits[name]["text"] for name in EVALUATION_SPLITS))
     assert not lines & held_out and len(lines) == 90 - len(held_out) > 40
     assert set(splits["natural_train"]["text"]) - set(splits["natural_validation"]["text"]) <= lines | held_out
+    assert f"Wrote {len(lines)} of 90 messages" in done.stdout
+
+def test_export_bad_input_and_the_old_flag_are_one_line_and_exit_2(tmp_path, sms_file, capsys):
+    path = os.path.join(REPO_ROOT, "recipes", "export_sms_text.py")
+    spec = importlib.util.spec_from_file_location("export_sms_text", path)
+    export = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(export)
+    out = str(tmp_path / "sms.txt")
+    for main, argv, message in (
+        (export.main, ["--output_file", out, "--natural_test_fraction", "0"],
+         "export_sms_text.py: error: --natural_test_fraction must be between 0 and 1"),
+        (_recipe().main, ["--export_pretraining_text", out],  # the old flag: one line naming the new entry point
+         "finetune_spam.py: error: --export_pretraining_text moved to its own entry point: python "
+         "recipes/export_sms_text.py --output_file FILE (same data flags)."),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--data_file", sms_file, *argv])
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1].startswith(message)
+    assert not os.path.exists(out)
+
+
+def test_readme_table_script(trained):
+    """scripts/spam_table.py: one row for the model and one for its SVM per run, from all_results.json."""
+    runs = [trained["full"][0], trained["last-block"][0]]
+    done = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "spam_table.py"), *runs],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    rows = done.stdout.strip().splitlines()
+    assert rows[0].startswith("| run | classifier | natural test: FPR on ham") and len(rows) == 2 + 4
+    metrics = trained["full"][1]
+    fp, ham = metrics["natural_test_false_positives"], metrics["natural_test_messages"] - metrics["natural_test_spam"]
+    assert f"| {os.path.basename(runs[0])} (balanced, full) | hfgpt, P(spam) > " in rows[2]
+    assert f"| {metrics['natural_test_fpr']:.2%} ({fp} of {ham}) |" in rows[2] and "TF-IDF + linear SVM" in rows[3]
 
 
 # -------------------------------------------------------------------------------------- class weights, threshold
@@ -242,36 +282,17 @@ def test_class_weights_and_the_weighted_loss_by_hand():
     assert logits.grad[1, 1] < 0 and abs(logits.grad[1, 1]) > 10 * abs(logits.grad[3, 0])  # spam pulled harder
 
 
-def test_threshold_meets_the_target_fpr_or_the_best_f1():
-    from hfgpt.training.finetune_spam import choose_threshold, decision_metrics
-
-    ham = [-3.0, -2.0, -1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 4.0]  # 10 ham, 10 spam: log-odds scores
-    spam = [0.2, 1.2, 2.2, 3.0, 3.5, 4.5, 5.0, 6.0, 7.0, 8.0]
-    labels, scores = [0] * 10 + [1] * 10, ham + spam
-    cut = choose_threshold(labels, scores, target_fpr=0.1)  # one ham (4.0) may be flagged: spam > 3.0 are 7
-    assert cut == pytest.approx((3.0 + 2.5) / 2)
-    m = decision_metrics(labels, scores, cut)
-    assert (m["fpr"], m["recall"], m["false_positives"]) == (0.1, 0.7, 1)
-    assert choose_threshold(labels, scores, target_fpr=0.05) == pytest.approx((4.5 + 4.0) / 2)  # no ham at all
-    assert choose_threshold(labels, scores, target_fpr=0.35) == pytest.approx((2.2 + 2.0) / 2)  # 2 ham, recall 80%
-    assert choose_threshold(labels, scores, target_fpr=0.45) == pytest.approx((1.2 + 1.0) / 2)  # 4 ham, recall 90%
-    # best F1: flagging > 2.1 catches 8 spam and 2 ham (F1 0.8), the best; halfway to the next lower score 2.0
-    assert choose_threshold(labels, scores) == pytest.approx((2.2 + 2.0) / 2)
-    assert decision_metrics(labels, scores, 2.1)["f1"] == pytest.approx(0.8)
-    assert choose_threshold([0, 0, 1], [5.0, 6.0, 1.0], target_fpr=0.01) == pytest.approx(7.0)  # flag nothing
-    assert decision_metrics([0, 1, 1], [0.0, 2.0, -1.0], 0.5)["roc_auc"] == pytest.approx(0.5)
-
-
 def test_saved_threshold_changes_pipeline_answer_on_a_borderline_message(tmp_path, base_dir):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-    from hfgpt.training.finetune_spam import load_classifier_from_causal_lm, set_decision_threshold, spam_log_odds
+    from hfgpt.evaluation.classification import log_odds, set_decision_threshold
+    from hfgpt.training.finetune_spam import load_classifier_from_causal_lm
 
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     model = load_classifier_from_causal_lm(base_dir).eval()
     message = "Call now to claim your prize"
     with torch.no_grad():
-        score = float(spam_log_odds(model(**tokenizer(message, return_tensors="pt")).logits.numpy())[0])
+        score = float(log_odds(model(**tokenizer(message, return_tensors="pt")).logits.numpy())[0])
     answers = {}
     for name, cut in (("below", score - 0.01), ("above", score + 0.01)):  # the rule: spam if log-odds > cut
         set_decision_threshold(model, cut, "test")

@@ -4,11 +4,12 @@ The book reads the UCI file with pandas, undersamples "ham" to the number of "sp
 and cuts 70% / 10% / 20%. What differs: the raw file is read line by line (CSV quoting merges messages that start
 with a quote); tables and Hub datasets work too; unknown labels and missing columns are errors; the split is
 stratified; batches are padded per batch; and :func:`write_pretraining_text` gives SMS text for pretraining that
-holds no validation or test message.
+holds no validation or test message (``recipes/export_sms_text.py``).
 
 Beyond the book, :func:`spam_splits` first carves out a test set with the collection's real class mix (87% ham), on
 which a deployed filter is judged, and also gives the all-data splits (every ham message kept, a natural-mix
-validation split for choosing the decision threshold).
+validation split for choosing the decision threshold). :class:`SpamDataArguments` holds the data's flags and loads
+the splits a run uses.
 """
 
 from __future__ import annotations
@@ -237,6 +238,49 @@ def write_pretraining_text(dataset, splits, path: str) -> int:
     return len(lines)
 
 
+@dataclass
+class SpamDataArguments:
+    """The SMS data's flags (litgpt's ``DataModule`` spirit): :meth:`load` reads and splits the messages, and each flag
+    is checked there, by the function that reads it."""
+
+    data_file: str | None = field(
+        default=None, metadata={"help": "SMSSpamCollection (ham|spam<TAB>text) or a csv/json/parquet table; default: download from UCI."}
+    )
+    dataset_name: str | None = field(default=None, metadata={"help": "A Hub dataset id, e.g. ucirvine/sms_spam."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration."})
+    dataset_split: str = field(default="train", metadata={"help": "The Hub dataset's split to read."})
+    text_column: str | None = field(default=None, metadata={"help": "Text column of a table (default: text, sms or message)."})
+    label_column: str = field(default="label", metadata={"help": "Label column of a table (ham/spam or 0/1)."})
+    balance: bool = field(default=True, metadata={
+        "help": "Undersample ham to the number of spam messages (the book); --no_balance trains on all the data."})
+    natural_test_fraction: float = field(default=0.15, metadata={
+        "help": "Share of all messages held out first, with the collection's class mix, as the natural test split."})
+    train_fraction: float = field(default=0.7, metadata={"help": "Training share (the book: 0.7)."})
+    validation_fraction: float = field(default=0.1, metadata={"help": "Validation share (0.1); test gets the rest (0.2)."})
+    split_seed: int = field(default=123, metadata={"help": "Seed of the balancing and of the stratified split (the book: 123)."})
+    max_length: int | None = field(default=None, metadata={"help": "Longer messages are truncated; default the model's context."})
+
+    def load(self, report: SpamReport | None = None):
+        """(every message, every split of :func:`spam_splits`)."""
+        if self.max_length is not None and self.max_length < 1:
+            raise HfgptInputError(f"--max_length must be a positive number of tokens, got {self.max_length}.")
+        messages = load_spam_dataset(self.data_file, self.dataset_name, self.dataset_config_name, self.dataset_split,
+                                     self.text_column, self.label_column, report)
+        return messages, spam_splits(messages, self.natural_test_fraction, self.train_fraction,
+                                     self.validation_fraction, self.split_seed, report)
+
+    def setup(self, report: SpamReport | None = None) -> dict:
+        """The splits a classifier run uses: ``train`` and ``validation`` (the Trainer's) are the balanced ones with
+        ``--balance`` (the book), else the natural-mix ones; ``calibration`` (where the decision threshold is chosen)
+        is the natural-mix validation split in both modes; ``test`` is the balanced test, ``natural_test`` the
+        natural-mix one."""
+        splits = self.load(report)[1]
+        kind = "balanced" if self.balance else "natural"
+        return {"train": splits[f"{kind}_train"], "validation": splits[f"{kind}_validation"],
+                "calibration": splits["natural_validation"], "test": splits["balanced_test"],
+                "natural_test": splits["natural_test"]}
+
+
 def tokenize_dataset(dataset, tokenizer, max_length: int, report: SpamReport | None = None, split: str = "train"):
     """Token ids for each message, cut to ``max_length`` (the book's ``encoded_text[:max_length]``); the number of
     messages that were cut is logged and kept in ``report.truncated[split]``. Padding happens per batch later."""
@@ -253,7 +297,7 @@ def tokenize_dataset(dataset, tokenizer, max_length: int, report: SpamReport | N
 
 
 __all__ = [
-    "EVALUATION_SPLITS", "ID2LABEL", "LABEL2ID", "LABELS", "SMS_SPAM_HUB_ID", "SMS_SPAM_URL", "SpamReport", "balance",
-    "download_sms_spam", "load_spam_dataset", "read_sms_file", "spam_splits", "split_dataset", "tokenize_dataset",
-    "write_pretraining_text",
+    "EVALUATION_SPLITS", "ID2LABEL", "LABEL2ID", "LABELS", "SMS_SPAM_HUB_ID", "SMS_SPAM_URL", "SpamDataArguments",
+    "SpamReport", "balance", "download_sms_spam", "load_spam_dataset", "read_sms_file",
+    "spam_splits", "split_dataset", "tokenize_dataset", "write_pretraining_text",
 ]
