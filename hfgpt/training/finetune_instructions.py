@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from ..data.instructions import (
     InstructionCollator,
     InstructionDataset,
+    RecordDataArguments,
     RecordReport,
     add_chat_template,
     clean_records,
@@ -43,14 +44,7 @@ RESPONSES_FILE = "instruction-data-with-response.json"
 
 
 @dataclass
-class InstructionDataArguments:
-    data_file: str | None = field(default=None, metadata={"help": "A local JSON array or JSON Lines file of records."})
-    dataset_name: str | None = field(default=None, metadata={"help": "A Hub dataset id, e.g. tatsu-lab/alpaca."})
-    dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration."})
-    dataset_split: str = field(default="train", metadata={"help": "The Hub dataset's split to read."})
-    split_seed: int | None = field(default=None, metadata={"help": "Shuffle with this seed before splitting; default: file order (the book)."})
-    train_fraction: float = field(default=0.85, metadata={"help": "Training share (the book: 0.85)."})
-    test_fraction: float = field(default=0.10, metadata={"help": "Test share (0.10); validation gets the rest (0.05)."})
+class InstructionDataArguments(RecordDataArguments):
     max_length: int | None = field(default=None, metadata={"help": "allowed_max_length: longer examples are skipped; default the model's context."})
     mask_prompt: bool = field(default=False, metadata={"help": "Leave the prompt out of the training loss (the book's exercise 7.2)."})
     padding_free: bool = field(default=False, metadata={"help": "Pack each batch into one row without padding (DataCollatorWithFlattening)."})
@@ -66,6 +60,13 @@ class JudgeArguments:
     judge_model_name: str | None = field(default=None, metadata={"help": "The model behind --judge_url, e.g. llama3."})
     judge_api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the API key, if any."})
     judge_max_new_tokens: int = field(default=8, metadata={"help": "Reply length of a local judge."})
+
+    def load(self):
+        """The judge these flags name (:func:`~hfgpt.evaluation.judge.load_judge`), or None."""
+        from ..evaluation.judge import load_judge
+
+        return load_judge(self.judge_model, self.judge_url, self.judge_model_name,
+                          api_key=os.environ.get(self.judge_api_key_env), max_new_tokens=self.judge_max_new_tokens)
 
 
 @dataclass
@@ -200,7 +201,7 @@ def finetune_instructions(model_args: FinetuneArguments, lora_args: LoraArgument
     ``judge``: a callable ``prompt -> reply`` to use instead of the one the judge arguments name."""
     from transformers import Trainer, set_seed
 
-    from ..evaluation.judge import load_judge, score_responses
+    from ..evaluation.judge import score_responses
     from ..hub import defer_trainer_push
     from .common import check_context, final_save, finish_run, set_trainable, share_cpu_cores, train
     from .optim import optimizer_cls_and_kwargs
@@ -214,9 +215,7 @@ def finetune_instructions(model_args: FinetuneArguments, lora_args: LoraArgument
                                                              data_args.dataset_config_name, data_args.dataset_split),
                                     source=data_args.data_file or data_args.dataset_name)
     if judge is None:
-        judge = load_judge(judge_args.judge_model, judge_args.judge_url, judge_args.judge_model_name,
-                           api_key=os.environ.get(judge_args.judge_api_key_env),
-                           max_new_tokens=judge_args.judge_max_new_tokens)
+        judge = judge_args.load()
     share_cpu_cores()
     push = defer_trainer_push(training_args)
     set_seed(training_args.seed)
