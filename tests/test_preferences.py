@@ -163,6 +163,8 @@ def test_bad_input_is_one_line_and_exit_2_before_any_model_loads(tmp_path, model
         (["--data_file", data_file, "--dataset_name", "x/y"], ["not both"]),
         (["--data_file", data_file, "--mode", "half"], ["--mode must be one of"]),
         (["--data_file", data_file, "--sample_prompts", "-1"], ["--sample_prompts"]),
+        (["--data_file", data_file, "--max_length", "100000"], ["longer than the model's context"]),
+        (["--data_file", data_file, "--model_name_or_path", str(tmp_path / "none")], ["No model folder"]),
     ]
     for argv, messages in cases:
         with pytest.raises(SystemExit) as exit_info:

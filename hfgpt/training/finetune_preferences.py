@@ -80,16 +80,18 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def check_arguments(model_args: FinetuneArguments, data_args: PreferenceDataArguments) -> None:
+def check_arguments(model_args: FinetuneArguments, data_args: PreferenceDataArguments, training_args=None) -> None:
     """Cheap checks before any data or model is loaded (the judge flags: :func:`load_judge`)."""
-    from .common import check_mode, checkpoint_config
+    from .common import check_context, check_mode, checkpoint_config
 
     check_mode(model_args.mode)
     if not model_args.model_name_or_path:
         raise HfgptInputError("--model_name_or_path is required: an instruction-tuned hfgpt folder "
                               "(e.g. runs/instructions) or a GPT-2.")
     data_args.check()
-    checkpoint_config(model_args.model_name_or_path)
+    config = checkpoint_config(model_args.model_name_or_path)
+    if getattr(training_args, "max_length", None) is not None:
+        check_context(training_args.max_length, config)
 
 
 def validation_metrics(trainer, prefix: str) -> dict:
@@ -153,11 +155,11 @@ def finetune_preferences(model_args: FinetuneArguments, lora_args: LoraArguments
     from trl import DPOTrainer
 
     from ..hub import defer_trainer_push
-    from .common import check_context, final_save, finish_run, set_trainable, share_cpu_cores, train
+    from .common import final_save, finish_run, set_trainable, share_cpu_cores, train
     from .outputs import final_path, protect_output_dir, resolve_resume
 
     started = time.time()
-    check_arguments(model_args, data_args)
+    check_arguments(model_args, data_args, training_args)
     resume = resolve_resume(training_args)
     protect_output_dir(training_args, resume)
     splits, report = preference_splits(data_args)
@@ -167,7 +169,6 @@ def finetune_preferences(model_args: FinetuneArguments, lora_args: LoraArguments
     set_seed(training_args.seed)
     model, tokenizer = load_model_and_tokenizer(model_args)
     training_args.max_length = training_args.max_length or model.config.n_positions
-    check_context(training_args.max_length, model.config)
     samples = answer(model, tokenizer, splits["validation"][: data_args.sample_prompts], data_args, "before")
     reference = None if model_args.mode == "lora" else copy.deepcopy(model).eval()  # LoRA: adapters off
     trainer = DPOTrainer(model=set_trainable(model, model_args.mode, lora_args), ref_model=reference,
