@@ -30,7 +30,7 @@ from ..data.preferences import PreferenceDataArguments, preference_splits, to_dp
 from ..errors import HfgptInputError
 from .common import FinetuneArguments, LoraArguments, RecipeTrainingArguments
 
-# move to common / evaluation: ask the coordinator
+# shared with the instruction recipe; their place is common.py / evaluation (for the coordinator)
 from .finetune_instructions import JudgeArguments, load_model_and_tokenizer, write_json
 from .finetune_instructions import generate_responses  # moves to hfgpt.evaluation.generation
 
@@ -52,7 +52,7 @@ def _training_arguments_class():
     @dataclass
     class PreferenceTrainingArguments(RecipeTrainingArguments, DPOConfig):
         """TRL's ``DPOConfig`` (beta 0.1, sigmoid loss) with the recipes' defaults and the book's DPO settings (AdamW
-        5e-6, 1 epoch, batch 8 as the Trainer's), validation five times during training, no activation checkpointing."""
+        5e-6, 1 epoch, batch 8 as the Trainer's), validation five times while training, no activation checkpointing."""
 
         output_dir: str | None = field(default="runs/preferences", metadata={"help": "Where the model and results go."})
         learning_rate: float = field(default=5e-6, metadata={"help": "Peak AdamW learning rate (the book: 5e-6)."})
