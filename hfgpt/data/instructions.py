@@ -78,6 +78,19 @@ def add_chat_template(tokenizer):
 
 
 @dataclass
+class RecordDataArguments:
+    """Where the records come from and how they are split: the flags the instruction and preference recipes share."""
+
+    data_file: str | None = field(default=None, metadata={"help": "A local JSON array or JSON Lines file of records."})
+    dataset_name: str | None = field(default=None, metadata={"help": "A Hub dataset id, e.g. tatsu-lab/alpaca."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration."})
+    dataset_split: str = field(default="train", metadata={"help": "The Hub dataset's split to read."})
+    split_seed: int | None = field(default=None, metadata={"help": "Shuffle with this seed before splitting; default: file order (the book)."})
+    train_fraction: float = field(default=0.85, metadata={"help": "Training share (the book: 0.85)."})
+    test_fraction: float = field(default=0.10, metadata={"help": "Test share (0.10); validation gets the rest (0.05)."})
+
+
+@dataclass
 class RecordReport:
     """What :func:`clean_records` and :func:`tokenize_records` dropped, to be reported to the user."""
 
@@ -144,11 +157,12 @@ def load_instruction_records(data_file: str | None = None, dataset_name: str | N
     return dataset.select_columns(columns).to_list()
 
 
-def clean_records(records: Sequence, report: RecordReport | None = None,
-                  source: str | None = None) -> tuple[list[dict], RecordReport]:
-    """``(records, report)``: a record that is not an object, lacks ``instruction`` or ``output``, or holds a
-    non-string is an error; a missing ``input`` is ``""``; an empty instruction or output is skipped and counted.
-    ``source`` (the file or dataset the records come from) is named in the errors."""
+def clean_records(records: Sequence, report: RecordReport | None = None, source: str | None = None,
+                  responses: Sequence[str] = ("output",)) -> tuple[list[dict], RecordReport]:
+    """``(records, report)``: a record that is not an object, lacks ``instruction`` or a ``responses`` field
+    (``output``; preference data: ``chosen`` and ``rejected``), or holds a non-string is an error; a missing ``input``
+    is ``""``; an empty instruction or response is skipped and counted. ``source`` (the file or dataset the records
+    come from) is named in the errors."""
     report = report or RecordReport()
     where = f" in {source!r}" if source else ""
     if not isinstance(records, Sequence) or isinstance(records, (str, bytes)):
@@ -159,18 +173,21 @@ def clean_records(records: Sequence, report: RecordReport | None = None,
         if not isinstance(record, Mapping):
             raise HfgptInputError(f"Record {index}{where} is a {type(record).__name__}, not an object with "
                                   f"'instruction', 'input' and 'output'.")
-        missing = [name for name in ("instruction", "output") if record.get(name) is None]
+        needed = ("instruction", *responses)
+        missing = [name for name in needed if record.get(name) is None]
         if missing:
             raise HfgptInputError(f"Record {index} has no {missing[0]!r} field{where} (its fields: {sorted(record)}); "
-                                  "each record needs 'instruction' and 'output' ('input' may be empty).")
-        entry = {"instruction": record["instruction"], "input": record.get("input") or "", "output": record["output"]}
+                                  f"each record needs {', '.join(map(repr, needed[:-1]))} and {needed[-1]!r} "
+                                  "('input' may be empty).")
+        entry = {"instruction": record["instruction"], "input": record.get("input") or "",
+                 **{name: record[name] for name in responses}}
         for name, value in entry.items():
             if not isinstance(value, str):
                 raise HfgptInputError(f"Record {index}: {name!r} must be a string, got {type(value).__name__}"
                                       f"{where}.")
         if not entry["instruction"].strip():
             report.empty_instruction += 1
-        elif not entry["output"].strip():
+        elif not all(entry[name].strip() for name in responses):
             report.empty_output += 1
         else:
             kept.append(entry)
@@ -279,6 +296,6 @@ class InstructionCollator:
 
 __all__ = [
     "ALPACA_CHAT_TEMPLATE", "IGNORE_INDEX", "INSTRUCTION_FIELDS", "PREAMBLE", "InstructionCollator",
-    "InstructionDataset", "RecordReport", "add_chat_template", "clean_records", "entry_to_messages", "format_input",
+    "InstructionDataset", "RecordDataArguments", "RecordReport", "add_chat_template", "clean_records", "entry_to_messages", "format_input",
     "load_instruction_records", "split_records", "tokenize_records",
 ]

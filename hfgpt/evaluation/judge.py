@@ -14,6 +14,7 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from transformers import AutoModelForCausalLM
@@ -157,3 +158,17 @@ def score_responses(entries: Sequence[Mapping], judge: Callable[[str], str], res
 
 __all__ = ["GRADING_PROMPT", "LocalModelJudge", "OpenAIChatJudge", "grading_prompt", "load_judge", "parse_score",
            "score_responses"]
+
+
+@dataclass
+class JudgeArguments:
+    judge_model: str | None = field(default=None, metadata={"help": "A local transformers causal LM (folder or Hub id) as judge."})
+    judge_url: str | None = field(default=None, metadata={"help": "An OpenAI-compatible API base, e.g. http://localhost:11434/v1 (Ollama)."})
+    judge_model_name: str | None = field(default=None, metadata={"help": "The model behind --judge_url, e.g. llama3."})
+    judge_api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the API key, if any."})
+    judge_max_new_tokens: int = field(default=8, metadata={"help": "Reply length of a local judge."})
+
+    def load(self):
+        """The judge these flags name (:func:`load_judge`), or None."""
+        return load_judge(self.judge_model, self.judge_url, self.judge_model_name,
+                          api_key=os.environ.get(self.judge_api_key_env), max_new_tokens=self.judge_max_new_tokens)

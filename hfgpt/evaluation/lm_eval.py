@@ -17,6 +17,7 @@ import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ..training.outputs import LM_EVAL_FILE as RESULTS_FILE  # one of the run artefacts
 from ..errors import HfgptInputError
 
 logger = logging.getLogger("hfgpt.lm_eval")
@@ -24,7 +25,6 @@ logger = logging.getLogger("hfgpt.lm_eval")
 TASKS_DIR = Path(__file__).with_name("lm_eval_tasks")
 SHIPPED_TASKS = ("hfgpt_english",)
 HELDOUT_TASK = "hfgpt_heldout"  # written by the pretraining recipe from its validation split
-RESULTS_FILE = "lm_eval_results.json"
 HEADLINE_METRICS = ("token_perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte", "acc", "acc_norm")
 
 

@@ -197,6 +197,20 @@ def load_base_model(path: str, model_class=None, drop_rate: float | None = None,
     return model_class.from_pretrained(path, config=config, attn_implementation=attn_implementation)
 
 
+def load_chat_model(model_args: FinetuneArguments):
+    """The model (hfgpt, or GPT-2 converted) and its tokenizer with the Alpaca chat template."""
+    from ..data.instructions import add_chat_template
+    from ..tokenization import load_tokenizer
+
+    model = load_base_model(model_args.model_name_or_path, drop_rate=model_args.drop_rate,
+                            attn_implementation=model_args.attn_implementation)
+    tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path)
+    check_vocabulary(tokenizer, model.config, model_args.model_name_or_path)
+    add_chat_template(tokenizer)
+    tokenizer.model_max_length = model.config.n_positions
+    return model, tokenizer
+
+
 def set_trainable(model, mode: str, lora: LoraArguments | None = None, head: str = "lm_head", task_type="CAUSAL_LM"):
     """The book's ways to fine-tune: ``full`` (every weight), ``last-block`` (the last transformer block, the final
     norm and the ``head``, section 6.5) or ``lora`` (peft adapters, appendix E; a new ``head`` trains fully).

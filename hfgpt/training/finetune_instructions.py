@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -26,45 +25,30 @@ from dataclasses import dataclass, field
 from ..data.instructions import (
     InstructionCollator,
     InstructionDataset,
+    RecordDataArguments,
     RecordReport,
-    add_chat_template,
     clean_records,
     load_instruction_records,
     split_records,
     tokenize_records,
 )
 from ..errors import HfgptInputError
-from .common import FinetuneArguments, LoraArguments, RecipeTrainingArguments
-from .outputs import RESPONSES_FILE
+from ..evaluation.judge import JudgeArguments
+from .common import FinetuneArguments, LoraArguments, RecipeTrainingArguments, load_chat_model
+from .outputs import RESPONSES_FILE, write_json
 
 logger = logging.getLogger("hfgpt.finetune_instructions")
 
 
 
 @dataclass
-class InstructionDataArguments:
-    data_file: str | None = field(default=None, metadata={"help": "A local JSON array or JSON Lines file of records."})
-    dataset_name: str | None = field(default=None, metadata={"help": "A Hub dataset id, e.g. tatsu-lab/alpaca."})
-    dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration."})
-    dataset_split: str = field(default="train", metadata={"help": "The Hub dataset's split to read."})
-    split_seed: int | None = field(default=None, metadata={"help": "Shuffle with this seed before splitting; default: file order (the book)."})
-    train_fraction: float = field(default=0.85, metadata={"help": "Training share (the book: 0.85)."})
-    test_fraction: float = field(default=0.10, metadata={"help": "Test share (0.10); validation gets the rest (0.05)."})
+class InstructionDataArguments(RecordDataArguments):
     max_length: int | None = field(default=None, metadata={"help": "allowed_max_length: longer examples are skipped; default the model's context."})
     mask_prompt: bool = field(default=False, metadata={"help": "Leave the prompt out of the training loss (the book's exercise 7.2)."})
     padding_free: bool = field(default=False, metadata={"help": "Pack each batch into one row without padding (DataCollatorWithFlattening)."})
     max_test_samples: int | None = field(default=None, metadata={"help": "Generate responses for only the first N test records."})
     max_new_tokens: int = field(default=256, metadata={"help": "Response length limit when generating (the book: 256)."})
     generation_batch_size: int = field(default=8, metadata={"help": "Prompts per generate() call (left-padded)."})
-
-
-@dataclass
-class JudgeArguments:
-    judge_model: str | None = field(default=None, metadata={"help": "A local transformers causal LM (folder or Hub id) as judge."})
-    judge_url: str | None = field(default=None, metadata={"help": "An OpenAI-compatible API base, e.g. http://localhost:11434/v1 (Ollama)."})
-    judge_model_name: str | None = field(default=None, metadata={"help": "The model behind --judge_url, e.g. llama3."})
-    judge_api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the API key, if any."})
-    judge_max_new_tokens: int = field(default=8, metadata={"help": "Reply length of a local judge."})
 
 
 @dataclass
@@ -103,20 +87,6 @@ def check_arguments(model_args: FinetuneArguments, data_args) -> None:
     checkpoint_config(model_args.model_name_or_path)  # a causal-LM checkpoint, refused before any data is read
 
 
-def load_model_and_tokenizer(model_args: FinetuneArguments):
-    """The model (hfgpt, or GPT-2 converted) and its tokenizer with the Alpaca chat template."""
-    from ..tokenization import load_tokenizer
-    from .common import check_vocabulary, load_base_model
-
-    model = load_base_model(model_args.model_name_or_path, drop_rate=model_args.drop_rate,
-                            attn_implementation=model_args.attn_implementation)
-    tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path)
-    check_vocabulary(tokenizer, model.config, model_args.model_name_or_path)
-    add_chat_template(tokenizer)
-    tokenizer.model_max_length = model.config.n_positions
-    return model, tokenizer
-
-
 def prepare_data(records: list[dict], report: RecordReport, data_args, tokenizer, max_length: int):
     """Checked records -> book split -> tokenized train/validation examples; returns ``(splits, tokenized)``."""
     splits = split_records(records, data_args.train_fraction, data_args.test_fraction, data_args.split_seed)
@@ -129,13 +99,6 @@ def prepare_data(records: list[dict], report: RecordReport, data_args, tokenizer
     return splits, tokenized
 
 
-def write_json(records, path: str) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(records, f, indent=4, ensure_ascii=False)
-    return path
-
-
 # ----------------------------------------------------------------------------------------------------- the recipe
 def finetune_instructions(model_args: FinetuneArguments, lora_args: LoraArguments,
                           data_args: InstructionDataArguments, judge_args: JudgeArguments,
@@ -146,7 +109,7 @@ def finetune_instructions(model_args: FinetuneArguments, lora_args: LoraArgument
     from transformers import Trainer, set_seed
 
     from ..evaluation.generation import generate_responses
-    from ..evaluation.judge import load_judge, score_responses
+    from ..evaluation.judge import score_responses
     from ..evaluation.language_model import evaluate_losses
     from ..hub import defer_trainer_push
     from .common import check_context, final_save, finish_run, set_trainable, share_cpu_cores, train
@@ -161,13 +124,11 @@ def finetune_instructions(model_args: FinetuneArguments, lora_args: LoraArgument
                                                              data_args.dataset_config_name, data_args.dataset_split),
                                     source=data_args.data_file or data_args.dataset_name)
     if judge is None:
-        judge = load_judge(judge_args.judge_model, judge_args.judge_url, judge_args.judge_model_name,
-                           api_key=os.environ.get(judge_args.judge_api_key_env),
-                           max_new_tokens=judge_args.judge_max_new_tokens)
+        judge = judge_args.load()
     share_cpu_cores()
     push = defer_trainer_push(training_args)
     set_seed(training_args.seed)
-    model, tokenizer = load_model_and_tokenizer(model_args)
+    model, tokenizer = load_chat_model(model_args)
     max_length = data_args.max_length or model.config.n_positions
     check_context(max_length, model.config)
     splits, tokenized = prepare_data(records, report, data_args, tokenizer, max_length)

@@ -23,12 +23,8 @@ from ..data.spam import ID2LABEL, LABEL2ID, LABELS, SMS_SPAM_HUB_ID, SpamDataArg
 from ..errors import HfgptInputError
 from ..evaluation.classification import DecisionArguments
 from .common import FinetuneArguments, LoraArguments, RecipeTrainingArguments
+from .outputs import CONFUSION_MATRIX_FILE, DATA_REPORT_FILE, NATURAL_CONFUSION_MATRIX_FILE, PR_CURVE_FILE
 
-# What a run writes besides the model, the tokenizer and the Trainer's *_results.json files.
-CONFUSION_MATRIX_FILE = "confusion_matrix.png"
-NATURAL_CONFUSION_MATRIX_FILE = "natural_confusion_matrix.png"
-PR_CURVE_FILE = "precision_recall.png"
-DATA_REPORT_FILE = "data_report.json"
 POSITIVE = LABEL2ID["spam"]
 SPAM = {"positive": POSITIVE, "count_keys": ("messages", "spam")}  # the task, for hfgpt.evaluation.classification
 EVALUATED = ("calibration", "test", "natural_test")  # the splits scored at the decision threshold

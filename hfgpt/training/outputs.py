@@ -15,6 +15,7 @@ and the final save is atomic.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -29,13 +30,21 @@ COMPLETE_MARKER = ".complete"
 # Files that make a folder loadable: removed first and moved in last when the final save is published.
 GATE_FILES = ("config.json", "adapter_config.json")
 WEIGHTS = re.compile(r"^(model|pytorch_model|adapter_model)(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?$")
-RESPONSES_FILE = "instruction-data-with-response.json"  # the instruction recipe's test responses (the book's name)
 MERGED_DIR = "merged"  # a LoRA run's merged plain checkpoint
-# What a run writes beside its model, in one list: the Hub upload copies these files (hfgpt.hub), and publish removes
-# the ones an earlier run left that the new final save does not replace (with these folders).
+# What a run writes beside its model, in one list: the recipes name their files from here, the Hub upload copies them
+# (hfgpt.hub), and publish removes the ones an earlier run left that the new final save does not replace.
+RESPONSES_FILE = "instruction-data-with-response.json"  # the instruction recipe's test responses (the book's name)
+CONFUSION_MATRIX_FILE = "confusion_matrix.png"  # the spam recipe's
+NATURAL_CONFUSION_MATRIX_FILE = "natural_confusion_matrix.png"
+PR_CURVE_FILE = "precision_recall.png"
+DATA_REPORT_FILE = "data_report.json"
+PREFERENCE_SAMPLES_FILE = "preference-samples.json"  # the preference recipe's
+PREFERENCE_CURVE_FILE = "preference_curve.png"
+LM_EVAL_FILE = "lm_eval_results.json"  # hfgpt.evaluation.lm_eval's
 RUN_ARTEFACTS = ("all_results.json", "train_results.json", "eval_results.json", "test_results.json",
-                 "trainer_state.json", "loss_curve.png", "confusion_matrix.png", "natural_confusion_matrix.png",
-                 "precision_recall.png", "data_report.json", "lm_eval_results.json", RESPONSES_FILE)
+                 "trainer_state.json", "loss_curve.png", CONFUSION_MATRIX_FILE, NATURAL_CONFUSION_MATRIX_FILE,
+                 PR_CURVE_FILE, DATA_REPORT_FILE, LM_EVAL_FILE, RESPONSES_FILE, PREFERENCE_SAMPLES_FILE,
+                 PREFERENCE_CURVE_FILE)
 RUN_FOLDERS = (MERGED_DIR, "lm_eval_tasks")
 # Names whose presence means output_dir holds a run (with model weights and checkpoint-N folders).
 RUN_MARKERS = (*GATE_FILES, "trainer_state.json", "all_results.json", STAGING_DIR)
@@ -205,3 +214,10 @@ def _fsync_dir(folder: str) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def write_json(records, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(records, f, indent=4, ensure_ascii=False)
+    return path
