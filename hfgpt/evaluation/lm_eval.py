@@ -17,8 +17,8 @@ import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ..training.outputs import LM_EVAL_FILE as RESULTS_FILE  # one of the run artefacts
 from ..errors import HfgptInputError
+from ..training.outputs import LM_EVAL_FILE as RESULTS_FILE  # one of the run artefacts
 
 logger = logging.getLogger("hfgpt.lm_eval")
 
