@@ -152,7 +152,7 @@ def test_bad_input_is_one_line_and_exit_2_before_any_model_loads(tmp_path, model
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr(module, "load_model_and_tokenizer", no_model)
+    monkeypatch.setattr(module, "load_chat_model", no_model)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([PREFERENCE_RECORDS[0], {"instruction": "Be nice.", "rejected": "No."}]))
     cases = [
