@@ -141,6 +141,8 @@ class GPTScratchCausalSelfAttention(nn.Module):
         self.qkv = DecodingLinear(config.n_embd, 3 * config.n_embd, bias=config.qkv_bias)
         self.out_proj = DecodingLinear(config.n_embd, config.n_embd)
         self.out_proj.writes_to_residual = True  # GPT-2 scales its init by 1/sqrt(2 * n_layer)
+        self.attn_dropout = nn.Dropout(config.attn_pdrop)  # applied inside the attention function; a module, so
+        # model.eval() and TRL's disable_dropout_in_model switch it off
 
     def forward(
         self,
@@ -163,7 +165,7 @@ class GPTScratchCausalSelfAttention(nn.Module):
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
-        dropout = self.config.attn_pdrop if self.training else 0.0
+        dropout = self.attn_dropout.p if self.training else 0.0
         attn_output, attn_weights = attention_interface(
             self, query, key, value, attention_mask, dropout=dropout, scaling=self.scaling, **kwargs
         )

@@ -127,6 +127,23 @@ def test_training_mode_uses_dropout():
     assert torch.allclose(model(x).logits, model(x).logits)
 
 
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_dropout_modules_switch_off_every_dropout(attn):
+    """TRL's ``disable_dropout_in_model`` (the DPO / reward default) sets p = 0 on every ``nn.Dropout``: attention
+    dropout included, a training-mode forward then equals the eval-mode one."""
+    from trl.trainer.utils import disable_dropout_in_model
+
+    torch.manual_seed(0)
+    config = tiny_config(embd_pdrop=0.3, attn_pdrop=0.5, resid_pdrop=0.3)
+    model = GPTScratchForCausalLM._from_config(config, attn_implementation=attn)
+    assert model.model.trf_blocks[0].att.attn_dropout.p == 0.5
+    disable_dropout_in_model(model)
+    x = torch.randint(1, 128, (2, 12))
+    with torch.no_grad():
+        train = model.train()(x).logits
+        assert torch.equal(train, model.eval()(x).logits)
+
+
 # ------------------------------------------------------------------ generation and the KV cache
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_cached_and_uncached_greedy_generation_match(attn):
