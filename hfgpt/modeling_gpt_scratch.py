@@ -55,6 +55,16 @@ def renamed_past_key_values(forward: Callable) -> Callable:
         return forward
     return deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")(forward)
 
+# transformers 5.25's caches take the attention kwargs (`kwargs=`: the paged cache of continuous batching fills them);
+# older ones take `cache_kwargs` only.
+CACHE_UPDATE_TAKES_KWARGS = "kwargs" in inspect.signature(Cache.update).parameters
+
+
+def cache_update_kwargs(attention_kwargs: dict) -> dict:
+    """The keyword arguments this transformers' ``cache.update`` takes besides the keys, values and layer index."""
+    return {"kwargs": attention_kwargs} if CACHE_UPDATE_TAKES_KWARGS else {}
+
+
 AUTO_MAP = {
     "AutoConfig": "configuration_gpt_scratch.GPTScratchConfig",
     "AutoModel": "modeling_gpt_scratch.GPTScratchModel",
@@ -160,7 +170,7 @@ class GPTScratchCausalSelfAttention(nn.Module):
         value = value.view(head_shape).transpose(1, 2)
 
         if cache is not None:  # append this step's keys/values to the cache and attend over all of them
-            key, value = cache.update(key, value, self.layer_idx)
+            key, value = cache.update(key, value, self.layer_idx, **cache_update_kwargs(kwargs))
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
@@ -369,7 +379,8 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
 
-        past_length = cache.get_seq_length() if cache is not None else 0
+        # The cache's length only without position_ids, as GPT-2: continuous batching's paged cache has none.
+        past_length = cache.get_seq_length() if cache is not None and position_ids is None else 0
         self.check_context_length(position_ids, past_length, num_tokens)
         if position_ids is None and attention_mask is not None and attention_mask.ndim == 2:
             # Count only real tokens, so a left-padded text gets the same positions as the text alone.
@@ -383,7 +394,7 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         # gets None when there is no padding, so it can run its fast is_causal path without a materialised mask.
         # Packed documents (position_ids restarting at 0 inside a row, no attention_mask) get one causal block per
         # document; transformers looks for them only without a cache, and a fresh DynamicCache holds nothing yet.
-        empty_dynamic_cache = isinstance(cache, DynamicCache) and past_length == 0
+        empty_dynamic_cache = isinstance(cache, DynamicCache) and cache.get_seq_length() == 0
         causal_mask = create_causal_mask(
             config=self.config,
             inputs_embeds=hidden_states,
