@@ -60,14 +60,9 @@ def renamed_past_key_values(forward: Callable) -> Callable:
     return deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")(forward)
 
 
-# transformers 5.25's caches take the attention kwargs (`kwargs=`: the paged cache of continuous batching fills them);
-# older ones take `cache_kwargs` only.
+# transformers 5.25's caches take the attention kwargs (`kwargs=`, which continuous batching's paged cache fills);
+# older ones do not.
 CACHE_UPDATE_TAKES_KWARGS = "kwargs" in inspect.signature(Cache.update).parameters
-
-
-def cache_update_kwargs(attention_kwargs: dict) -> dict:
-    """The keyword arguments this transformers' ``cache.update`` takes besides the keys, values and layer index."""
-    return {"kwargs": attention_kwargs} if CACHE_UPDATE_TAKES_KWARGS else {}
 
 
 AUTO_MAP = {
@@ -156,8 +151,7 @@ class GPTScratchCausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.qkv_bias)
         self.out_proj = nn.Linear(config.n_embd, config.n_embd)
         self.out_proj.writes_to_residual = True  # GPT-2 scales its init by 1/sqrt(2 * n_layer)
-        self.attn_dropout = nn.Dropout(config.attn_pdrop)  # applied inside the attention function; a module, so
-        # model.eval() and TRL's disable_dropout_in_model switch it off
+        self.attn_dropout = nn.Dropout(config.attn_pdrop)  # a module: eval() and TRL's disable_dropout see it
 
     def forward(
         self,
@@ -175,7 +169,8 @@ class GPTScratchCausalSelfAttention(nn.Module):
         value = value.view(head_shape).transpose(1, 2)
 
         if cache is not None:  # append this step's keys/values to the cache and attend over all of them
-            key, value = cache.update(key, value, self.layer_idx, **cache_update_kwargs(kwargs))
+            update_kwargs = {"kwargs": kwargs} if CACHE_UPDATE_TAKES_KWARGS else {}
+            key, value = cache.update(key, value, self.layer_idx, **update_kwargs)
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward

@@ -127,7 +127,7 @@ def test_chunked_loss_on_bf16_logits_is_close_to_fp32():
 
 
 # ================================================================================================ CPU decoding head
-def test_cpu_decode_head_copy_matches_lm_head_and_follows_weight_changes():
+def test_lm_head_decode_copy_matches_lm_head_and_follows_weight_changes():
     model = make_lm(vocab_size=VOCAB, pad_vocab_size_multiple=64).eval()
     ids = batch(VOCAB, shape=(2, 6))
     with torch.no_grad():
