@@ -27,7 +27,8 @@ AutoModel.register(GPTScratchConfig, GPTScratchModel, exist_ok=True)
 AutoModelForCausalLM.register(GPTScratchConfig, GPTScratchForCausalLM, exist_ok=True)
 AutoModelForSequenceClassification.register(GPTScratchConfig, GPTScratchForSequenceClassification, exist_ok=True)
 
-# Out of process: save_pretrained copies the two source files and writes auto_map into config.json.
+# Out of process: save_pretrained copies the modeling and configuration files (with the siblings the modeling file
+# imports: fast_paths.py, errors.py) and writes auto_map into config.json.
 GPTScratchConfig.register_for_auto_class("AutoConfig")
 GPTScratchModel.register_for_auto_class("AutoModel")
 GPTScratchForCausalLM.register_for_auto_class("AutoModelForCausalLM")

@@ -10,11 +10,11 @@
 
 What differs from the book: attention goes through transformers' attention interface (``"eager"`` is the book's
 mask + softmax, ``"sdpa"`` the default, flash / flex where installed); one fused ``qkv`` projection; a KV ``Cache``
-for ``generate()``; padding-aware masks and positions; ``nn.LayerNorm``; an optional padded vocabulary. Speed-ups
-that keep the maths (CPU loss and decoding, a fused linear + loss, ``DecodingLinear``: the blocks' ``nn.Linear`` with a
-one-row bf16 decoding path) live in ``cpu_speedups.py``. Only
-torch, transformers and sibling files are imported: ``save_pretrained`` copies the siblings next to the weights, so
-the folder loads with ``trust_remote_code=True``.
+for ``generate()``; padding-aware masks and positions; ``nn.LayerNorm``; an optional padded vocabulary. Speed paths
+that keep the maths (the loss block by block, a fused linear + loss, decoding products) are attached to the causal-LM
+head by one call, ``attach_fast_paths`` (``fast_paths.py``); the stages below are the book's. Only torch, transformers
+and sibling files are imported: ``save_pretrained`` copies the siblings next to the weights, so the folder loads with
+``trust_remote_code=True``.
 """
 
 from __future__ import annotations
@@ -41,9 +41,13 @@ from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_gpt_scratch import GPTScratchConfig
-from .cpu_speedups import CPUSpeedupsMixin, DecodingLinear
 from .errors import HfgptInputError
+from .fast_paths import attach_fast_paths
 
+
+# ----------------------------------------------------------------------------------------------------------------
+# Plumbing: what differs between transformers versions, and what a saved folder records
+# ----------------------------------------------------------------------------------------------------------------
 # A saved folder's remote code may run on transformers < 5.24, which names the `cache` argument `past_key_values`.
 CACHE_NAME = "cache" if "cache" in inspect.signature(create_causal_mask).parameters else "past_key_values"
 
@@ -54,6 +58,12 @@ def renamed_past_key_values(forward: Callable) -> Callable:
     if CACHE_NAME == "past_key_values":
         return forward
     return deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")(forward)
+
+
+# transformers 5.25's caches take the attention kwargs (`kwargs=`, which continuous batching's paged cache fills);
+# older ones do not.
+CACHE_UPDATE_TAKES_KWARGS = "kwargs" in inspect.signature(Cache.update).parameters
+
 
 AUTO_MAP = {
     "AutoConfig": "configuration_gpt_scratch.GPTScratchConfig",
@@ -138,9 +148,10 @@ class GPTScratchCausalSelfAttention(nn.Module):
         self.head_dim = config.n_embd // config.n_head
         self.scaling = self.head_dim**-0.5
         self.is_causal = True  # read by the sdpa / flash attention functions
-        self.qkv = DecodingLinear(config.n_embd, 3 * config.n_embd, bias=config.qkv_bias)
-        self.out_proj = DecodingLinear(config.n_embd, config.n_embd)
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.qkv_bias)
+        self.out_proj = nn.Linear(config.n_embd, config.n_embd)
         self.out_proj.writes_to_residual = True  # GPT-2 scales its init by 1/sqrt(2 * n_layer)
+        self.attn_dropout = nn.Dropout(config.attn_pdrop)  # a module: eval() and TRL's disable_dropout see it
 
     def forward(
         self,
@@ -158,12 +169,13 @@ class GPTScratchCausalSelfAttention(nn.Module):
         value = value.view(head_shape).transpose(1, 2)
 
         if cache is not None:  # append this step's keys/values to the cache and attend over all of them
-            key, value = cache.update(key, value, self.layer_idx)
+            update_kwargs = {"kwargs": kwargs} if CACHE_UPDATE_TAKES_KWARGS else {}
+            key, value = cache.update(key, value, self.layer_idx, **update_kwargs)
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
-        dropout = self.config.attn_pdrop if self.training else 0.0
+        dropout = self.attn_dropout.p if self.training else 0.0
         attn_output, attn_weights = attention_interface(
             self, query, key, value, attention_mask, dropout=dropout, scaling=self.scaling, **kwargs
         )
@@ -179,9 +191,9 @@ class GPTScratchFeedForward(nn.Module):
 
     def __init__(self, config: GPTScratchConfig):
         super().__init__()
-        self.fc_in = DecodingLinear(config.n_embd, config.n_inner)
+        self.fc_in = nn.Linear(config.n_embd, config.n_inner)
         self.act = nn.GELU(approximate="tanh")
-        self.fc_out = DecodingLinear(config.n_inner, config.n_embd)
+        self.fc_out = nn.Linear(config.n_inner, config.n_embd)
         self.fc_out.writes_to_residual = True
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -219,10 +231,11 @@ class GPTScratchTransformerBlock(GradientCheckpointingLayer):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# 5. The GPT model: embeddings, blocks, final norm (chapter 4)
+# Plumbing: the base class transformers reads (capabilities, GPT-2 initialisation, saving, resizing the vocabulary)
 # ----------------------------------------------------------------------------------------------------------------
 class GPTScratchPreTrainedModel(PreTrainedModel):
-    """What transformers reads about the model: config class, capabilities, GPT-2 weight initialisation."""
+    """What transformers reads about the model: config class, capabilities, GPT-2 weight initialisation; saving
+    (every head in ``auto_map``, FSDP 2) and resizing the vocabulary (keeping a padded vocabulary)."""
 
     config_class = GPTScratchConfig
     config: GPTScratchConfig
@@ -261,6 +274,9 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
         and the padded ids would then be sampled. ``pad_to_multiple_of`` sets ``config.pad_vocab_size_multiple``."""
         if new_num_tokens is None and pad_to_multiple_of is None:
             return self.get_input_embeddings()
+        if pad_to_multiple_of is not None and not isinstance(pad_to_multiple_of, int):  # transformers' own words
+            raise HfgptInputError(f"Asking to pad the embedding matrix to a multiple of `{pad_to_multiple_of}`, "
+                                  "which is not and integer. Please make sure to pass an integer")
         for name, value in (("new_num_tokens", new_num_tokens), ("pad_to_multiple_of", pad_to_multiple_of)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 raise HfgptInputError(f"resize_token_embeddings: {name} must be a positive integer, got {value!r}.")
@@ -294,6 +310,9 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# 5. The GPT model: embeddings, blocks, final norm (chapter 4)
+# ----------------------------------------------------------------------------------------------------------------
 class GPTScratchModel(GPTScratchPreTrainedModel):
     """The book's ``GPTModel`` without its output head: embeddings -> ``trf_blocks`` -> ``final_norm``."""
 
@@ -367,7 +386,8 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
 
-        past_length = cache.get_seq_length() if cache is not None else 0
+        # The cache's length only without position_ids, as GPT-2: continuous batching's paged cache has none.
+        past_length = cache.get_seq_length() if cache is not None and position_ids is None else 0
         self.check_context_length(position_ids, past_length, num_tokens)
         if position_ids is None and attention_mask is not None and attention_mask.ndim == 2:
             # Count only real tokens, so a left-padded text gets the same positions as the text alone.
@@ -381,7 +401,7 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         # gets None when there is no padding, so it can run its fast is_causal path without a materialised mask.
         # Packed documents (position_ids restarting at 0 inside a row, no attention_mask) get one causal block per
         # document; transformers looks for them only without a cache, and a fresh DynamicCache holds nothing yet.
-        empty_dynamic_cache = isinstance(cache, DynamicCache) and past_length == 0
+        empty_dynamic_cache = isinstance(cache, DynamicCache) and cache.get_seq_length() == 0
         causal_mask = create_causal_mask(
             config=self.config,
             inputs_embeds=hidden_states,
@@ -400,29 +420,43 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
 # ----------------------------------------------------------------------------------------------------------------
 # 6. Causal-LM head: next-token logits, the loss, generate() (chapters 4 and 5)
 # ----------------------------------------------------------------------------------------------------------------
-class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin, CPUSpeedupsMixin):
+class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
     """``GPTScratchModel`` + the book's ``out_head`` (here ``lm_head``, tied to the token embedding when
     ``config.tie_word_embeddings``), with the next-token loss and ``generate()``.
 
     With a padded vocabulary (``config.pad_vocab_size_multiple``, as nanoGPT) ``lm_head`` has
     ``config.padded_vocab_size`` outputs, and the forward returns the ``vocab_size`` real tokens' logits only, so
-    nothing can sample a padded id. ``model.cpu_decode_head_copy = False`` saves the memory of the CPU decoding copy
-    of ``lm_head``; ``model.skip_logits_in_training = True`` trains through the fused linear + loss (see
-    ``cpu_speedups.py``)."""
+    nothing can sample a padded id. ``attach_fast_paths`` (``fast_paths.py``) gives this model its speed paths:
+    ``lm_head.cpu_decode_copy = False`` saves the memory of the CPU decoding copy of ``lm_head``;
+    ``skip_logits_in_training = True`` trains through the fused linear + loss."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embeddings.tok_emb.weight"}
+    skip_logits_in_training: bool = False  # True: a training forward with labels returns the loss and no logits
 
     def __init__(self, config: GPTScratchConfig):
         super().__init__(config)
         self.model = GPTScratchModel(config)
         self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
         self.post_init()
+        attach_fast_paths(self)
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
 
     def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
         self.lm_head = new_embeddings
+        attach_fast_paths(self)  # the new lm_head's decoding path
+
+    def loss_from_logits(self, logits: torch.Tensor, labels: torch.LongTensor, **kwargs) -> torch.Tensor:
+        """The book's ``calc_loss_batch``: transformers' next-token cross-entropy on the real tokens' logits
+        (``logits`` may have the padded vocabulary's columns)."""
+        vocab_size = self.config.vocab_size
+        return self.loss_function(logits=logits[..., :vocab_size], labels=labels, vocab_size=vocab_size, **kwargs)
+
+    def loss_from_hidden_states(self, hidden_states: torch.Tensor, labels: torch.LongTensor,
+                                **kwargs) -> torch.Tensor:
+        """The same loss for a caller that needs no logits (``skip_logits``)."""
+        return self.loss_from_logits(self.lm_head(hidden_states), labels, **kwargs)
 
     @can_return_tuple
     @renamed_past_key_values
@@ -441,25 +475,21 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin, CPUSpeed
     ) -> CausalLMOutputWithPast:
         r"""``labels`` are the input ids themselves (the model shifts them by one, as the book's
         ``calc_loss_batch`` does with its shifted target windows); ``-100`` marks positions without a loss.
-        ``skip_logits=True`` (what the Trainer passes at a loss-only evaluation with Liger): only the loss, from the
-        fused linear + loss of ``cpu_speedups.py``, and ``logits=None``; default: ``self.skip_logits_in_training``
-        when training with labels, else False."""
+        ``skip_logits=True`` (what the Trainer passes at a loss-only evaluation with Liger): only the loss and
+        ``logits=None``; default: ``self.skip_logits_in_training`` when training with labels, else False."""
         if skip_logits is None:
             skip_logits = self.skip_logits_in_training and self.training and labels is not None
         if skip_logits and labels is None:
             raise HfgptInputError("skip_logits=True returns only the loss, so it needs labels.")
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                              cache=cache, inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs)
-        hidden_states = outputs.last_hidden_state
-        if isinstance(logits_to_keep, int) and logits_to_keep > 0:
-            hidden_states = hidden_states[:, -logits_to_keep:, :]
-        elif isinstance(logits_to_keep, torch.Tensor):
-            hidden_states = hidden_states[:, logits_to_keep, :]
+        slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        hidden_states = outputs.last_hidden_state[:, slice_indices, :]
         if skip_logits:  # the output layer inside the loss: the [tokens, vocab] logits never exist
-            loss = self.causal_lm_loss_without_logits(hidden_states, labels, **kwargs)
+            loss = self.loss_from_hidden_states(hidden_states, labels, **kwargs)
             return head_output(CausalLMOutputWithPast, outputs, loss=loss, logits=None)
-        logits = self.lm_head_logits(hidden_states)  # lm_head(hidden_states)
-        loss = None if labels is None else self.causal_lm_loss(logits, labels, **kwargs)
+        logits = self.lm_head(hidden_states)
+        loss = None if labels is None else self.loss_from_logits(logits, labels, **kwargs)
         logits = logits[..., : self.config.vocab_size]  # without the padded vocabulary's logits
         return head_output(CausalLMOutputWithPast, outputs, loss=loss, logits=logits)
 

@@ -10,7 +10,7 @@ from conftest import tiny_config
 from transformers import HfArgumentParser
 
 from hfgpt import GPTScratchForCausalLM
-from hfgpt.cpu_speedups import fused_causal_lm_loss
+from hfgpt.fast_paths import LinearCrossEntropy, fused_causal_lm_loss
 from hfgpt.errors import HfgptInputError
 
 VOCAB = 100  # padded to 128 rows with pad_vocab_size_multiple=64
@@ -132,17 +132,17 @@ def test_eval_skip_logits_under_no_grad_and_compile():
         assert torch.allclose(compiled(input_ids=ids, labels=ids, skip_logits=True).loss, expected, atol=1e-5)
 
 
-def test_lora_wrapped_lm_head_takes_the_plain_path():
+def test_lora_wrapped_lm_head_takes_the_plain_path(monkeypatch):
     from peft import LoraConfig, get_peft_model
 
     model = make_lm(vocab_size=VOCAB)
     ids = batch()
     expected = model(input_ids=ids, labels=ids).loss
     lora = get_peft_model(model, LoraConfig(r=2, target_modules=["lm_head", "qkv"], task_type="CAUSAL_LM"))
-    inner = lora.base_model.model
-    assert not inner._fused_loss_applies()  # lm_head is a peft LoRA layer now
+    calls = []  # lm_head is a peft LoRA layer now: not the fused linear + loss
+    monkeypatch.setattr(LinearCrossEntropy, "apply", lambda *a: calls.append(1))
     out = lora(input_ids=ids, labels=ids, skip_logits=True)
-    assert out.logits is None
+    assert out.logits is None and not calls
     torch.testing.assert_close(out.loss, expected, atol=1e-5, rtol=1e-5)  # LoRA's B starts at zero
     out.loss.backward()
     assert any(p.grad is not None for n, p in lora.named_parameters() if "lora_" in n and "lm_head" in n)
@@ -223,7 +223,7 @@ def test_bf16_weights_generate_the_fp32_tokens(tmp_path):
     top2 = torch.stack(out.scores).topk(2, dim=-1).values
     assert (top2[..., 0] - top2[..., 1]).min() > 1.0, "margins too small for a bf16 comparison"
     tokens = bf16.generate(prompt, **kwargs)
-    assert bf16._decode_head is not None and bf16._decode_head.dtype == torch.bfloat16
+    assert bf16.lm_head._decode_weight is not None and bf16.lm_head._decode_weight.dtype == torch.bfloat16
     assert torch.equal(tokens, out.sequences)
     assert torch.equal(tokens[0, 4:], torch.arange(7, 15))  # the cycle it learned
     single = bf16.generate(prompt[:1], attention_mask=torch.ones_like(prompt[:1]), max_new_tokens=8, do_sample=False)
@@ -236,21 +236,24 @@ def test_one_bf16_row_decodes_through_mv_without_a_copy():
     model = make_lm(vocab_size=VOCAB).eval().to(torch.bfloat16)
     hidden = torch.randn(1, 1, model.config.n_embd, dtype=torch.bfloat16)
     with torch.no_grad():
-        logits = model.lm_head_logits(hidden)
-        reference = model.lm_head(hidden)
-        assert logits.shape == reference.shape and model._decode_head is None
+        logits = model.lm_head(hidden)
+        reference = F.linear(hidden, model.lm_head.weight)
+        assert logits.shape == reference.shape and model.lm_head._decode_weight is None
         torch.testing.assert_close(logits.float(), reference.float(), atol=2e-2, rtol=2e-2)
-        model.lm_head_logits(torch.randn(1, 3, model.config.n_embd, dtype=torch.bfloat16))
-    assert model._decode_head is not None
+        model.lm_head(torch.randn(1, 3, model.config.n_embd, dtype=torch.bfloat16))
+    assert model.lm_head._decode_weight is not None
 
 
 @pytest.mark.parametrize("bias", [True, False])
-def test_decoding_linear_takes_mv_for_one_bf16_row_only(bias):
+def test_one_row_linear_forward_takes_mv_for_one_bf16_row_only(bias):
     """The blocks' layers: one bf16 row without autograd is exactly ``torch.mv`` (+ bias), within bf16 rounding of
     ``nn.functional.linear``; with autograd, several rows or fp32 it is ``nn.Linear``'s own forward."""
-    from hfgpt.cpu_speedups import DecodingLinear
+    from functools import partial
 
-    layer = DecodingLinear(48, 80, bias=bias).to(torch.bfloat16)
+    from hfgpt.fast_paths import one_row_linear_forward
+
+    layer = torch.nn.Linear(48, 80, bias=bias).to(torch.bfloat16)
+    layer.forward = partial(one_row_linear_forward, layer)  # as attach_fast_paths does
     rows = torch.randn(2, 1, 96, dtype=torch.bfloat16)[..., ::2]  # not contiguous
     one = rows[:1]
     with torch.no_grad():

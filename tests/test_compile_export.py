@@ -67,7 +67,7 @@ def test_torch_export_of_the_decode_step_generates_the_same_tokens(model):
 
 def test_resize_token_embeddings_refuses_a_fractional_multiple(model):
     vocab, rows = model.config.vocab_size, model.get_input_embeddings().weight.shape[0]
-    with pytest.raises(HfgptInputError, match=r"pad_to_multiple_of must be a positive integer, got 1\.3"):
+    with pytest.raises(HfgptInputError, match=r"Asking to pad the embedding matrix to a multiple of `1\.3`"):
         model.resize_token_embeddings(pad_to_multiple_of=1.3)
     with pytest.raises(HfgptInputError, match=r"new_num_tokens must be a positive integer, got -5"):
         model.resize_token_embeddings(-5)

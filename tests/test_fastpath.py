@@ -1,5 +1,5 @@
 """Fast paths (issue #8): torch.compile, graph breaks, bf16 autocast, the padded vocabulary and fused AdamW under the
-Trainer, on CPU with the tiny config. (The CPU loss and decoding copy: test_cpu_speedups.py.)
+Trainer, on CPU with the tiny config. (The CPU loss and decoding copy: test_fast_paths.py.)
 
 torch.compile is checked with two backends: ``aot_eager`` (Dynamo's graph capture + AOTAutograd's joint forward /
 backward graph, run with eager kernels) always, and ``inductor`` (the default backend, generated C++ kernels, slow
@@ -121,7 +121,8 @@ def test_padded_loss_and_gradients_equal_unpadded(loss_path, monkeypatch):
     model = make_lm(vocab_size=VOCAB).train()
     padded = padded_copy(model)
     if loss_path == "transformers":
-        monkeypatch.setattr(GPTScratchForCausalLM, "_chunked_loss_applies", lambda self, logits: False)
+        for lm in (model, padded):  # the head's own loss_from_logits, without the attached chunked loss
+            monkeypatch.delattr(lm, "loss_from_logits")
     ids = batch(VOCAB)
     labels = ids.clone()
     labels[1, :9] = -100

@@ -1,5 +1,7 @@
 """The model itself: attention implementations, KV cache, heads, checkpointing."""
 
+import re
+
 import pytest
 import torch
 from conftest import tiny_config
@@ -127,6 +129,23 @@ def test_training_mode_uses_dropout():
     assert torch.allclose(model(x).logits, model(x).logits)
 
 
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_dropout_modules_switch_off_every_dropout(attn):
+    """TRL's ``disable_dropout_in_model`` (the DPO / reward default) sets p = 0 on every ``nn.Dropout``: attention
+    dropout included, a training-mode forward then equals the eval-mode one."""
+    from trl.trainer.utils import disable_dropout_in_model
+
+    torch.manual_seed(0)
+    config = tiny_config(embd_pdrop=0.3, attn_pdrop=0.5, resid_pdrop=0.3)
+    model = GPTScratchForCausalLM._from_config(config, attn_implementation=attn)
+    assert model.model.trf_blocks[0].att.attn_dropout.p == 0.5
+    disable_dropout_in_model(model)
+    x = torch.randint(1, 128, (2, 12))
+    with torch.no_grad():
+        train = model.train()(x).logits
+        assert torch.equal(train, model.eval()(x).logits)
+
+
 # ------------------------------------------------------------------ generation and the KV cache
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_cached_and_uncached_greedy_generation_match(attn):
@@ -210,6 +229,41 @@ def test_eos_stops_generation():
     first = (free[0, 4:] == eos).nonzero()[0].item()
     stopped = model.generate(prompt, max_new_tokens=10, do_sample=False, eos_token_id=eos)
     assert stopped.shape[1] == 4 + first + 1 and stopped[0, -1].item() == eos
+
+
+# ------------------------------------------------------------------ resizing the vocabulary
+TRANSFORMERS_PAD_MESSAGE = (  # transformers' common test_resize_tokens_embeddings matches these words (typo included)
+    "Asking to pad the embedding matrix to a multiple of `1.3`, which is not and integer. Please make sure to pass an "
+    "integer"
+)
+
+
+@pytest.mark.parametrize("model_class", [GPTScratchForCausalLM, GPTScratchModel, GPTScratchForSequenceClassification])
+def test_resize_token_embeddings_as_transformers_common_test(model_class):
+    """The steps of transformers' ``test_resize_tokens_embeddings`` (5.25): grow by 10, shrink by 15, the forward
+    still runs, the kept rows are untouched, ``pad_to_multiple_of``, and a fractional multiple refused in its words."""
+    torch.manual_seed(0)
+    config = tiny_config()
+    model = model_class(config).train()
+    vocab = config.vocab_size
+    cloned = model.resize_token_embeddings(vocab).weight.clone()
+    embeddings = model.resize_token_embeddings(vocab + 10)
+    assert model.config.vocab_size == vocab + 10 and embeddings.weight.shape[0] == cloned.shape[0] + 10
+    torch.testing.assert_close(embeddings.weight[:-10].mean(0), embeddings.weight[-10:].mean(0), rtol=1e-3, atol=1e-3)
+    ids = torch.randint(1, vocab, (2, 7))
+    ids[:, -2] = vocab + 9
+    model(input_ids=ids)
+    embeddings = model.resize_token_embeddings(vocab - 15)
+    assert model.config.vocab_size == vocab - 15 and embeddings.weight.shape[0] == cloned.shape[0] - 15
+    model(input_ids=ids.clamp(max=vocab - 16))
+    assert torch.equal(embeddings.weight, cloned[: vocab - 15])
+
+    model = model_class(tiny_config())
+    embeddings = model.resize_token_embeddings(vocab + 13, pad_to_multiple_of=64)  # hfgpt: a padded vocabulary
+    assert model.config.vocab_size == vocab + 13 and embeddings.weight.shape[0] == 192
+    with pytest.raises(ValueError, match=re.escape(TRANSFORMERS_PAD_MESSAGE)):
+        model.resize_token_embeddings(vocab, pad_to_multiple_of=1.3)
+    assert model.config.vocab_size == vocab + 13 and embeddings.weight.shape[0] == 192  # refused before any change
 
 
 # ------------------------------------------------------------------ sequence classification

@@ -27,7 +27,7 @@ def test_saved_folder_has_code_and_full_auto_map(lm_folder):
     folder, _ = lm_folder
     assert (folder / "modeling_gpt_scratch.py").exists() and (folder / "configuration_gpt_scratch.py").exists()
     # save_pretrained copies the modeling file's relative imports too (transformers' get_relative_import_files)
-    assert (folder / "cpu_speedups.py").exists() and (folder / "errors.py").exists()
+    assert (folder / "fast_paths.py").exists() and (folder / "errors.py").exists()
     auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
     assert auto_map["AutoModelForCausalLM"] == "modeling_gpt_scratch.GPTScratchForCausalLM"
     assert set(auto_map) == {"AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoModelForSequenceClassification"}
@@ -84,3 +84,16 @@ def test_text_classification_pipeline(tmp_path, tokenizer):
         probs = model(**enc).logits.softmax(-1)[0]
     spam = next(s["score"] for s in results[1] if s["label"] == "spam")
     assert abs(spam - probs[1].item()) < 1e-5
+
+
+def test_remote_code_model_has_the_fast_paths(lm_folder):
+    """The folder's own copy of fast_paths.py is attached: the remote-code model decodes and trains as fast."""
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    folder, _ = lm_folder
+    remote_class = get_class_from_dynamic_module("modeling_gpt_scratch.GPTScratchForCausalLM", folder)
+    loaded = remote_class.from_pretrained(folder)
+    assert type(loaded).__module__.startswith("transformers_modules")
+    assert loaded.lm_head.forward.func.__module__ == type(loaded).__module__.replace("modeling_gpt_scratch",
+                                                                                          "fast_paths")
+    assert loaded.loss_from_logits.func.__name__ == "chunked_loss_from_logits"

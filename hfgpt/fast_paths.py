@@ -1,20 +1,24 @@
-"""Speed-ups for the causal-LM head of ``modeling_gpt_scratch.py``; none changes the maths.
+"""Speed paths for ``GPTScratchForCausalLM``, attached from outside by :func:`attach_fast_paths`; none changes the
+maths, each falls back to the book's code where it does not apply (the book's stages build plain ``nn.Linear``).
 
-* The next-token loss a block of rows at a time (``chunked_causal_lm_loss``). On CPU, ``nn.functional.cross_entropy``
+* The next-token loss a block of rows at a time (``chunked_causal_lm_loss``), on CPU. ``nn.functional.cross_entropy``
   allocates three more logits-sized tensors per step (log-probabilities, the gradients of ``nll_loss`` and
   ``log_softmax``); blocks that large go back to the operating system and pay page faults again at every step.
   fp32 or bf16 logits (bf16 autocast); the log-sum-exp and the softmax are computed in fp32.
-* The fused linear + loss (``fused_causal_lm_loss``), CPU or CUDA, when only the loss is needed: the output layer
-  and the loss a block of rows at a time from the hidden states, so the ``[tokens, vocab]`` logits never exist.
-* Decoding against a contiguous ``[n_embd, vocab]`` copy of the output matrix (``cpu_decode_head_copy``): BLAS streams
-  it faster for a few rows than ``x @ W.T`` on the ``[vocab, n_embd]`` weight. One row of bf16 weights: ``torch.mv``
-  on the weight itself (its matrix-vector kernel streams bf16 faster than the matmul ones), no copy; the same for
-  the blocks' layers (``DecodingLinear``).
+* The fused linear + loss (``fused_causal_lm_loss``), CPU or CUDA, when only the loss is needed
+  (``skip_logits``): the output layer and the loss a block of rows at a time from the hidden states, so the
+  ``[tokens, vocab]`` logits never exist.
+* Decoding: ``lm_head`` against a contiguous ``[n_embd, vocab]`` copy of its weight (BLAS streams it faster for a
+  few rows than ``x @ W.T``); one row of bf16 weights on CPU (batch-1 decoding) through ``torch.mv``
+  (``one_row_product``: its matrix-vector kernel streams bf16 faster than the matmul ones), in ``lm_head`` and in
+  the blocks' layers.
 
 This file imports only torch: ``save_pretrained`` copies it next to the modeling file for ``trust_remote_code``.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 from torch import nn
@@ -192,92 +196,92 @@ def one_row_product(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     return output.view(*input.shape[:-1], weight.shape[0])
 
 
-class DecodingLinear(nn.Linear):
-    """``nn.Linear`` (the transformer blocks' layers). One row of bf16 on CPU without autograd, i.e. batch-1 decoding
-    with bf16 weights, goes through :func:`one_row_product`. Same weights, same state dict, same result."""
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        one_bf16_row = (
-            input.dtype == torch.bfloat16
-            and self.weight.dtype == torch.bfloat16
-            and input.device.type == "cpu"
-            and input.shape[:-1].numel() == 1
-            and not torch.is_grad_enabled()
-            and not torch.compiler.is_compiling()
-        )
-        if not one_bf16_row:
-            return super().forward(input)
-        return one_row_product(input, self.weight, self.bias)
+def one_row_linear_forward(self: nn.Linear, input: torch.Tensor) -> torch.Tensor:
+    """The blocks' ``nn.Linear`` forward: one row of bf16 on CPU without autograd, i.e. batch-1 decoding with bf16
+    weights, goes through :func:`one_row_product`; anything else is ``nn.Linear``'s own forward."""
+    one_bf16_row = (
+        input.dtype == torch.bfloat16
+        and self.weight.dtype == torch.bfloat16
+        and input.device.type == "cpu"
+        and input.shape[:-1].numel() == 1
+        and not torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+    )
+    if not one_bf16_row:
+        return nn.Linear.forward(self, input)
+    return one_row_product(input, self.weight, self.bias)
 
 
-class CPUSpeedupsMixin:
-    """The logits and the loss of a causal-LM head that has ``lm_head``, ``config`` and ``loss_function``.
+def decoding_head_forward(self: nn.Linear, hidden_states: torch.Tensor) -> torch.Tensor:
+    """``lm_head``'s forward: for a few rows on CPU without autograd, the product against a transposed copy of the
+    weight (vocab x n_embd more floats, rebuilt whenever the weight changes; ``lm_head.cpu_decode_copy = False``
+    saves that memory and frees a copy already made); one bf16 row through :func:`one_row_product`, no copy."""
+    weight = self.weight
+    use_copy = (
+        self.cpu_decode_copy
+        and self.bias is None
+        and weight.device.type == "cpu"
+        and not torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+        and hidden_states.shape[:-1].numel() <= 64
+    )
+    if not use_copy:
+        if self._decode_weight is not None and (not self.cpu_decode_copy or weight.device.type != "cpu"):
+            self._decode_weight = self._decode_weight_key = None  # switched off or moved off the CPU: free the copy
+        return nn.Linear.forward(self, hidden_states)
+    if weight.dtype == torch.bfloat16 and hidden_states.shape[:-1].numel() == 1:  # one bf16 row: no copy
+        return one_row_product(hidden_states.to(weight.dtype), weight)
+    key = (weight.data_ptr(), weight._version, weight.dtype, tuple(weight.shape))  # _version: in-place changes
+    if self._decode_weight_key != key:
+        self._decode_weight, self._decode_weight_key = weight.detach().t().contiguous(), key
+    return hidden_states.to(weight.dtype) @ self._decode_weight
 
-    ``skip_logits_in_training``: when True, a forward in training mode with labels returns the loss of the fused
-    linear + loss and no logits (what the Trainer's training step needs); ``forward(skip_logits=...)`` decides per
-    call. Off by default, so ``model(**batch)`` returns its logits."""
 
-    skip_logits_in_training: bool = False
+def default_loss(model: nn.Module) -> bool:
+    """The config asks for the causal-LM cross-entropy (no other ``loss_type``): what both fused losses compute."""
+    return getattr(model.config, "loss_type", None) in (None, "ForCausalLM")
 
-    # Inference on CPU keeps a transposed copy of lm_head's weight (vocab x n_embd more floats, rebuilt whenever the
-    # weight changes). Set to False on a model to save that memory; a copy already made is then freed.
-    cpu_decode_head_copy: bool = True
-    _decode_head: torch.Tensor | None = None
-    _decode_head_key: tuple | None = None
 
-    def lm_head_logits(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """``lm_head(hidden_states)``; for a few rows on CPU without autograd, the same product against the copy."""
-        weight = self.lm_head.weight
-        use_copy = (
-            self.cpu_decode_head_copy
-            and type(self.lm_head) is nn.Linear  # not a LoRA / quantised layer
-            and weight.device.type == "cpu"
-            and not torch.is_grad_enabled()
-            and not torch.compiler.is_compiling()
-            and hidden_states.shape[:-1].numel() <= 64
-        )
-        if not use_copy:
-            if self._decode_head is not None and (not self.cpu_decode_head_copy or weight.device.type != "cpu"):
-                self._decode_head = self._decode_head_key = None  # switched off or moved off the CPU: free the copy
-            return self.lm_head(hidden_states)
-        if weight.dtype == torch.bfloat16 and hidden_states.shape[:-1].numel() == 1:  # one bf16 row: no copy
-            return one_row_product(hidden_states.to(weight.dtype), weight)
-        key = (weight.data_ptr(), weight._version, weight.dtype, tuple(weight.shape))  # _version: in-place changes
-        if self._decode_head_key != key:
-            self._decode_head, self._decode_head_key = weight.detach().t().contiguous(), key
-        return hidden_states.to(weight.dtype) @ self._decode_head
+def chunked_loss_from_logits(self, logits: torch.Tensor, labels: torch.LongTensor, **kwargs) -> torch.Tensor:
+    """The head's ``loss_from_logits`` through :func:`chunked_causal_lm_loss` for fp32 or bf16 logits on CPU in eager
+    mode, with the default loss (CUDA's caching allocator has no page-fault cost, and compiled graphs fuse the loss
+    themselves); else the head's own (transformers' ``loss_function``)."""
+    applies = (
+        logits.device.type == "cpu"
+        and logits.dtype in (torch.float32, torch.bfloat16)
+        and default_loss(self)
+        and not torch.compiler.is_compiling()
+    )
+    if not applies:
+        return type(self).loss_from_logits(self, logits, labels, **kwargs)
+    return chunked_causal_lm_loss(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
 
-    def _default_loss(self) -> bool:
-        """The config asks for the causal-LM cross-entropy (no other ``loss_type``): what both speed-ups compute."""
-        return getattr(self.config, "loss_type", None) in (None, "ForCausalLM")
 
-    def _chunked_loss_applies(self, logits: torch.Tensor) -> bool:
-        """fp32 or bf16 logits on CPU in eager mode, with the default loss. CUDA's caching allocator has no page-fault
-        cost, and compiled graphs fuse the loss themselves."""
-        return (
-            logits.device.type == "cpu"
-            and logits.dtype in (torch.float32, torch.bfloat16)
-            and self._default_loss()
-            and not torch.compiler.is_compiling()
-        )
+def fused_loss_from_hidden_states(self, hidden_states: torch.Tensor, labels: torch.LongTensor,
+                                  **kwargs) -> torch.Tensor:
+    """The head's ``loss_from_hidden_states`` through :func:`fused_causal_lm_loss` for a plain bias-free
+    ``nn.Linear`` head (not a LoRA / quantised layer) with the default loss; else the head's own (``lm_head`` then
+    ``loss_from_logits``)."""
+    if type(self.lm_head) is not nn.Linear or self.lm_head.bias is not None or not default_loss(self):
+        return type(self).loss_from_hidden_states(self, hidden_states, labels, **kwargs)
+    return fused_causal_lm_loss(hidden_states, self.lm_head.weight, labels, vocab_size=self.config.vocab_size,
+                                **kwargs)
 
-    def _fused_loss_applies(self) -> bool:
-        """A plain bias-free ``nn.Linear`` head (not a LoRA / quantised layer) and the default loss."""
-        return type(self.lm_head) is nn.Linear and self.lm_head.bias is None and self._default_loss()
 
-    def causal_lm_loss(self, logits: torch.Tensor, labels: torch.LongTensor, **kwargs) -> torch.Tensor:
-        """The next-token loss of ``logits`` (padded-vocabulary columns included): the chunked loss where it applies,
-        else transformers' ``loss_function`` on the real tokens' logits."""
-        vocab_size = self.config.vocab_size
-        if self._chunked_loss_applies(logits):
-            return chunked_causal_lm_loss(logits, labels, vocab_size=vocab_size, **kwargs)
-        return self.loss_function(logits=logits[..., :vocab_size], labels=labels, vocab_size=vocab_size, **kwargs)
-
-    def causal_lm_loss_without_logits(self, hidden_states: torch.Tensor, labels: torch.LongTensor,
-                                      **kwargs) -> torch.Tensor:
-        """The same loss from the final hidden states, for a caller that needs no logits: the fused linear + loss
-        where it applies, else ``lm_head`` then :meth:`causal_lm_loss`."""
-        if self._fused_loss_applies():
-            return fused_causal_lm_loss(hidden_states, self.lm_head.weight, labels, vocab_size=self.config.vocab_size,
-                                        **kwargs)
-        return self.causal_lm_loss(self.lm_head(hidden_states), labels, **kwargs)
+def attach_fast_paths(model: nn.Module) -> nn.Module:
+    """Attach the speed paths to a causal-LM ``model`` (``model.model.trf_blocks``, ``lm_head``, the loss methods),
+    as transformers' hub kernels and the Trainer's Liger attach theirs: forwards and methods set on these instances
+    (``partial``, so the model still pickles and deep-copies), so the classes, the state dict and the book's code
+    stay as they are. Called again when ``lm_head`` is replaced (``set_output_embeddings``); a LoRA / quantised layer
+    put in a linear's place takes its own path."""
+    for module in model.model.trf_blocks.modules():
+        if type(module) is nn.Linear:
+            module.forward = partial(one_row_linear_forward, module)
+    head = model.lm_head
+    if type(head) is nn.Linear:
+        head.cpu_decode_copy = getattr(head, "cpu_decode_copy", True)
+        head._decode_weight = head._decode_weight_key = None
+        head.forward = partial(decoding_head_forward, head)
+    model.loss_from_logits = partial(chunked_loss_from_logits, model)
+    model.loss_from_hidden_states = partial(fused_loss_from_hidden_states, model)
+    return model

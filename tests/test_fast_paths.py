@@ -1,5 +1,10 @@
-"""cpu_speedups.py: the chunked CPU loss equals ``nn.functional.cross_entropy`` (value and gradient), the model takes
-it where it applies (fp32 or bf16 logits), and the CPU decoding copy of ``lm_head`` gives the same logits and tokens."""
+"""fast_paths.py: the book's stages build plain ``nn.Linear`` and ``attach_fast_paths`` gives the causal-LM head its
+speed paths; the chunked CPU loss equals ``nn.functional.cross_entropy`` (value and gradient), the model takes it
+where it applies (fp32 or bf16 logits), and the CPU decoding copy of ``lm_head`` gives the same logits and tokens.
+(The fused linear + loss and bf16: test_bf16.py.)"""
+
+import copy
+import pickle
 
 import pytest
 import torch
@@ -7,7 +12,7 @@ import torch.nn.functional as F
 from conftest import tiny_config
 
 from hfgpt import GPTScratchForCausalLM
-from hfgpt.cpu_speedups import ChunkedCrossEntropy, chunked_causal_lm_loss
+from hfgpt.fast_paths import ChunkedCrossEntropy, chunked_causal_lm_loss
 
 VOCAB = 100  # not a multiple of 64: padded to 128 rows
 
@@ -27,6 +32,31 @@ def shifted_cross_entropy(logits, labels, num_items_in_batch=None):
     if num_items_in_batch is None:
         return F.cross_entropy(logits, targets, ignore_index=-100)
     return F.cross_entropy(logits, targets, ignore_index=-100, reduction="sum") / num_items_in_batch
+
+
+# ================================================================================================ attached, not built in
+def test_book_stages_build_plain_linear_and_the_head_attaches_the_fast_paths():
+    from torch import nn
+
+    from hfgpt import GPTScratchModel
+    from hfgpt.fast_paths import chunked_loss_from_logits, decoding_head_forward, one_row_linear_forward
+
+    base = GPTScratchModel(tiny_config())
+    linears = [m for m in base.modules() if isinstance(m, nn.Linear)]
+    assert linears and all(type(m) is nn.Linear and "forward" not in vars(m) for m in linears)  # the book's layers
+    model = make_lm()
+    block = model.model.trf_blocks[0]
+    for layer in (block.att.qkv, block.att.out_proj, block.ff.fc_in, block.ff.fc_out):
+        assert type(layer) is nn.Linear and layer.forward.func is one_row_linear_forward
+    assert type(model.lm_head) is nn.Linear and model.lm_head.forward.func is decoding_head_forward
+    assert model.loss_from_logits.func is chunked_loss_from_logits
+    assert not [key for key in model.state_dict() if "decode" in key or "dropout" in key]  # same state dict
+    model.resize_token_embeddings(140)  # a new lm_head gets the decoding path too
+    assert model.lm_head.forward.func is decoding_head_forward
+    copied = copy.deepcopy(model)  # the attached paths follow the copy (TRL's reference model, bf16 copies)
+    assert copied.lm_head.forward.args[0] is copied.lm_head and copied.loss_from_logits.args[0] is copied
+    unpickled = pickle.loads(pickle.dumps(model))
+    assert unpickled.model.trf_blocks[0].att.qkv.forward.args[0] is unpickled.model.trf_blocks[0].att.qkv
 
 
 # ================================================================================================ chunked CPU loss
@@ -97,30 +127,30 @@ def test_chunked_loss_on_bf16_logits_is_close_to_fp32():
 
 
 # ================================================================================================ CPU decoding head
-def test_cpu_decode_head_copy_matches_lm_head_and_follows_weight_changes():
+def test_lm_head_decode_copy_matches_lm_head_and_follows_weight_changes():
     model = make_lm(vocab_size=VOCAB, pad_vocab_size_multiple=64).eval()
     ids = batch(VOCAB, shape=(2, 6))
     with torch.no_grad():
-        reference = model.lm_head(model.model(ids).last_hidden_state)[..., :VOCAB]
+        reference = F.linear(model.model(ids).last_hidden_state, model.lm_head.weight)[..., :VOCAB]
         logits = model(ids).logits  # 12 rows: through the [n_embd, vocab] copy
-        assert model._decode_head is not None and model._decode_head.shape == (64, 128)
+        assert model.lm_head._decode_weight is not None and model.lm_head._decode_weight.shape == (64, 128)
         assert torch.allclose(logits, reference, atol=1e-5, rtol=0)
         model.lm_head.weight.mul_(2.0)  # tied: also the embedding; the copy must follow
-        doubled = model.lm_head(model.model(ids).last_hidden_state)[..., :VOCAB]
+        doubled = F.linear(model.model(ids).last_hidden_state, model.lm_head.weight)[..., :VOCAB]
         assert torch.allclose(model(ids).logits, doubled, atol=1e-5, rtol=0)
     # training (autograd on) never uses the copy, so gradients reach lm_head as usual
     model.train()
-    model._decode_head = model._decode_head_key = None
+    model.lm_head._decode_weight = model.lm_head._decode_weight_key = None
     model(input_ids=ids, labels=ids).loss.backward()
-    assert model._decode_head is None and model.lm_head.weight.grad is not None
+    assert model.lm_head._decode_weight is None and model.lm_head.weight.grad is not None
     # switched off: the copy is freed and no new one is made
     model.eval()
     with torch.no_grad():
         model(ids)
-        assert model._decode_head is not None
-        model.cpu_decode_head_copy = False
+        assert model.lm_head._decode_weight is not None
+        model.lm_head.cpu_decode_copy = False
         model(ids)
-    assert model._decode_head is None
+    assert model.lm_head._decode_weight is None
 
 
 def test_greedy_tokens_are_the_same_with_and_without_the_decode_copy():
@@ -128,8 +158,8 @@ def test_greedy_tokens_are_the_same_with_and_without_the_decode_copy():
     prompt = batch(VOCAB, shape=(2, 5))
     kwargs = dict(attention_mask=torch.ones_like(prompt), max_new_tokens=20, do_sample=False)
     with_copy = model.generate(prompt, **kwargs)
-    assert model._decode_head is not None  # the copy was used
-    model.cpu_decode_head_copy = False
+    assert model.lm_head._decode_weight is not None  # the copy was used
+    model.lm_head.cpu_decode_copy = False
     without_copy = model.generate(prompt, **kwargs)
-    assert model._decode_head is None
+    assert model.lm_head._decode_weight is None
     assert torch.equal(with_copy, without_copy)
