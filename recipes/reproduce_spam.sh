@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The spam-classification figures in the README, from nothing but the SMS Spam Collection:
+# The spam-classification figures of docs/spam.md, from nothing but the SMS Spam Collection:
 #   1. write the messages outside every evaluation split (the natural-mix test, the balanced validation and test, the
 #      natural-mix validation; no labels) as a pretraining text with recipes/export_sms_text.py,
 #   2. pretrain the "small" preset on them with recipes/pretrain.py (its own 4,000-token BPE),
 #   3. fine-tune all weights as a spam classifier on the book's protocol (balanced, 70/10/20, seed 123),
 #   4. fine-tune all weights on all the data (every ham message, class-weighted loss),
 # each with its decision threshold chosen on its validation split for a false-positive rate on ham <= 0.5%, and with
-# the TF-IDF + linear SVM baseline trained on the same split; then print the README's table with scripts/spam_table.py
+# the TF-IDF + linear SVM baseline trained on the same split; then print docs/spam.md's table with scripts/spam_table.py
 # (also saved as spam-table.md).
 # Usage: recipes/reproduce_spam.sh [SMSSpamCollection file] [output folder]
 # (without a file the recipe downloads the collection from UCI once, into the Hugging Face cache folder).

@@ -1,4 +1,4 @@
-"""The README's spam-classification table (markdown) from finished spam runs: the model and its TF-IDF + linear SVM
+"""docs/spam.md's spam-classification table (markdown) from finished spam runs: the model and its TF-IDF + linear SVM
 anchor on the natural-mix test split (false-positive rate on ham, recall, precision, F1, ROC-AUC, average precision)
 and the balanced test's accuracy, read from each run's all_results.json (recipes/reproduce_spam.sh calls it).
 
