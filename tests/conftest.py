@@ -172,6 +172,15 @@ HIDE_HFGPT = textwrap.dedent(
 ).format(repo=REPO_ROOT)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on, for a test's server."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def run_without_hfgpt(script: str, cwd, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run ``script`` in a fresh interpreter where ``import hfgpt`` fails; assert it exits with status 0."""
     done = subprocess.run([sys.executable, "-c", HIDE_HFGPT + script], capture_output=True, text=True,
