@@ -16,18 +16,25 @@ START_TIMEOUT = 120  # seconds for the server to load the model and answer /heal
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """``hfgpt serve`` on a tiny instruction folder (Alpaca chat template), on 127.0.0.1; stopped afterwards."""
+def chat_folder(tmp_path_factory):
+    """A tiny instruction folder: the model and a tokenizer with the Alpaca chat template."""
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("serve"), alpaca_tokenizer())[0]
+
+
+# one request at a time (model.generate), and transformers' continuous batching (model.generate_batch, paged cache)
+@pytest.fixture(scope="module", params=[[], ["--continuous-batching", "--cb-num-blocks", "16"]],
+                ids=["sequential", "continuous-batching"])
+def server(chat_folder, tmp_path_factory, request):
+    """``hfgpt serve`` on ``chat_folder``, on 127.0.0.1; stopped afterwards."""
     # transformers serve itself needs openai (with fastapi, uvicorn, pydantic): the extra hfgpt[serve]
     pytest.importorskip("openai", reason="serving needs transformers[serving]: pip install 'hfgpt[serve]'")
     import httpx
 
-    folder = save_tiny_checkpoint(tmp_path_factory.mktemp("serve"), alpaca_tokenizer())[0]
-    port = free_port()
+    folder, port = chat_folder, free_port()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])))
     log = open(tmp_path_factory.mktemp("serve-log") / "server.log", "w+")
-    process = subprocess.Popen([sys.executable, "-m", "hfgpt.cli", "serve", folder, "--port", str(port)],
-                               stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    command = [sys.executable, "-m", "hfgpt.cli", "serve", folder, "--port", str(port), *request.param]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT
@@ -41,13 +48,20 @@ def server(tmp_path_factory):
                 time.sleep(0.5)
         yield url, folder
     finally:
-        os.killpg(process.pid, signal.SIGINT)  # the server and the model's process it spawned
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
+        stop_group(process)
         log.close()
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """Ctrl+C to the server and the model's process it spawned (their own process group); SIGKILL after 30 s."""
+    try:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=30)
+    except ProcessLookupError:  # stopped already: a server whose model's process died stops itself
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
 
 
 def test_streamed_chat_completion_through_the_openai_client(server):
