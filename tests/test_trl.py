@@ -33,7 +33,13 @@ def in_process(folder, tmp_path_factory):
     """Each trainer run here, hfgpt imported (model objects, or paths resolved by hfgpt's Auto classes); a trainer
     that fails raises in its own test."""
     out = tmp_path_factory.mktemp("trl-in-process")
-    return lambda name: trl_probe.RUNS[name](folder, str(out / name), remote=False)
+
+    def run(name: str) -> dict:
+        result = trl_probe.RUNS[name](folder, str(out / name), remote=False)
+        assert result["model_module"] == "hfgpt.modeling_gpt_scratch", result["model_module"]
+        return result
+
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +104,7 @@ def test_dpo_check_holds_for_gpt2_of_the_same_size(tmp_path, tokenizer):
 
 def test_grpo_with_continuous_batching_generation(in_process, remote):
     for result in (in_process("grpo"), remote_run(remote, "grpo")):
-        # 2 steps x 4 prompts... one generation batch of 4 completions per step (2 prompts x 2 generations)
+        # each of the 2 steps: 4 completions (2 prompts x 2 generations), each 1 to max_completion_length tokens
         lengths = result["completion_lengths"]
         assert len(lengths) == 8 and all(0 < n <= 8 for n in lengths), lengths
         assert len(result["losses"]) == 2 and all(math.isfinite(x) for x in result["losses"])
