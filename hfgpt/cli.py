@@ -1,5 +1,5 @@
-"""The ``hfgpt`` command line: ``convert`` (GPT-2 or the book's ``GPTModel`` <-> hfgpt), ``push`` (to the Hub) and
-``export`` (GGUF for llama.cpp / Ollama, ONNX for onnxruntime).
+"""The ``hfgpt`` command line: ``convert`` (GPT-2 or the book's ``GPTModel`` <-> hfgpt), ``push`` (to the Hub),
+``export`` (GGUF for llama.cpp / Ollama, ONNX for onnxruntime) and ``serve`` (transformers' OpenAI-compatible server).
 
 Each subcommand is an ``add_<name>_command(subparsers)`` listed in ``COMMANDS``; heavy imports stay inside the
 commands so ``hfgpt --help`` is instant. Bad input (``HfgptInputError``) prints one line and exits with status 2;
@@ -226,8 +226,35 @@ def add_export_command(subparsers) -> None:
         sub.set_defaults(func=run_export)
 
 
+# ------------------------------------------------------------------------------------------------------ serve
+def run_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    serve(args.folder, host=args.host, port=args.port, continuous_batching=args.continuous_batching,
+          cb_num_blocks=args.cb_num_blocks)
+    return 0
+
+
+def add_serve_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="serve a model folder with transformers' OpenAI-compatible server (transformers serve)",
+        description="transformers serve on an hfgpt folder: /v1/chat/completions (streamed or not; needs a chat "
+        "template, as the instruction recipe saves), /v1/completions, /v1/models. Needs: pip install 'hfgpt[serve]'.",
+    )
+    parser.add_argument("folder", metavar="FOLDER", help="an hfgpt model folder (with its tokenizer)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    parser.add_argument("--continuous-batching", action="store_true",
+                        help="generate with transformers' continuous batching (paged attention) instead of one "
+                        "request at a time")
+    parser.add_argument("--cb-num-blocks", type=int, default=None, metavar="N",
+                        help="paged cache blocks for --continuous-batching (default: sized from free memory, on a "
+                        "CPU most of the machine's RAM; e.g. 64)")
+    parser.set_defaults(func=run_serve)
+
+
 # ------------------------------------------------------------------------------------------------------- main
-COMMANDS = (add_convert_command, add_push_command, add_export_command)
+COMMANDS = (add_convert_command, add_push_command, add_export_command, add_serve_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -157,10 +157,10 @@ def _seed():
     torch.manual_seed(0)
 
 
-# Runs in a fresh interpreter where `import hfgpt` fails: the saved folder must carry everything.
-CLEAN_LOAD = textwrap.dedent(
+# The start of a script for a fresh interpreter where `import hfgpt` fails: a saved folder must carry everything.
+HIDE_HFGPT = textwrap.dedent(
     """
-    import json, sys
+    import sys
     sys.modules["hfgpt"] = None  # any import of hfgpt now raises ImportError
     sys.path = [p for p in sys.path if p not in ("", {repo!r})]
     try:
@@ -168,6 +168,30 @@ CLEAN_LOAD = textwrap.dedent(
         raise SystemExit("hfgpt was importable")
     except ImportError:
         pass
+    """
+).format(repo=REPO_ROOT)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on, for a test's server."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_without_hfgpt(script: str, cwd, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``script`` in a fresh interpreter where ``import hfgpt`` fails; assert it exits with status 0."""
+    done = subprocess.run([sys.executable, "-c", HIDE_HFGPT + script], capture_output=True, text=True,
+                          cwd=os.fspath(cwd), timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+CLEAN_LOAD = textwrap.dedent(
+    """
+    import json
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
     folder = {folder!r}
@@ -189,9 +213,7 @@ def load_in_clean_process(folder, ids) -> dict:
     """Load ``folder`` with ``trust_remote_code=True`` in a fresh interpreter where ``import hfgpt`` fails; return
     its logits for ``ids``, the model class name and a short pipeline() generation."""
     result_path = os.path.join(os.fspath(folder), "..", f"clean-load-{os.path.basename(os.fspath(folder))}.json")
-    script = CLEAN_LOAD.format(repo=REPO_ROOT, folder=os.fspath(folder), ids=ids, result=result_path)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          cwd=os.path.dirname(os.fspath(folder)), timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    script = CLEAN_LOAD.format(folder=os.fspath(folder), ids=ids, result=result_path)
+    run_without_hfgpt(script, cwd=os.path.dirname(os.fspath(folder)))
     with open(result_path) as f:
         return json.load(f)

@@ -6,13 +6,12 @@ naming the value, and the next request is answered; a full queue tells the clien
 
 import importlib.util
 import os
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
-from conftest import REPO_ROOT, tiny_config
+from conftest import REPO_ROOT, free_port, tiny_config
 
 from hfgpt import GPTScratchForCausalLM, GPTScratchForSequenceClassification
 from hfgpt.data.instructions import add_chat_template, entry_to_messages, format_input
@@ -29,12 +28,6 @@ def load_app():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

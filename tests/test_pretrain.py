@@ -13,13 +13,12 @@ import math
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, free_port
 
 RECIPE = os.path.join(REPO_ROOT, "recipes", "pretrain.py")
 PROBE = os.path.join(REPO_ROOT, "tests", "ddp_probe.py")
@@ -81,12 +80,6 @@ def run(cmd, tmp_path, log_name):
 
 def accelerate_launch(*flags) -> list[str]:
     return [sys.executable, "-m", "accelerate.commands.launch", *flags]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def read_json(path):

@@ -1,0 +1,150 @@
+"""TRL's four trainers on a saved model folder, as a user runs them (used by tests/test_trl.py).
+
+    python tests/trl_probe.py FOLDER OUT_DIR RESULT_JSON
+
+imports only torch, transformers, datasets, peft and trl, so tests/test_trl.py runs it both in its own process (hfgpt
+imported: model objects, paths resolved through hfgpt's registered Auto classes) and in a fresh interpreter where
+``import hfgpt`` fails (a remote-code folder: paths and ``trust_remote_code=True``). Each ``run_*`` returns the
+trainer's log history and the facts the tests check; the command line records one failing trainer's traceback and
+goes on with the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+
+import torch
+from datasets import Dataset
+
+PROMPTS = ["What is the capital of France?", "Name a primary color.", "Give a synonym for fast.",
+           "What is the opposite of hot?"]
+CHOSEN = [" The capital of France is Paris.", " Red is a primary color.", " A synonym for fast is quick.",
+          " The opposite of hot is cold."]
+REJECTED = [" I will not tell you.", " Find out yourself.", " That is a silly question.", " Go away."]
+
+
+def common_args(output_dir: str, **overrides) -> dict:
+    """What every trainer here shares: a few optimizer steps on CPU, a loss logged at each, nothing saved."""
+    args = dict(output_dir=output_dir, max_steps=3, per_device_train_batch_size=4, learning_rate=1e-3,
+                logging_steps=1, save_strategy="no", report_to="none", use_cpu=True, seed=0,
+                dataloader_num_workers=0, disable_tqdm=True)
+    args.update(overrides)
+    return args
+
+
+def result(trainer, **facts) -> dict:
+    """The losses logged at each step, the whole log history, and the class the trained model came from (under a
+    peft wrapper, its base model's)."""
+    model = getattr(trainer.model, "get_base_model", lambda: trainer.model)()
+    return dict(losses=[row["loss"] for row in trainer.state.log_history if "loss" in row],
+                log_history=trainer.state.log_history, model_class=type(model).__name__,
+                model_module=type(model).__module__, **facts)
+
+
+def run_sft(folder: str, output_dir: str, remote: bool) -> dict:
+    """SFT with a LoRA adapter on every linear layer; the saved adapter loads back with AutoPeftModelForCausalLM."""
+    from peft import AutoPeftModelForCausalLM, LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    data = Dataset.from_dict({"text": [p + c for p, c in zip(PROMPTS, CHOSEN)] * 2})
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM")
+    args = SFTConfig(**common_args(output_dir, learning_rate=1e-2), max_length=32, trust_remote_code=remote)
+    trainer = SFTTrainer(model=folder, args=args, train_dataset=data, peft_config=lora)
+    trainer.train()
+    adapter_dir = os.path.join(output_dir, "adapter")
+    trainer.save_model(adapter_dir)
+    reloaded = AutoPeftModelForCausalLM.from_pretrained(adapter_dir, trust_remote_code=remote).eval()
+    # the trained model without the Trainer's bf16 autocast wrapper (TRL's configs default to bf16=True)
+    trained = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False).eval()
+    ids = trainer.processing_class(PROMPTS[0], return_tensors="pt").input_ids
+    with torch.no_grad(), trained.disable_adapter():
+        base_logits = trained(ids).logits
+    with torch.no_grad():
+        logits, reloaded_logits = trained(ids).logits, reloaded(ids).logits
+    lora_modules = sorted({name.split(".lora_A")[0].split(".")[-1] for name, _ in trained.named_parameters()
+                           if ".lora_A." in name})
+    return result(trainer, lora_modules=lora_modules,
+                  reloaded_max_difference=(reloaded_logits - logits).abs().max().item(),
+                  adapter_changed_logits=not torch.allclose(logits, base_logits, atol=1e-5))
+
+
+def run_dpo(folder: str, output_dir: str, remote: bool) -> dict:
+    """DPO: in-process from a model object (the reference model is rebuilt from its path), remote from the path."""
+    from transformers import AutoModelForCausalLM
+    from trl import DPOConfig, DPOTrainer
+
+    data = Dataset.from_dict({"prompt": PROMPTS * 2, "chosen": CHOSEN * 2, "rejected": REJECTED * 2})
+    args = DPOConfig(**common_args(output_dir), max_length=32, beta=0.1, trust_remote_code=remote)
+    model = folder if remote else AutoModelForCausalLM.from_pretrained(folder)
+    trainer = DPOTrainer(model=model, args=args, train_dataset=data)
+    trainer.train()
+    return result(trainer, ref_model_module=type(trainer.ref_model).__module__)
+
+
+def length_reward(completions, **kwargs) -> list[float]:
+    """A rule reward: shorter completions score higher."""
+    return [-float(len(c)) for c in completions]
+
+
+def run_grpo(folder: str, output_dir: str, remote: bool) -> dict:
+    """GRPO on plain prompts, completions generated by transformers' continuous batching (``generate_batch``)."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    seen = []
+
+    def recording_reward(completions, completion_ids, **kwargs):
+        seen.extend(len(ids) for ids in completion_ids)
+        return length_reward(completions)
+
+    data = Dataset.from_dict({"prompt": PROMPTS * 2})
+    # a bounded paged cache: left to itself on CPU it sizes the cache from free memory (12 GB and 45 s here)
+    paged_cache = {"num_blocks": 8, "page_size": 32, "max_batch_tokens": 64}
+    args = GRPOConfig(**common_args(output_dir, max_steps=2), num_generations=2, max_completion_length=8,
+                      use_transformers_continuous_batching=True, transformers_continuous_batching_config=paged_cache,
+                      trust_remote_code=remote)
+    trainer = GRPOTrainer(model=folder, reward_funcs=recording_reward, args=args, train_dataset=data)
+    trainer.train()
+    return result(trainer, completion_lengths=seen)
+
+
+def run_reward(folder: str, output_dir: str, remote: bool) -> dict:
+    """A reward model: the folder's sequence-classification head (one label) on chosen / rejected pairs."""
+    from trl import RewardConfig, RewardTrainer
+
+    data = Dataset.from_dict({"chosen": [p + c for p, c in zip(PROMPTS, CHOSEN)] * 2,
+                              "rejected": [p + r for p, r in zip(PROMPTS, REJECTED)] * 2})
+    args = RewardConfig(**common_args(output_dir, max_steps=4), max_length=32, trust_remote_code=remote)
+    trainer = RewardTrainer(model=folder, args=args, train_dataset=data)
+    trainer.train()
+    scores = trainer.model.score.out_features
+    return result(trainer, score_out_features=scores)
+
+
+RUNS = {"sft": run_sft, "dpo": run_dpo, "grpo": run_grpo, "reward": run_reward}
+
+
+def run_all(folder: str, output_dir: str, remote: bool) -> dict:
+    """Every trainer in turn; one that raises gives its traceback instead of its result."""
+    results = {}
+    for name, run in RUNS.items():
+        start = time.perf_counter()
+        try:
+            results[name] = run(folder, os.path.join(output_dir, name), remote)
+        except Exception:  # noqa: BLE001  (recorded for the test to show)
+            results[name] = {"error": traceback.format_exc()}
+        results[name]["seconds"] = time.perf_counter() - start
+    return results
+
+
+def main(folder: str, output_dir: str, result_path: str) -> None:
+    results = run_all(folder, output_dir, remote=True)
+    with open(result_path, "w") as f:
+        json.dump(results, f, default=str)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
