@@ -1,17 +1,10 @@
 """Speed paths for ``GPTScratchForCausalLM``, attached from outside by :func:`attach_fast_paths`; none changes the
 maths, each falls back to the book's code where it does not apply (the book's stages build plain ``nn.Linear``).
 
-* The next-token loss a block of rows at a time (``chunked_causal_lm_loss``), on CPU. ``nn.functional.cross_entropy``
-  allocates three more logits-sized tensors per step (log-probabilities, the gradients of ``nll_loss`` and
-  ``log_softmax``); blocks that large go back to the operating system and pay page faults again at every step.
-  fp32 or bf16 logits (bf16 autocast); the log-sum-exp and the softmax are computed in fp32.
-* The fused linear + loss (``fused_causal_lm_loss``), CPU or CUDA, when only the loss is needed
-  (``skip_logits``): the output layer and the loss a block of rows at a time from the hidden states, so the
-  ``[tokens, vocab]`` logits never exist.
-* Decoding: ``lm_head`` against a contiguous ``[n_embd, vocab]`` copy of its weight (BLAS streams it faster for a
-  few rows than ``x @ W.T``); one row of bf16 weights on CPU (batch-1 decoding) through ``torch.mv``
-  (``one_row_product``: its matrix-vector kernel streams bf16 faster than the matmul ones), in ``lm_head`` and in
-  the blocks' layers.
+* The loss a block of rows at a time, on CPU (:func:`chunked_causal_lm_loss`): ``cross_entropy``'s logits-sized
+  temporaries go back to the operating system and pay page faults again at every step.
+* The fused linear + loss when only the loss is needed (:func:`fused_causal_lm_loss`): the logits never exist.
+* Decoding: ``lm_head`` against a contiguous transposed copy of its weight, and one bf16 row through ``torch.mv``.
 
 This file imports only torch: ``save_pretrained`` copies it next to the modeling file for ``trust_remote_code``.
 """
@@ -70,32 +63,24 @@ class ChunkedCrossEntropy(torch.autograd.Function):
         return grad_logits, None, None, None, None, None
 
 
-def shifted_targets(labels, shift_labels, num_items_in_batch, ignore_index: int, device):
-    """The book's shifted target windows as one row of ids (``ignore_index`` after each window's last token), and the
-    loss's divisor: the number of labelled positions, or ``num_items_in_batch`` when the Trainer passes it (gradient
-    accumulation)."""
+def shifted_targets(labels, device, num_items_in_batch=None, ignore_index: int = -100, shift_labels=None, **kwargs):
+    """The book's shifted target windows as one row of ids (``ignore_index`` after each window's last token), the
+    loss's divisor (the labelled positions, or ``num_items_in_batch`` when the Trainer passes it: gradient
+    accumulation) and ``ignore_index``; the keywords are those of transformers' ``ForCausalLMLoss``."""
     if shift_labels is None:  # pad-then-slice shifts the labels without copying the logits
         shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
     targets = shift_labels.reshape(-1).to(device)
     if num_items_in_batch is None:
-        return targets, (targets != ignore_index).sum()
-    return targets, torch.as_tensor(num_items_in_batch, device=device)
+        return targets, (targets != ignore_index).sum(), ignore_index
+    return targets, torch.as_tensor(num_items_in_batch, device=device), ignore_index
 
 
-def chunked_causal_lm_loss(
-    logits: torch.Tensor,
-    labels: torch.LongTensor,
-    num_items_in_batch: torch.Tensor | int | None = None,
-    ignore_index: int = -100,
-    shift_labels: torch.LongTensor | None = None,
-    vocab_size: int | None = None,
-    **kwargs,
-) -> torch.Tensor:
-    """transformers' ``ForCausalLMLoss`` (the book's ``calc_loss_batch``) through :class:`ChunkedCrossEntropy`: the
-    mean over labelled positions, or the sum divided by ``num_items_in_batch`` when the Trainer passes it (gradient
-    accumulation). ``vocab_size``: the real tokens, when ``logits`` has padded columns after them."""
+def chunked_causal_lm_loss(logits: torch.Tensor, labels: torch.LongTensor, num_items_in_batch=None,
+                           vocab_size: int | None = None, **loss_kwargs) -> torch.Tensor:
+    """transformers' ``ForCausalLMLoss`` (the book's ``calc_loss_batch``) through :class:`ChunkedCrossEntropy`.
+    ``vocab_size``: the real tokens, when ``logits`` has padded columns after them."""
     logits = logits.reshape(-1, logits.shape[-1])
-    targets, divisor = shifted_targets(labels, shift_labels, num_items_in_batch, ignore_index, logits.device)
+    targets, divisor, ignore_index = shifted_targets(labels, logits.device, num_items_in_batch, **loss_kwargs)
     block_rows = max(1, 2**21 // logits.shape[-1])  # blocks of 8 MB: reused by the allocator, warm in cache
     return ChunkedCrossEntropy.apply(logits, targets, divisor, ignore_index, block_rows, vocab_size)
 
@@ -155,21 +140,13 @@ class LinearCrossEntropy(torch.autograd.Function):
         return grad_hidden, grad_weight, None, None, None, None, None, None
 
 
-def fused_causal_lm_loss(
-    hidden_states: torch.Tensor,
-    weight: torch.Tensor,
-    labels: torch.LongTensor,
-    num_items_in_batch: torch.Tensor | int | None = None,
-    ignore_index: int = -100,
-    shift_labels: torch.LongTensor | None = None,
-    vocab_size: int | None = None,
-    **kwargs,
-) -> torch.Tensor:
+def fused_causal_lm_loss(hidden_states: torch.Tensor, weight: torch.Tensor, labels: torch.LongTensor,
+                         num_items_in_batch=None, vocab_size: int | None = None, **loss_kwargs) -> torch.Tensor:
     """:func:`chunked_causal_lm_loss` of ``hidden_states @ weight.T`` without the logits (:class:`LinearCrossEntropy`):
     the loss of the output layer ``weight`` (``[vocab or padded vocab, n_embd]``) from the final hidden states. Under
     autocast the matmuls take autocast's dtype. On CPU in eager mode the rows without a label are left out first."""
     hidden = hidden_states.reshape(-1, hidden_states.shape[-1])
-    targets, divisor = shifted_targets(labels, shift_labels, num_items_in_batch, ignore_index, hidden.device)
+    targets, divisor, ignore_index = shifted_targets(labels, hidden.device, num_items_in_batch, **loss_kwargs)
     # A data-dependent shape: not in a compiled graph, nor on an accelerator (nonzero() waits for the device).
     if hidden.device.type == "cpu" and not torch.compiler.is_compiling():
         labelled = (targets != ignore_index).nonzero().squeeze(1)

@@ -1,9 +1,7 @@
 """Share a trained model on the Hugging Face Hub: the upload folder, its model card, and the push.
 
 :func:`build_upload_folder` writes exactly what is uploaded: the weights re-saved with ``save_pretrained`` (so the
-modeling code and ``auto_map`` travel along and the folder loads with ``trust_remote_code=True`` without hfgpt),
-the tokenizer, the run's metrics and a ``README.md`` model card; a LoRA adapter folder gets an adapter card naming
-its base model. :func:`push_to_hub` uploads it with ``huggingface_hub`` (``dry_run=True``: only lists it).
+modeling code travels along), the tokenizer, the metrics and a model card (an adapter card for a LoRA adapter).
 """
 
 from __future__ import annotations
@@ -177,7 +175,7 @@ def build_upload_folder(folder: str, repo_id: str, out_dir: str, datasets: list[
     import transformers
 
     from . import tokenization  # importing hfgpt registers the Auto classes
-    from .convert import check_weight_files, load_checkpoint_config
+    from .checkpoints import check_weight_files, load_checkpoint_config
 
     config = load_checkpoint_config(folder)
     if config.model_type != "gpt_scratch":

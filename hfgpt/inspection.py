@@ -1,14 +1,9 @@
-"""Look inside a causal LM the way the book's chapters do, for the Space's "Inside the model" tab:
+"""Look inside a causal LM the way the book's chapters do, for the Space's "Inside the model" tab: the BPE tokens
+(chapter 2), the attention weights of each layer and head (chapter 3), the next-token distribution (chapter 5).
 
-1. the text as BPE tokens and their ids (chapter 2)                ``encode``, ``token_table``, ``is_gpt2_bpe``
-2. the attention weights of each layer and head (chapter 3)        ``inspect``, ``attention_map``
-3. the next-token distribution under temperature / top-k (ch. 5)   ``next_token``, ``step``
-
-The book prints these tensors in notebooks; here they come from any saved causal-LM folder (hfgpt's or GPT-2's),
-through the model's own ``output_attentions=True`` on the eager attention path (the book's mask + softmax; sdpa
-returns no weights). This file imports only torch and transformers, like the modeling file: the Space, which does not
-install hfgpt, uploads it beside ``app.py`` and imports it as ``inspection``. Inputs are bounded so that a page stays
-readable: bad values raise ``HfgptInputError`` (a ``ValueError``; plain ``ValueError`` when loaded alone).
+The weights come from the model's own ``output_attentions=True`` on the eager path (sdpa returns none). This file
+imports only torch and transformers: the Space uploads it beside ``app.py`` without installing hfgpt. Bad values
+raise ``HfgptInputError`` (a ``ValueError``; plain ``ValueError`` when loaded alone).
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """Tokenization (the book's chapter 2): byte-level BPE.
 
-The book encodes text with tiktoken's ``gpt2`` encoding (50,257 tokens, the last, 50256, is ``<|endoftext|>``).
-Here that vocabulary is a transformers tokenizer (:func:`load_gpt2_tokenizer`), which saves next to the model and
-plugs into ``pipeline()`` and the ``Trainer``; :func:`train_bpe_tokenizer` trains a byte-level BPE of your own
-size with ``tokenizers`` (a small vocabulary leaves more of a tiny model's parameters to its blocks).
+The book's tiktoken ``gpt2`` encoding as a transformers tokenizer (:func:`load_gpt2_tokenizer`), and a byte-level BPE
+of your own size (:func:`train_bpe_tokenizer`: a small vocabulary leaves more of a tiny model to its blocks).
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """The default pretraining corpus: English text that ships with CPython, so the recipes run offline.
 
-The book pretrains on a short story it downloads (*The Verdict*). Here the documents are the ``pydoc`` topics (the
-text of ``help("if")``), then the ``pydoc`` pages of the public standard-library modules, rendered once in an
-isolated child interpreter (``python -I``, a fixed environment: the same text every time, no import side effects
-here) with addresses and paths scrubbed, and cached as JSON in ``$HFGPT_CACHE`` (default ``$HF_HOME/hfgpt``, else
-``$XDG_CACHE_HOME/hfgpt``, else ``~/.cache/hfgpt``). This file imports only the standard library: the child runs it.
+The book pretrains on a short story it downloads (*The Verdict*). Here: the ``pydoc`` topics and the ``pydoc`` pages
+of the public standard-library modules, rendered in an isolated child interpreter (``python -I``: the same text every
+time, no import side effects here), scrubbed of addresses and paths, cached as JSON in ``$HFGPT_CACHE`` (default
+``$HF_HOME/hfgpt``, else ``~/.cache/hfgpt``). This file imports only the standard library: the child runs it.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Preference data (the book's chapter-7 bonus, DPO): each record pairs a ``chosen`` and a ``rejected`` response.
 
-The book's ``instruction-data-with-preference.json`` holds the 1,100 chapter-7 records, each with a polite (``chosen``)
-and an impolite (``rejected``) response. A record is ``{"instruction", "input", "chosen", "rejected"}``, or
-``{"prompt", "chosen", "rejected"}`` where ``prompt`` is the instruction; the Alpaca prompt (:func:`format_input` and
-the response header) comes before each response, as in the book. Records are checked and split (85 / 10 / 5, file
-order) by the instruction data's own :func:`clean_records` and :func:`split_records`.
+A record is ``{"instruction", "input", "chosen", "rejected"}`` (the book's ``instruction-data-with-preference.json``)
+or ``{"prompt", "chosen", "rejected"}``; the Alpaca prompt comes before each response, as in the book. Records are
+checked and split (85 / 10 / 5, file order) by the instruction data's :func:`clean_records` and :func:`split_records`.
 """
 
 from __future__ import annotations

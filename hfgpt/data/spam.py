@@ -1,15 +1,10 @@
 """The SMS Spam Collection for the book's chapter 6 (spam classification), as a ``datasets`` pipeline.
 
-The book reads the UCI file with pandas, undersamples "ham" to the number of "spam" messages (``random_state=123``)
-and cuts 70% / 10% / 20%. What differs: the raw file is read line by line (CSV quoting merges messages that start
-with a quote); tables and Hub datasets work too; unknown labels and missing columns are errors; the split is
-stratified; batches are padded per batch; and :func:`write_pretraining_text` gives SMS text for pretraining that
-holds no validation or test message (``recipes/export_sms_text.py``).
-
-Beyond the book, :func:`spam_splits` first carves out a test set with the collection's real class mix (87% ham), on
-which a deployed filter is judged, and also gives the all-data splits (every ham message kept, a natural-mix
-validation split for choosing the decision threshold). :class:`SpamDataArguments` holds the data's flags and loads
-the splits a run uses.
+The book reads the UCI file with pandas, undersamples "ham" to the "spam" count and cuts 70% / 10% / 20%. What
+differs: the raw file is read line by line (CSV quoting merges messages that start with a quote); tables and Hub
+datasets work too; the split is stratified; :func:`spam_splits` first carves out a test set with the collection's real
+class mix and also gives all-data splits; :func:`write_pretraining_text` gives SMS text for pretraining that holds no
+validation or test message.
 """
 
 from __future__ import annotations

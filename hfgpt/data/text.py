@@ -1,9 +1,8 @@
 """Raw text for pretraining, as ``"train"`` and ``"validation"`` splits: the book's chapter 5 data step.
 
-The book reads one text file and trains on its first 90 % of characters. Here the text comes from local files (any
-text format ``datasets`` tells from the extension; globs; a txt file is one document), a Hub dataset or the default
-corpus (:mod:`.corpus`). Without validation data, ``validation_fraction`` is held out: seeded whole documents, or
-the book's cut of the characters when there are few documents; a streamed split by a seeded coin per document.
+The book trains on the first 90 % of one text file. Here the text comes from local files (a txt file is one document),
+a Hub dataset or the default corpus (:mod:`.corpus`); without validation data, ``validation_fraction`` of the
+documents is held out (the book's character cut when there are few documents).
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """Token windows for pretraining: the book's chapter 2 ``GPTDatasetV1``, as a ``datasets`` step.
 
-The book encodes one text and keeps, every ``stride`` tokens, ``max_length`` inputs and the same shifted by one as
-targets. Here documents are tokenized in a batched ``Dataset.map`` and joined with the eos token (section 2.4's
-``<|endoftext|>``); ``labels == input_ids`` because Hugging Face models shift the labels in ``forward``, so a
-window scores ``max_length - 1`` predictions (the book's reads ``max_length + 1`` tokens); numpy's
-``sliding_window_view`` cuts the windows; a streamed split gives the same windows from a token buffer. Batching and
-shuffling are the ``Trainer``'s job.
+Documents are tokenized in a batched ``Dataset.map`` and joined with the eos token; ``labels == input_ids`` because
+Hugging Face models shift the labels in ``forward``, so a window scores ``max_length - 1`` predictions (the book's
+reads ``max_length + 1`` tokens). A streamed split gives the same windows from a token buffer.
 """
 
 from __future__ import annotations

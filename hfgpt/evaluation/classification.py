@@ -1,12 +1,9 @@
-"""Scoring a binary classifier with label ids 0 and 1, for any task (``positive``: the id of the class looked for; spam
-in the spam recipe, 1 by default). A score is the log-odds of the positive class, ``logit[positive] - logit[other]``;
-the rule is "positive if score > cut". Here: accuracy / precision / recall / F1 as one offline ``evaluate`` metric, the
-cut chosen for a target false-positive rate or the best F1, the metrics at a cut, the cut baked into the head, the
-TF-IDF + linear SVM anchor, and confusion-matrix and precision-recall plots; scikit-learn does the counting.
+"""Scoring a binary classifier (label ids 0 and 1; ``positive``: the class looked for, 1 by default).
 
-``evaluate.load("accuracy")`` fetches its script from the Hub and fails offline; :class:`ClassificationMetrics` works
-offline, instantiated (``classification_metrics()``) or loaded by this file's path (``evaluate.load(path)``: the file
-is imported alone, so its module level imports only numpy, datasets and evaluate).
+A score is the log-odds ``logit[positive] - logit[other]``; the rule is "positive if score > cut". Here: the metrics as
+one offline ``evaluate`` metric, the cut for a target false-positive rate or the best F1, the cut baked into the head,
+the TF-IDF + linear SVM anchor, and plots. ``evaluate.load("accuracy")`` fails offline; :class:`ClassificationMetrics`
+also loads by this file's path (``evaluate.load(path)``), so its module level imports only numpy, datasets, evaluate.
 """
 
 import math

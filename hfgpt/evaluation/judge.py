@@ -1,8 +1,7 @@
 """LLM-as-judge (the book's chapter 7.8): another model scores each response from 0 to 100.
 
-The book asks Llama 3 through Ollama with this grading prompt. Here a judge is any callable ``judge(prompt) -> reply``:
-a local transformers model or an OpenAI-compatible endpoint (Ollama, vLLM, llama.cpp's server). A reply with no score
-in 0..100 is counted as unparsed, not fatal; the mean is over the rest.
+A judge is any callable ``judge(prompt) -> reply``: a local transformers model or an OpenAI-compatible endpoint (the
+book's Ollama, vLLM, llama.cpp's server). A reply with no score in 0..100 is counted as unparsed, not fatal.
 """
 
 from __future__ import annotations

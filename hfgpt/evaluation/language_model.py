@@ -1,12 +1,8 @@
-"""Scoring a language model: perplexity, bits per byte, the baselines a trained model must beat, and the pretraining
-and instruction recipes' evaluation steps.
+"""Scoring a language model: perplexity, bits per byte, baselines, and the recipes' evaluation steps.
 
-- Bits per byte: a loss in nats per token depends on the tokenizer (a larger vocabulary has fewer, harder tokens);
-  total nats / ln 2 / the UTF-8 bytes of the text those tokens stand for does not, so it compares models with
-  different vocabularies, and a model with a compressor.
-- Baselines: a unigram model predicts every token by its frequency in the training data, ignoring context, so a GPT
-  that learned anything from context sits well below its loss. A general-purpose compressor (xz) is the other
-  yardstick: the bits it needs for the validation text once it has seen the training text.
+Bits per byte (total nats / ln 2 / the UTF-8 bytes scored) does not depend on the tokenizer, so it compares models
+with different vocabularies, and a model with a compressor. Baselines a trained model must beat: a unigram model
+(token frequencies, no context) and xz (the bits for the validation text once it has seen the training text).
 """
 
 from __future__ import annotations

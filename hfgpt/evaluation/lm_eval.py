@@ -1,11 +1,9 @@
 """lm-evaluation-harness on a saved hfgpt folder, with hfgpt's own offline perplexity tasks.
 
-A saved folder is an ordinary ``hf`` model to lm-eval (``pretrained=FOLDER,trust_remote_code=True``); the context it
-scores with is the config's ``n_positions``. :data:`TASKS_DIR` ships ``hfgpt_english``, a rolling log-likelihood
-task (lm-eval's ``wikitext`` recipe) over eight English documents written for hfgpt; :func:`write_perplexity_task`
-writes the same task over any documents, e.g. the pretraining recipe's validation split (``hfgpt_heldout``), so that
-lm-eval's ``token_perplexity`` and the recipe's ``eval_perplexity`` are measured on the same text. lm-eval is an
-optional dependency (``pip install 'hfgpt[lm-eval]'``), imported only here and only when called.
+A saved folder is an ordinary ``hf`` model to lm-eval (``trust_remote_code=True``). :data:`TASKS_DIR` ships
+``hfgpt_english``, a rolling log-likelihood task (lm-eval's ``wikitext`` recipe); :func:`write_perplexity_task` writes
+the same task over any documents (``hfgpt_heldout``: the pretraining validation split, so lm-eval's
+``token_perplexity`` and the recipe's ``eval_perplexity`` score the same text). lm-eval is optional, imported here only.
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """GGUF export for llama.cpp, ``llama-server`` and Ollama: hfgpt -> GPT-2's layout -> a llama.cpp ``gpt2`` GGUF.
 
-llama.cpp's ``convert_hf_to_gguf.py`` (class ``GPT2Model``, vocabulary from ``_set_vocab_gpt2``) converts a
-``GPT2LMHeadModel`` folder. This writes the same file with the ``gguf`` package alone: :func:`~hfgpt.convert.to_hf_gpt2`
-gives GPT-2's tensors (padded vocabulary rows dropped, a zero qkv bias when the model has none), the ``Conv1D``
-weights are transposed back to ``[out, in]``, gguf's tensor-name map gives llama.cpp's names, and the tensor types
-follow the converter's rules (norms, biases and the position table f32; a tied output head is not stored).
-
-What differs from the converter: ``feed_forward_length`` is the model's ``n_inner`` (the converter writes
-``4 * n_embd``, and llama.cpp refuses any other width); the pre-tokenizer is read from the tokenizer's structure (the
-converter recognises known models by hashing their token ids, which a freshly trained BPE never matches), and a
-tokenizer llama.cpp would split differently is refused; transformers' ``{% generation %}`` tags are removed from the
-chat template (llama.cpp's Jinja ignores them, Python's jinja2 in llama-cpp-python refuses them). An
-instruction-tuned folder (its tokenizer carries the Alpaca chat template) also gets an Ollama ``Modelfile``.
+The same file as llama.cpp's ``convert_hf_to_gguf.py`` (``GPT2Model``) writes, with the ``gguf`` package alone. What
+differs: ``feed_forward_length`` is ``n_inner`` (the converter writes ``4 * n_embd``); the pre-tokenizer is read from
+the tokenizer's structure (the converter hashes known vocabularies, which a fresh BPE never matches) and a tokenizer
+llama.cpp would split differently is refused; the ``{% generation %}`` tags leave the chat template (jinja2 in
+llama-cpp-python refuses them). An Alpaca-tuned folder also gets an Ollama ``Modelfile``.
 """
 
 from __future__ import annotations
@@ -155,6 +148,27 @@ def _tensor_type(gguf, name: str, n_dims: int, matrix_type):
     return matrix_type
 
 
+def _add_tensors(gguf, writer, gpt2, matrix_type) -> None:
+    """GPT-2's tensors under llama.cpp's names, ``Conv1D`` weights transposed back, of the converter's types."""
+    c = gpt2.config
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GPT2, c.n_layer)
+    for key, tensor in gpt2.state_dict().items():
+        if key == "lm_head.weight" and c.tie_word_embeddings:
+            continue  # llama.cpp reuses token_embd, as for OpenAI's GPT-2
+        if key.endswith(CONV1D_WEIGHTS):
+            tensor = tensor.t()
+        gguf_name = names.get_name(key, try_suffixes=(".weight", ".bias"))
+        data = tensor.detach().float().contiguous().numpy()
+        qtype = _tensor_type(gguf, gguf_name, data.ndim, matrix_type)
+        try:
+            quantized = gguf.quants.quantize(data, qtype)
+        except gguf.QuantError as error:  # e.g. q8_0 of rows that are not a multiple of 32
+            logger.warning(f"{gguf_name}: {error}, falling back to F16")
+            qtype = gguf.GGMLQuantizationType.F16
+            quantized = gguf.quants.quantize(data, qtype)
+        writer.add_tensor(gguf_name, quantized, raw_dtype=qtype)
+
+
 def export_gguf(folder_or_model, out_path, outtype: str = "f32", tokenizer=None, progress: bool = True) -> str:
     """Write ``folder_or_model`` (an hfgpt folder or ``GPTScratchForCausalLM``) as a llama.cpp GGUF at ``out_path``.
 
@@ -203,22 +217,7 @@ def export_gguf(folder_or_model, out_path, outtype: str = "f32", tokenizer=None,
         special.chat_template = gguf_chat_template(template)
     special.add_to_gguf(writer, quiet=True)
 
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GPT2, c.n_layer)
-    for key, tensor in gpt2.state_dict().items():
-        if key == "lm_head.weight" and c.tie_word_embeddings:
-            continue  # llama.cpp reuses token_embd, as for OpenAI's GPT-2
-        if key.endswith(CONV1D_WEIGHTS):
-            tensor = tensor.t()
-        gguf_name = names.get_name(key, try_suffixes=(".weight", ".bias"))
-        data = tensor.detach().float().contiguous().numpy()
-        qtype = _tensor_type(gguf, gguf_name, data.ndim, matrix_type)
-        try:
-            quantized = gguf.quants.quantize(data, qtype)
-        except gguf.QuantError as error:  # e.g. q8_0 of rows that are not a multiple of 32
-            logger.warning(f"{gguf_name}: {error}, falling back to F16")
-            qtype = gguf.GGMLQuantizationType.F16
-            quantized = gguf.quants.quantize(data, qtype)
-        writer.add_tensor(gguf_name, quantized, raw_dtype=qtype)
+    _add_tensors(gguf, writer, gpt2, matrix_type)
     writer.add_size_label(gguf.size_label(*writer.get_total_parameter_count()))
 
     partial = out_path + ".partial"

@@ -1,9 +1,7 @@
 """ONNX export for onnxruntime: the causal LM's logits for ``input_ids`` and ``attention_mask``.
 
-optimum's exporter does not support transformers 5; ``torch.onnx.export(..., dynamo=True)`` captures the model with
-``torch.export`` and writes an ONNX graph with dynamic batch and sequence axes. What differs from a transformers
-forward: no KV cache (``use_cache=False``: every call runs the whole sequence) and logits are the only output, so the
-graph is one plain function ``(input_ids, attention_mask) -> logits`` that onnxruntime's session runs as it is.
+optimum's exporter does not support transformers 5, so ``torch.onnx.export(..., dynamo=True)`` writes the graph, with
+dynamic batch and sequence axes, no KV cache and logits as the only output.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""Trainer callbacks for the book's training-loop extras (chapter 5).
-
-The book's ``train_model_simple`` prints a sample after every epoch (``generate_and_print_sample``) and plots train and
-validation loss against tokens seen (``plot_losses``). Here they are callbacks, so the loop stays the Trainer's.
-"""
+"""Trainer callbacks for the book's training-loop extras (chapter 5): ``generate_and_print_sample`` and
+``plot_losses`` as callbacks, so the loop stays the Trainer's."""
 
 from __future__ import annotations
 

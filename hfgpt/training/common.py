@@ -154,7 +154,7 @@ def check_mode(mode: str) -> None:
 def checkpoint_config(path: str, flag: str = "--model_name_or_path"):
     """The config of an hfgpt or GPT-2 *causal-LM* checkpoint whose weights are readable; anything else is refused
     with the reason, before any data is read."""
-    from ..convert import check_weight_files, load_checkpoint_config
+    from ..checkpoints import check_weight_files, load_checkpoint_config
 
     expanded = os.path.expanduser(path)
     if (expanded.startswith((".", "/", "~")) or os.path.exists(expanded)) and not os.path.isdir(expanded):

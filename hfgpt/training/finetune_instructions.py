@@ -1,18 +1,9 @@
 """Instruction fine-tuning (the book's chapter 7) with the Hugging Face ``Trainer``.
 
-``recipes/finetune_instructions.py`` parses five dataclasses and calls :func:`finetune_instructions`, which:
-
-1. reads Alpaca-style records (local JSON/JSONL or a Hub dataset), checks them (missing fields: error; empty
-   instruction/output: skipped and counted) and splits them the book's way (85% train, 10% test, 5% validation in
-   file order) or after a seeded shuffle;
-2. loads the model (an hfgpt folder, or a GPT-2 converted on the fly) and its tokenizer, whose chat template becomes
-   the book's Alpaca prompt (:mod:`hfgpt.data.instructions`);
-3. tokenizes through that template (examples longer than ``--max_length`` skipped and counted), measures the
-   validation loss on the responses before training, trains what ``--mode`` says (``full``, ``last-block`` or
-   ``lora``) with the book's collator, and measures it again (:mod:`hfgpt.evaluation.language_model`);
-4. generates a response for every test record (:mod:`hfgpt.evaluation.generation`: batched, left-padded, KV cache,
-   greedy, stop at end-of-text) into ``instruction-data-with-response.json``, like the book;
-5. optionally scores those responses 0-100 with a judge model (:mod:`hfgpt.evaluation.judge`).
+:func:`finetune_instructions` follows the chapter: Alpaca records checked and split (:mod:`hfgpt.data.instructions`),
+the model and its tokenizer with the book's prompt as chat template, the validation loss before and after training
+what ``--mode`` says, a response for every test record (``instruction-data-with-response.json``, like the book) and an
+optional judge's scores (:mod:`hfgpt.evaluation`).
 """
 
 from __future__ import annotations

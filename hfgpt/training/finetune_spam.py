@@ -1,13 +1,10 @@
 """Spam classification fine-tuning (the book's chapter 6; LoRA as in appendix E) with the Hugging Face ``Trainer``.
 
-:func:`finetune_spam` says the chapter's steps: the data (:class:`~hfgpt.data.spam.SpamDataArguments`), a new
-``score`` head on the body of a causal-LM checkpoint (hfgpt, or GPT-2 converted) trained as ``--mode`` says (``full``,
-the book's ``last-block``, or ``lora``), the ``Trainer``, training, the evaluation
-(:mod:`hfgpt.evaluation.classification`) and the save, through the core's ``finish_run``. What differs from the book:
-a test split with the real class mix (``natural_test``), all-data training (``--no_balance``, ``--class_weighting``),
-a decision threshold chosen on a natural-mix validation split and baked into the head (so ``pipeline()``'s argmax is
-the threshold rule), and the TF-IDF + linear SVM anchor; the book's figure is ``test_argmax_accuracy``. SMS
-pretraining text comes from ``recipes/export_sms_text.py``.
+:func:`finetune_spam` says the chapter's steps: the data, a new ``score`` head on a causal-LM body trained as
+``--mode`` says, training, evaluation and the save. What differs from the book: a test split with the real class mix,
+all-data training, a decision threshold chosen on a natural-mix validation split and baked into the head (so
+``pipeline()``'s argmax is the threshold rule), and the TF-IDF + SVM anchor; the book's figure is
+``test_argmax_accuracy``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""LoRA with peft, shared by the fine-tuning recipes (the book's appendix E).
-
-The book writes ``LoRALayer`` / ``LinearWithLoRA`` by hand and swaps them into the model; here peft does it, on the
-Linear layers named by ``target_modules`` (by default every projection: ``qkv``, ``out_proj``, ``fc_in``, ``fc_out``).
-:func:`save_merged` folds the adapters back into the weights (``merge_and_unload``), giving an ordinary checkpoint that
-loads without peft."""
+"""LoRA with peft, shared by the fine-tuning recipes (the book's appendix E writes ``LinearWithLoRA`` by hand).
+:func:`save_merged` folds the adapters back into the weights: an ordinary checkpoint that loads without peft."""
 
 from __future__ import annotations
 

@@ -1,22 +1,10 @@
 """Muon for the transformer blocks' weight matrices, AdamW for everything else (``--use_muon``).
 
-The book trains every weight with AdamW (chapter 5), and so do the fine-tuning recipes by default; pretraining uses
-Muon by default (``PretrainingArguments.use_muon``; ``--use_muon false`` for AdamW alone). ``--use_muon`` swaps in
-``torch.optim.Muon`` (the modded-nanogpt speedruns' optimizer: momentum, then a few Newton-Schulz steps that
-orthogonalise each matrix's update) for the 2-D weights inside the transformer blocks: attention ``qkv`` and
-``out_proj``, feed-forward ``fc_in`` and ``fc_out``. Muon is meant only for hidden matrices, so the token and
-positional embeddings (and ``lm_head``, tied to the token embedding or not), the LayerNorms and the biases keep the
-Trainer's own optimizer (``--optim``, AdamW by default) with the Trainer's weight-decay rule.
-
-Learning rate: Muon scales each matrix's update with ``adjust_lr_fn="match_rms_adamw"`` (Moonshot's rule,
-0.2·sqrt(max(rows, cols))), which gives Muon's update the RMS of an AdamW update, so both halves can share
-``--learning_rate``, ``--weight_decay`` and the Trainer's schedule; ``--muon_learning_rate`` sets Muon's peak apart
-(pretraining's default: 4e-3, twice its ``--learning_rate``).
-
-Both halves live in one :class:`MuonWithAdamW`, a ``torch.optim.Optimizer`` whose ``param_groups`` and ``state`` are
-those of its two inner optimizers: the Trainer's scheduler, checkpoints (``state_dict`` / ``load_state_dict``),
-gradient clipping and accelerate's ``AcceleratedOptimizer`` see one ordinary optimizer. The Trainer builds it through
-``Trainer(optimizer_cls_and_kwargs=...)`` with an optimizer factory (see :func:`optimizer_cls_and_kwargs`).
+The book trains every weight with AdamW. ``torch.optim.Muon`` (momentum, then Newton-Schulz steps that orthogonalise
+each matrix's update) is meant for hidden matrices only, so the embeddings, ``lm_head``, norms and biases keep the
+Trainer's optimizer. ``adjust_lr_fn="match_rms_adamw"`` gives Muon's update the RMS of an AdamW update, so both halves
+can share ``--learning_rate`` and the schedule. Both live in one :class:`MuonWithAdamW`, whose ``param_groups`` and
+``state`` are its inner optimizers': the Trainer's scheduler, checkpoints and clipping see one optimizer.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """Never lose a run: the output folder is protected from a second run, resuming skips a half-written checkpoint,
 and the final save is atomic.
 
-* :func:`protect_output_dir` refuses a folder that already holds a model or checkpoints, unless the run continues it
-  (``--resume_from_checkpoint``) or replaces it (``--overwrite_output_dir``), the transformers-examples convention.
-  Replacing removes the old run's checkpoints first, so checkpoint rotation only ever deletes the new run's own.
-* :func:`staged_output` points the ``Trainer`` at a staging folder for everything a recipe writes after training
-  (model, tokenizer, code, metrics, plots), then moves it into place with renames. A kill or a full disk before that
-  leaves the previous model as it was; the renames take microseconds, and ``config.json`` goes first and comes back
-  last, so a kill among them leaves a folder ``from_pretrained`` refuses (never a mix) that the next run completes.
-  The run's artefacts (:data:`RUN_ARTEFACTS`) an earlier run left and this one did not write go then too, so a folder
-  never pairs a model with another model's metrics, plots or responses.
+:func:`staged_output` points the ``Trainer`` at a staging folder for everything written after training, then moves it
+into place with renames, ``config.json`` first out and last in, so a kill among them leaves a folder
+``from_pretrained`` refuses (never a mix) that the next run completes; artefacts (:data:`RUN_ARTEFACTS`) of an
+earlier run that this one did not write go too.
 """
 
 from __future__ import annotations

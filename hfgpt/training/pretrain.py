@@ -1,16 +1,8 @@
 """Pretraining (the book's chapter 5) with the Hugging Face ``Trainer``.
 
-``recipes/pretrain.py`` parses three dataclasses and calls :func:`pretrain`, which follows the book's steps:
-
-1. check every argument before anything slow happens;
-2. load text (the embedded default corpus, local files or a Hub dataset: :mod:`hfgpt.data`);
-3. train a byte-level BPE tokenizer on the training text (chapter 2), unless ``--tokenizer_name`` names one;
-4. cut the token stream into sliding windows (chapter 2's ``GPTDatasetV1``);
-5. build a ``GPTScratchForCausalLM`` from a preset, or continue from ``--model_name_or_path``;
-6. train with the ``Trainer`` plus the book's extras as callbacks (a sample continuation at each evaluation, the loss
-   curve), evaluate and save model, tokenizer, code and metrics into ``output_dir``: the validation loss also as
-   perplexity and as bits per byte of the validation text (comparable across tokenizers), beside two baselines on the
-   same split, a unigram model and xz, and lm-eval's tasks on request (:mod:`hfgpt.evaluation.language_model`).
+:func:`pretrain` follows the book's steps: check every argument, load text, train a byte-level BPE (chapter 2), cut
+sliding windows, build or load the model, train with the book's extras as callbacks, then evaluate (perplexity, bits
+per byte, unigram and xz baselines, lm-eval on request) and save.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """hfgpt's lm-evaluation-harness perplexity tasks: documents from a JSON-lines file beside this one, scored like
-lm-eval's ``wikitext`` (word and byte perplexity, bits per byte) plus ``token_perplexity``.
-
-``token_perplexity`` is ``exp(-sum(log-likelihood) / sum(tokens))``, the quantity the pretraining recipe reports as
-``eval_perplexity``. lm-eval hands a task the model arguments as metadata (``pretrained=FOLDER``), so the documents are
-counted with the model's own tokenizer, exactly as lm-eval's ``hf`` model encodes them. lm-eval imports this file by
-its path (``!function utils.…``), so it imports nothing from hfgpt and works in a copy of the folder.
+lm-eval's ``wikitext`` plus ``token_perplexity`` (``exp(-sum(log-likelihood) / sum(tokens))``, the recipe's
+``eval_perplexity``), the tokens counted with the model's own tokenizer. lm-eval imports this file by its path, so it
+imports nothing from hfgpt.
 """
 
 import json
