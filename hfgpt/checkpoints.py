@@ -43,8 +43,7 @@ def _config_problem(folder: str, error: BaseException) -> str:
 
 def check_weight_files(folder: str) -> None:
     """A local model folder must hold weights, and each ``*.safetensors`` file a complete header (opening it reads
-    the header only, and refuses a truncated or corrupt file), so a broken download fails here, before any data is
-    read or training starts, and not deep inside ``from_pretrained``."""
+    only the header), so a broken download fails here, not deep inside ``from_pretrained`` after the data is read."""
     from safetensors import SafetensorError, safe_open
 
     if not os.path.isdir(folder):
@@ -65,9 +64,8 @@ def check_weight_files(folder: str) -> None:
 
 
 def load_checkpoint_config(path, where: str = ""):
-    """``AutoConfig.from_pretrained(path)`` of a model folder or Hub id; a missing, invalid or unknown
-    ``config.json`` is bad input (``where``, e.g. ``" (--model_name_or_path)"``, follows the path in messages).
-    Callers check the kind of model it describes, then its weights with :func:`check_weight_files`."""
+    """``AutoConfig.from_pretrained(path)``; a missing, invalid or unknown ``config.json`` is bad input (``where``,
+    e.g. ``" (--model_name_or_path)"``, follows the path in messages)."""
     from transformers import AutoConfig
 
     path = os.fspath(path)
@@ -83,7 +81,7 @@ def load_checkpoint_config(path, where: str = ""):
 
 def load_folder(path, model_class, model_type: str, name: str, check=None):
     """``model_class.from_pretrained`` of a folder (or Hub id) that must hold a ``model_type`` model; ``check``
-    sees its config before any weights are read. A wrong or unreadable checkpoint is bad input."""
+    sees its config before any weights are read."""
     from safetensors import SafetensorError
 
     config = load_checkpoint_config(path)

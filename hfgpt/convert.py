@@ -17,8 +17,8 @@ import torch
 from transformers import PretrainedConfig
 from transformers.utils import logging
 
-from .configuration_gpt_scratch import BOOK_KEYS, PRESET_ALIASES, PRESETS, GPTScratchConfig, ids_outside_vocab
 from .checkpoints import listing, load_folder
+from .configuration_gpt_scratch import BOOK_KEYS, PRESET_ALIASES, PRESETS, GPTScratchConfig, ids_outside_vocab
 from .errors import HfgptFileNotFoundError, HfgptInputError
 from .modeling_gpt_scratch import GPTScratchForCausalLM
 
@@ -83,8 +83,7 @@ def _flat(names) -> tuple:
 
 
 def _pad_vocab_rows(config: GPTScratchConfig, state_dict: dict) -> dict:
-    """Append zero rows to the vocabulary tensors up to ``config.padded_vocab_size``. No token id reads those rows
-    and the model slices their logits off, so any value would do; zeros keep the padding visibly empty."""
+    """Append zero rows to the vocabulary tensors up to ``config.padded_vocab_size`` (no token id reads them)."""
     extra = config.padded_vocab_size - config.vocab_size
     padded = dict(state_dict)
     for key in VOCAB_ROWS_KEYS:
@@ -100,8 +99,8 @@ def _real_vocab_rows(config: GPTScratchConfig, state_dict: dict) -> dict:
 
 def _assemble(model_class, config, state_dict: dict, source_names: Mapping | None = None,
               where: str = "the weights"):
-    """A ``model_class(config)`` holding copies of exactly ``state_dict``, in eval mode: built on the meta device
-    (no random initialisation), the tensors assigned as its parameters, the head re-tied when the config says so."""
+    """A ``model_class(config)`` holding copies of exactly ``state_dict``, in eval mode (built on the meta device:
+    no random initialisation)."""
     with torch.device("meta"):
         model = model_class(config)
     expected = model.state_dict()
@@ -146,11 +145,9 @@ def _token_id_in_vocab(token_id, vocab_size: int, name: str):
 
 
 def from_hf_gpt2(model_or_path, **config_overrides) -> GPTScratchForCausalLM:
-    """Convert a ``GPT2LMHeadModel`` (an instance, a ``save_pretrained`` folder or a Hub id) to a
-    ``GPTScratchForCausalLM`` with the same logits: ``qkv_bias=True``, GPT-2's epsilon, dropouts, token ids, tying
-    and dtype. ``config_overrides`` change fields, e.g. ``drop_rate=0.0`` (the three dropouts; single ones given
-    too win) or ``pad_vocab_size_multiple=64``; one that changes a tensor's shape is refused. GPT-2 variants that
-    GPTScratch cannot express (another activation, cross-attention, ...) are refused."""
+    """Convert a ``GPT2LMHeadModel`` (an instance, a folder or a Hub id) to a ``GPTScratchForCausalLM`` with the
+    same logits. ``config_overrides`` change fields, e.g. ``drop_rate=0.0`` or ``pad_vocab_size_multiple=64``; one
+    that changes a tensor's shape is refused, and so are GPT-2 variants GPTScratch cannot express."""
     from transformers import GPT2LMHeadModel
 
     if isinstance(model_or_path, (str, os.PathLike)):  # checked before possibly gigabytes of weights are read
@@ -199,11 +196,8 @@ def load_causal_lm(model_or_path) -> GPTScratchForCausalLM:
 
 
 def to_hf_gpt2(model):
-    """Convert a ``GPTScratchForCausalLM`` (or a folder holding one) to a ``GPT2LMHeadModel`` with the same logits.
-
-    GPT-2 always has a ``c_attn`` bias: ``qkv_bias=False`` (the book's training setting) gets zeros there. An untied
-    ``lm_head`` (the book's ``out_head``) gives ``tie_word_embeddings=False``; padded vocabulary rows are dropped.
-    The config carries ``n_ctx`` (= ``n_positions``), as OpenAI's GPT-2 configs do."""
+    """Convert a ``GPTScratchForCausalLM`` (or a folder holding one) to a ``GPT2LMHeadModel`` with the same logits:
+    ``qkv_bias=False`` gets GPT-2's ``c_attn`` bias as zeros; padded vocabulary rows are dropped."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     model = load_causal_lm(model)
@@ -295,14 +289,11 @@ def _user_config_values(config) -> dict:
 
 
 def from_book_checkpoint(path_or_state_dict, config=None) -> GPTScratchForCausalLM:
-    """Convert the book's ``GPTModel`` weights to a ``GPTScratchForCausalLM`` with the same logits.
+    """Convert the book's ``GPTModel`` weights (a ``model.pth`` read with ``weights_only=True``, a ``.safetensors``
+    file, chapter 5's ``{"model_state_dict": ...}`` or a state dict) to a ``GPTScratchForCausalLM``, same logits.
 
-    ``path_or_state_dict``: a ``model.pth`` (read with ``torch.load(weights_only=True)`` only) or ``.safetensors``
-    file, chapter 5's ``{"model_state_dict": ..., "optimizer_state_dict": ...}``, or such a dict. ``config``: what
-    the tensors cannot tell, a ``GPTScratchConfig`` or a dict in the book's names or ours (``{"n_heads": 12,
-    "drop_rate": 0.1}``); ``n_heads`` defaults to the GPT-2 size of that width, ``drop_rate`` to 0.1. Shapes come
-    from the tensors (a contradicting ``config`` is an error); ``out_head`` stays untied unless it equals
-    ``tok_emb``."""
+    ``config``: what the tensors cannot tell, a ``GPTScratchConfig`` or a dict in the book's names or ours
+    (``{"n_heads": 12}``; default: the GPT-2 size of that width). A ``config`` contradicting the tensors is an error."""
     is_path = isinstance(path_or_state_dict, (str, os.PathLike))
     where = repr(os.fspath(path_or_state_dict)) if is_path else "the state dict"
     source = _book_state_dict(path_or_state_dict, where)
@@ -367,8 +358,7 @@ def from_book_checkpoint(path_or_state_dict, config=None) -> GPTScratchForCausal
 
 def to_book_state_dict(model) -> dict:
     """The reverse of :func:`from_book_checkpoint`: a state dict that the book's ``GPTModel`` of the same sizes loads
-    with ``load_state_dict(strict=True)``, ``att.mask`` buffers included. A tied ``lm_head`` is copied into
-    ``out_head.weight``; padded vocabulary rows are dropped."""
+    with ``load_state_dict(strict=True)``, ``att.mask`` buffers included."""
     model = load_causal_lm(model)
     c = model.config
     ours = _real_vocab_rows(c, model.state_dict())

@@ -18,15 +18,10 @@ from torch import nn
 
 
 class ChunkedCrossEntropy(torch.autograd.Function):
-    """``cross_entropy(logits, targets)`` summed over the rows whose target is not ``ignore_index``, divided by
-    ``divisor``: the value and gradient of ``nn.functional.cross_entropy``, computed ``block_rows`` rows at a time.
-    The forward keeps one log-sum-exp per row; the backward writes ``softmax - one_hot`` block by block into the one
-    gradient tensor autograd needs anyway.
-
-    With ``num_classes`` < ``logits.shape[1]`` (a padded vocabulary) only the first ``num_classes`` columns count and
-    the others get a zero gradient, so the padded logits need not be sliced off (and copied) first. bf16 logits: each
-    block is turned to fp32 for the log-sum-exp and the softmax, and the gradient is written back in bf16.
-    """
+    """``cross_entropy(logits, targets, reduction="sum") / divisor`` (rows whose target is ``ignore_index`` left
+    out), ``block_rows`` rows at a time: the forward keeps one log-sum-exp per row; the backward writes ``softmax -
+    one_hot`` block by block into the one gradient tensor autograd needs anyway, in fp32 even for bf16 logits. Only
+    the first ``num_classes`` columns count (a padded vocabulary need not be sliced off, and copied, first)."""
 
     @staticmethod
     def forward(ctx, logits, targets, divisor, ignore_index: int = -100, block_rows: int = 256, num_classes=None):
@@ -86,12 +81,9 @@ def chunked_causal_lm_loss(logits: torch.Tensor, labels: torch.LongTensor, num_i
 
 
 class LinearCrossEntropy(torch.autograd.Function):
-    """``cross_entropy(hidden @ weight[:num_classes].T, targets)`` summed over the rows whose target is not
-    ``ignore_index``, divided by ``divisor``: the output layer and the loss together, ``block_rows`` rows at a time,
-    so only one block of logits exists at a time. The matmuls run in ``compute_dtype`` (bf16 under autocast), the
-    log-sum-exp and the softmax in fp32. As Liger's fused loss, the forward also computes the gradients of
-    ``hidden`` and ``weight`` while each block's logits exist (no second logits matmul); the backward scales them.
-    Padded rows of ``weight`` (beyond ``num_classes``) get a zero gradient."""
+    """:class:`ChunkedCrossEntropy` of ``hidden @ weight[:num_classes].T``: the output layer and the loss together,
+    so only one block of logits exists at a time (matmuls in ``compute_dtype``, softmax in fp32). As Liger's fused
+    loss, the forward also computes the gradients while each block's logits exist; the backward scales them."""
 
     @staticmethod
     def forward(ctx, hidden, weight, targets, divisor, ignore_index: int, block_rows: int, num_classes: int,
@@ -142,9 +134,8 @@ class LinearCrossEntropy(torch.autograd.Function):
 
 def fused_causal_lm_loss(hidden_states: torch.Tensor, weight: torch.Tensor, labels: torch.LongTensor,
                          num_items_in_batch=None, vocab_size: int | None = None, **loss_kwargs) -> torch.Tensor:
-    """:func:`chunked_causal_lm_loss` of ``hidden_states @ weight.T`` without the logits (:class:`LinearCrossEntropy`):
-    the loss of the output layer ``weight`` (``[vocab or padded vocab, n_embd]``) from the final hidden states. Under
-    autocast the matmuls take autocast's dtype. On CPU in eager mode the rows without a label are left out first."""
+    """:func:`chunked_causal_lm_loss` of ``hidden_states @ weight.T`` without the logits (:class:`LinearCrossEntropy`).
+    On CPU in eager mode the rows without a label are left out first."""
     hidden = hidden_states.reshape(-1, hidden_states.shape[-1])
     targets, divisor, ignore_index = shifted_targets(labels, hidden.device, num_items_in_batch, **loss_kwargs)
     # A data-dependent shape: not in a compiled graph, nor on an accelerator (nonzero() waits for the device).
@@ -165,8 +156,8 @@ def fused_causal_lm_loss(hidden_states: torch.Tensor, weight: torch.Tensor, labe
 
 
 def one_row_product(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``nn.functional.linear(input, weight, bias)`` for an input of one row, through ``torch.mv``: for bf16 weights on
-    CPU its matrix-vector kernel streams the weight faster than the matmul kernels ``linear`` picks for one row."""
+    """``nn.functional.linear`` of one row through ``torch.mv``: for bf16 weights on CPU its matrix-vector kernel
+    streams the weight faster than the matmul kernels ``linear`` picks for one row."""
     output = torch.mv(weight, input.reshape(-1))
     if bias is not None:
         output += bias
@@ -174,8 +165,7 @@ def one_row_product(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
 
 
 def one_row_linear_forward(self: nn.Linear, input: torch.Tensor) -> torch.Tensor:
-    """The blocks' ``nn.Linear`` forward: one row of bf16 on CPU without autograd, i.e. batch-1 decoding with bf16
-    weights, goes through :func:`one_row_product`; anything else is ``nn.Linear``'s own forward."""
+    """The blocks' ``nn.Linear`` forward: batch-1 bf16 decoding on CPU through :func:`one_row_product`."""
     one_bf16_row = (
         input.dtype == torch.bfloat16
         and self.weight.dtype == torch.bfloat16
@@ -190,9 +180,8 @@ def one_row_linear_forward(self: nn.Linear, input: torch.Tensor) -> torch.Tensor
 
 
 def decoding_head_forward(self: nn.Linear, hidden_states: torch.Tensor) -> torch.Tensor:
-    """``lm_head``'s forward: for a few rows on CPU without autograd, the product against a transposed copy of the
-    weight (vocab x n_embd more floats, rebuilt whenever the weight changes; ``lm_head.cpu_decode_copy = False``
-    saves that memory and frees a copy already made); one bf16 row through :func:`one_row_product`, no copy."""
+    """``lm_head``'s forward: a few rows on CPU without autograd against a transposed copy of the weight (rebuilt
+    whenever the weight changes; ``cpu_decode_copy = False`` frees it); one bf16 row through :func:`one_row_product`."""
     weight = self.weight
     use_copy = (
         self.cpu_decode_copy
@@ -220,9 +209,8 @@ def default_loss(model: nn.Module) -> bool:
 
 
 def chunked_loss_from_logits(self, logits: torch.Tensor, labels: torch.LongTensor, **kwargs) -> torch.Tensor:
-    """The head's ``loss_from_logits`` through :func:`chunked_causal_lm_loss` for fp32 or bf16 logits on CPU in eager
-    mode, with the default loss (CUDA's caching allocator has no page-fault cost, and compiled graphs fuse the loss
-    themselves); else the head's own (transformers' ``loss_function``)."""
+    """The head's ``loss_from_logits`` through :func:`chunked_causal_lm_loss` on CPU in eager mode (CUDA's caching
+    allocator has no page-fault cost, and compiled graphs fuse the loss themselves); else the head's own."""
     applies = (
         logits.device.type == "cpu"
         and logits.dtype in (torch.float32, torch.bfloat16)
@@ -237,8 +225,7 @@ def chunked_loss_from_logits(self, logits: torch.Tensor, labels: torch.LongTenso
 def fused_loss_from_hidden_states(self, hidden_states: torch.Tensor, labels: torch.LongTensor,
                                   **kwargs) -> torch.Tensor:
     """The head's ``loss_from_hidden_states`` through :func:`fused_causal_lm_loss` for a plain bias-free
-    ``nn.Linear`` head (not a LoRA / quantised layer) with the default loss; else the head's own (``lm_head`` then
-    ``loss_from_logits``)."""
+    ``nn.Linear`` head (not a LoRA / quantised layer) with the default loss; else the head's own."""
     if type(self.lm_head) is not nn.Linear or self.lm_head.bias is not None or not default_loss(self):
         return type(self).loss_from_hidden_states(self, hidden_states, labels, **kwargs)
     return fused_causal_lm_loss(hidden_states, self.lm_head.weight, labels, vocab_size=self.config.vocab_size,
@@ -246,11 +233,9 @@ def fused_loss_from_hidden_states(self, hidden_states: torch.Tensor, labels: tor
 
 
 def attach_fast_paths(model: nn.Module) -> nn.Module:
-    """Attach the speed paths to a causal-LM ``model`` (``model.model.trf_blocks``, ``lm_head``, the loss methods),
-    as transformers' hub kernels and the Trainer's Liger attach theirs: forwards and methods set on these instances
-    (``partial``, so the model still pickles and deep-copies), so the classes, the state dict and the book's code
-    stay as they are. Called again when ``lm_head`` is replaced (``set_output_embeddings``); a LoRA / quantised layer
-    put in a linear's place takes its own path."""
+    """Attach the speed paths to a causal-LM ``model``, as the Trainer attaches Liger's: forwards and methods set on
+    the instances (``partial``, so the model still pickles and deep-copies); the classes, the state dict and the
+    book's code stay as they are. Called again when ``lm_head`` is replaced (``set_output_embeddings``)."""
     for module in model.model.trf_blocks.modules():
         if type(module) is nn.Linear:
             module.forward = partial(one_row_linear_forward, module)

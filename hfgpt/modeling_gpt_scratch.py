@@ -8,13 +8,10 @@
 6. output head, next-token loss (chapters 4-5)        ``GPTScratchForCausalLM``
 7. classification head on the last token (chapter 6)  ``GPTScratchForSequenceClassification``
 
-What differs from the book: attention goes through transformers' attention interface (``"eager"`` is the book's
-mask + softmax, ``"sdpa"`` the default, flash / flex where installed); one fused ``qkv`` projection; a KV ``Cache``
-for ``generate()``; padding-aware masks and positions; ``nn.LayerNorm``; an optional padded vocabulary. Speed paths
-that keep the maths (the loss block by block, a fused linear + loss, decoding products) are attached to the causal-LM
-head by one call, ``attach_fast_paths`` (``fast_paths.py``); the stages below are the book's. Only torch, transformers
-and sibling files are imported: ``save_pretrained`` copies the siblings next to the weights, so the folder loads with
-``trust_remote_code=True``.
+What differs from the book: transformers' attention interface (``"eager"`` is the book's mask + softmax), one fused
+``qkv``, a KV ``Cache``, padding-aware masks and positions, an optional padded vocabulary; speed paths are attached
+by ``attach_fast_paths`` (``fast_paths.py``). Only torch, transformers and sibling files are imported:
+``save_pretrained`` copies the siblings next to the weights, so the folder loads with ``trust_remote_code=True``.
 """
 
 from __future__ import annotations
@@ -45,9 +42,7 @@ from .errors import HfgptInputError
 from .fast_paths import attach_fast_paths
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Plumbing: what differs between transformers versions, and what a saved folder records
-# ----------------------------------------------------------------------------------------------------------------
+# ---- Plumbing: what differs between transformers versions, and what a saved folder records --------------------
 # A saved folder's remote code may run on transformers < 5.24, which names the `cache` argument `past_key_values`.
 CACHE_NAME = "cache" if "cache" in inspect.signature(create_causal_mask).parameters else "past_key_values"
 
@@ -79,15 +74,10 @@ def head_output(output_class: type, base_outputs: BaseModelOutputWithPast, **fie
     return output_class(**fields, **cache, hidden_states=base_outputs.hidden_states, attentions=base_outputs.attentions)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# 1. Token + absolute position embeddings (chapter 2)
-# ----------------------------------------------------------------------------------------------------------------
+# ---- 1. Token + absolute position embeddings (chapter 2) ------------------------------------------------------
 class GPTScratchEmbeddings(nn.Module):
     """The book's ``tok_emb`` + ``pos_emb`` + ``drop_emb``: each token id becomes a learned vector, and the
-    learned vector of its position (0 ... n_positions-1) is added to it.
-
-    ``tok_emb`` has ``config.padded_vocab_size`` rows: ``vocab_size``, or more with ``pad_vocab_size_multiple``
-    (rows that no token id reaches)."""
+    learned vector of its position is added to it (``tok_emb`` has ``config.padded_vocab_size`` rows)."""
 
     def __init__(self, config: GPTScratchConfig):
         super().__init__()
@@ -106,9 +96,7 @@ class GPTScratchEmbeddings(nn.Module):
         return self.drop_emb(inputs_embeds + self.pos_emb(position_ids))
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# 2. Causal multi-head self-attention (chapter 3)
-# ----------------------------------------------------------------------------------------------------------------
+# ---- 2. Causal multi-head self-attention (chapter 3) ----------------------------------------------------------
 def eager_attention_forward(
     module: nn.Module,
     query: torch.Tensor,
@@ -183,9 +171,7 @@ class GPTScratchCausalSelfAttention(nn.Module):
         return self.out_proj(attn_output), attn_weights
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# 3. Feed-forward network with GELU (chapter 4)
-# ----------------------------------------------------------------------------------------------------------------
+# ---- 3. Feed-forward network with GELU (chapter 4) ------------------------------------------------------------
 class GPTScratchFeedForward(nn.Module):
     """The book's ``FeedForward``: expand to ``4 * n_embd``, GELU (tanh approximation, as GPT-2), project back."""
 
@@ -200,9 +186,7 @@ class GPTScratchFeedForward(nn.Module):
         return self.fc_out(self.act(self.fc_in(hidden_states)))
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# 4. Transformer block: pre-LayerNorm, shortcut connections (chapter 4)
-# ----------------------------------------------------------------------------------------------------------------
+# ---- 4. Transformer block: pre-LayerNorm, shortcut connections (chapter 4) ------------------------------------
 class GPTScratchTransformerBlock(GradientCheckpointingLayer):
     """The book's ``TransformerBlock``: ``x + drop(att(norm1(x)))``, then ``x + drop(ff(norm2(x)))``."""
 
@@ -230,9 +214,7 @@ class GPTScratchTransformerBlock(GradientCheckpointingLayer):
         return hidden_states
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Plumbing: the base class transformers reads (capabilities, GPT-2 initialisation, saving, resizing the vocabulary)
-# ----------------------------------------------------------------------------------------------------------------
+# ---- Plumbing: the base class transformers reads (capabilities, initialisation, saving, resizing) --------------
 class GPTScratchPreTrainedModel(PreTrainedModel):
     """What transformers reads about the model: config class, capabilities, GPT-2 weight initialisation; saving
     (every head in ``auto_map``, FSDP 2) and resizing the vocabulary (keeping a padded vocabulary)."""
@@ -310,9 +292,7 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# 5. The GPT model: embeddings, blocks, final norm (chapter 4)
-# ----------------------------------------------------------------------------------------------------------------
+# ---- 5. The GPT model: embeddings, blocks, final norm (chapter 4) ---------------------------------------------
 class GPTScratchModel(GPTScratchPreTrainedModel):
     """The book's ``GPTModel`` without its output head: embeddings -> ``trf_blocks`` -> ``final_norm``."""
 
@@ -333,12 +313,9 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         self.embeddings.tok_emb = value
 
     def check_context_length(self, position_ids: torch.Tensor | None, past_length, num_tokens: int) -> None:
-        """The book's model has ``n_positions`` learned position vectors, so no token may sit at a later position.
-
-        Without ``position_ids`` that means cached + new tokens <= ``n_positions``. With them (packed documents, or
-        vLLM's one row of many requests) each id must be < ``n_positions``, however long the row. Under
-        ``torch.compile`` / ``torch.export`` a static cache's length is a tensor: the check is then an assertion
-        op in the graph (``torch._assert_async``) instead of a Python branch on a tensor."""
+        """The book's model has ``n_positions`` learned position vectors, so no token may sit at a later position
+        (with ``position_ids``, e.g. vLLM's one row of many requests, each id must be < ``n_positions``). Under
+        ``torch.compile`` / ``torch.export`` a static cache's length is a tensor: the check is then an assertion op."""
         n_positions = self.config.n_positions
         if position_ids is not None:
             if position_ids.numel() == 0:
@@ -417,18 +394,12 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         return BaseModelOutputWithPast(last_hidden_state=hidden_states, **{CACHE_NAME: cache if use_cache else None})
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# 6. Causal-LM head: next-token logits, the loss, generate() (chapters 4 and 5)
-# ----------------------------------------------------------------------------------------------------------------
+# ---- 6. Causal-LM head: next-token logits, the loss, generate() (chapters 4 and 5) ----------------------------
 class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
     """``GPTScratchModel`` + the book's ``out_head`` (here ``lm_head``, tied to the token embedding when
-    ``config.tie_word_embeddings``), with the next-token loss and ``generate()``.
-
-    With a padded vocabulary (``config.pad_vocab_size_multiple``, as nanoGPT) ``lm_head`` has
-    ``config.padded_vocab_size`` outputs, and the forward returns the ``vocab_size`` real tokens' logits only, so
-    nothing can sample a padded id. ``attach_fast_paths`` (``fast_paths.py``) gives this model its speed paths:
-    ``lm_head.cpu_decode_copy = False`` saves the memory of the CPU decoding copy of ``lm_head``;
-    ``skip_logits_in_training = True`` trains through the fused linear + loss."""
+    ``config.tie_word_embeddings``), with the next-token loss and ``generate()``. With a padded vocabulary the
+    forward returns the ``vocab_size`` real tokens' logits only, so nothing can sample a padded id.
+    ``lm_head.cpu_decode_copy = False`` saves the CPU decoding copy of ``lm_head`` (:mod:`fast_paths`)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embeddings.tok_emb.weight"}
     skip_logits_in_training: bool = False  # True: a training forward with labels returns the loss and no logits
@@ -494,16 +465,11 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         return head_output(CausalLMOutputWithPast, outputs, loss=loss, logits=logits)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# 7. Classification head on the last token (chapter 6)
-# ----------------------------------------------------------------------------------------------------------------
+# ---- 7. Classification head on the last token (chapter 6) -----------------------------------------------------
 class GPTScratchForSequenceClassification(GPTScratchPreTrainedModel):
-    """The book's spam classifier: the output head is replaced by a small ``score`` layer (``n_embd -> num_labels``)
-    read at the last token, the only one that has attended to the whole text.
-
-    The book pads on the right and still reads position -1. Here the "last token" is the last *real* token of each
-    row: from ``attention_mask`` when given (right or left padding), else the rightmost non-``pad_token_id`` token.
-    """
+    """The book's spam classifier: a ``score`` layer (``n_embd -> num_labels``) read at the last token, the only one
+    that has attended to the whole text. The book reads position -1 of right-padded rows; here the last *real* token
+    (from ``attention_mask``, else the rightmost non-``pad_token_id`` token)."""
 
     def __init__(self, config: GPTScratchConfig):
         super().__init__(config)

@@ -108,8 +108,7 @@ def _documents() -> list[tuple[str, str]]:
 
 
 def default_corpus(max_chars: int | None = None) -> list[str]:
-    """The default corpus as a list of documents; ``max_chars`` keeps that many characters (the last document cut).
-    A cap the topics fill renders no module page and reads no cache."""
+    """The default corpus as a list of documents; ``max_chars`` keeps that many characters (the last document cut)."""
     from ..errors import HfgptInputError  # here, not at the top: the child interpreter runs this file alone
 
     if max_chars is not None and max_chars <= 0:

@@ -22,8 +22,7 @@ RESPONSE_HEADER = "\n\n### Response:\n"  # the book's; the Alpaca chat template'
 
 @dataclass
 class PreferenceDataArguments(RecordDataArguments):
-    """The records' flags (with neither ``--data_file`` nor ``--dataset_name``: the book's file, downloaded once) and
-    the sample responses'."""
+    """The records' flags (with neither ``--data_file`` nor ``--dataset_name``: the book's file) and the samples'."""
 
     sample_prompts: int = field(default=3, metadata={"help": "Validation prompts answered before and after training."})
     max_new_tokens: int = field(default=256, metadata={"help": "Length limit of those sample responses (the book: 256)."})
@@ -73,8 +72,7 @@ def preference_splits(data_args: PreferenceDataArguments) -> tuple[dict[str, lis
 
 
 def to_dpo_dataset(records: Sequence[Mapping]):
-    """TRL's standard preference format: ``prompt`` (the book's Alpaca prompt), ``chosen``, ``rejected`` (TRL adds
-    the end-of-text token to each response)."""
+    """TRL's standard preference format: ``prompt`` (the book's Alpaca prompt), ``chosen``, ``rejected``."""
     from datasets import Dataset
 
     return Dataset.from_list([{"prompt": format_input(r) + RESPONSE_HEADER, "chosen": r["chosen"],

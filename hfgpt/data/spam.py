@@ -109,9 +109,8 @@ def load_spam_dataset(data_file: str | None = None, dataset_name: str | None = N
                       dataset_config_name: str | None = None, dataset_split: str = "train",
                       text_column: str | None = None, label_column: str = "label",
                       report: SpamReport | None = None):
-    """Every non-empty message as a ``Dataset`` of ``text`` and a ``label`` ClassLabel (0 = ham, 1 = spam), from the raw
-    collection, a csv/json/jsonl/parquet table (text column ``text``, ``sms`` or ``message`` unless ``text_column``
-    says), a Hub dataset (``ucirvine/sms_spam``) or, with neither, the UCI zip, downloaded once."""
+    """Every non-empty message as a ``Dataset`` of ``text`` and a ``label`` ClassLabel, from the raw collection, a
+    table (text column ``text``, ``sms`` or ``message``), a Hub dataset or, with neither, the UCI zip."""
     from datasets import load_dataset
 
     report = report if report is not None else SpamReport()
@@ -142,8 +141,7 @@ def load_spam_dataset(data_file: str | None = None, dataset_name: str | None = N
 
 
 def balance(dataset, seed: int = 123):
-    """The book's ``create_balanced_dataset``: keep every message of the smaller class and as many randomly chosen
-    messages of the larger one."""
+    """The book's ``create_balanced_dataset``: all of the smaller class, as many random ones of the larger."""
     labels = np.asarray(dataset["label"])
     counts = np.bincount(labels, minlength=len(LABELS))
     if counts.min() == 0:
@@ -155,8 +153,7 @@ def balance(dataset, seed: int = 123):
 
 
 def split_dataset(dataset, train_fraction: float = 0.7, validation_fraction: float = 0.1, seed: int = 123):
-    """A stratified, seeded train / validation / test split (the book's 70 / 10 / 20 by default) as a
-    ``DatasetDict``, with the book's sizes: ``int(n * train)``, ``int(n * validation)``, the rest for test."""
+    """A stratified, seeded train / validation / test ``DatasetDict`` with the book's sizes (``int(n * fraction)``)."""
     from datasets import DatasetDict
 
     test_fraction = 1.0 - train_fraction - validation_fraction
@@ -178,19 +175,10 @@ EVALUATION_SPLITS = ("natural_test", "balanced_validation", "balanced_test", "na
 
 def spam_splits(dataset, natural_test_fraction: float = 0.15, train_fraction: float = 0.7,
                 validation_fraction: float = 0.1, seed: int = 123, report: SpamReport | None = None):
-    """Every split both training modes use, as a ``DatasetDict`` (all stratified and seeded):
-
-    - ``natural_test``: ``natural_test_fraction`` of all messages, carved out first, with the collection's class mix;
-      messages elsewhere with the same text as one of them are dropped (``report.natural_test_duplicates_dropped``),
-      so no copy of a natural-test message is trained or pretrained on;
-    - ``balanced_train`` / ``balanced_validation`` / ``balanced_test``: the book's protocol on the rest (ham
-      undersampled to the number of spam, then 70 / 10 / 20);
-    - ``natural_validation``: the balanced validation split plus ham messages that balancing left out, up to the
-      rest's class mix: both modes choose their decision threshold on it (a false-positive rate of 0.5% cannot be
-      read off the balanced split's ~60 ham), and none of it is trained on in either mode;
-    - ``natural_train``: all the data, every message of the rest outside the natural validation and the balanced
-      test (and without copies of them).
-    """
+    """Every split both training modes use, stratified and seeded: ``natural_test`` (carved out first with the
+    collection's class mix; copies of its messages are dropped elsewhere), the book's ``balanced_*`` splits on the rest,
+    ``natural_validation`` (the balanced one plus left-out ham up to the real mix: where both modes choose the decision
+    threshold, as a 0.5% false-positive rate cannot be read off ~60 ham) and ``natural_train`` (all the rest)."""
     from datasets import DatasetDict, concatenate_datasets
 
     if not 0 < natural_test_fraction < 1:
@@ -221,9 +209,8 @@ def spam_splits(dataset, natural_test_fraction: float = 0.15, train_fraction: fl
 
 
 def write_pretraining_text(dataset, splits, path: str) -> int:
-    """Write every message of ``dataset`` (the whole collection, before balancing) whose text is in no evaluation
-    split (:data:`EVALUATION_SPLITS` those of ``splits`` has, else ``validation`` and ``test``), one per line; returns
-    how many. Labels are not written."""
+    """Write each message of ``dataset`` whose text is in no evaluation split of ``splits``, one per line; return how
+    many."""
     names = [name for name in EVALUATION_SPLITS if name in splits] or ["validation", "test"]
     held_out = set().union(*(splits[name]["text"] for name in names))
     lines = [" ".join(text.split()) for text in dataset["text"] if text not in held_out]
@@ -235,8 +222,7 @@ def write_pretraining_text(dataset, splits, path: str) -> int:
 
 @dataclass
 class SpamDataArguments:
-    """The SMS data's flags (litgpt's ``DataModule`` spirit): :meth:`load` reads and splits the messages, and each flag
-    is checked there, by the function that reads it."""
+    """The SMS data's flags (litgpt's ``DataModule``): :meth:`load` reads and splits the messages."""
 
     data_file: str | None = field(
         default=None, metadata={"help": "SMSSpamCollection (ham|spam<TAB>text) or a csv/json/parquet table; default: download from UCI."}
@@ -265,10 +251,9 @@ class SpamDataArguments:
                                      self.validation_fraction, self.split_seed, report)
 
     def setup(self, report: SpamReport | None = None) -> dict:
-        """The splits a classifier run uses: ``train`` and ``validation`` (the Trainer's) are the balanced ones with
-        ``--balance`` (the book), else the natural-mix ones; ``calibration`` (where the decision threshold is chosen)
-        is the natural-mix validation split in both modes; ``test`` is the balanced test, ``natural_test`` the
-        natural-mix one."""
+        """The splits a classifier run trains and validates on (balanced with ``--balance``, as the book, else
+        natural-mix), ``calibration`` (natural-mix validation: where the threshold is chosen), ``test`` and
+        ``natural_test``."""
         splits = self.load(report)[1]
         kind = "balanced" if self.balance else "natural"
         return {"train": splits[f"{kind}_train"], "validation": splits[f"{kind}_validation"],
@@ -277,8 +262,8 @@ class SpamDataArguments:
 
 
 def tokenize_dataset(dataset, tokenizer, max_length: int, report: SpamReport | None = None, split: str = "train"):
-    """Token ids for each message, cut to ``max_length`` (the book's ``encoded_text[:max_length]``); the number of
-    messages that were cut is logged and kept in ``report.truncated[split]``. Padding happens per batch later."""
+    """Token ids for each message, cut to ``max_length`` (the book's ``encoded_text[:max_length]``); the cut messages
+    are counted in ``report.truncated[split]``."""
     encoded = dataset.map(lambda batch: tokenizer(batch["text"], add_special_tokens=False), batched=True,
                           remove_columns=["text"], desc=f"Tokenizing {split}")
     too_long = sum(len(ids) > max_length for ids in encoded["input_ids"])
