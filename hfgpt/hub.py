@@ -155,8 +155,8 @@ def adapter_card(folder: str, repo_id: str) -> ModelCard:
 
 
 def build_upload_folder(folder: str, repo_id: str, out_dir: str, datasets: list[str] | None = None) -> str:
-    """Write into ``out_dir`` exactly what ``push_to_hub`` uploads for the model (or adapter) in ``folder``. The
-    folder is checked (config, weights, adapter base) before anything is written."""
+    """Write into ``out_dir`` exactly what ``push_to_hub`` uploads for the model (or adapter) in ``folder``, checked
+    first."""
     if not os.path.isdir(folder):
         raise HfgptFileNotFoundError(f"No model folder at {folder!r}.")
     if os.path.abspath(out_dir) == os.path.abspath(folder):
@@ -197,8 +197,8 @@ def build_upload_folder(folder: str, repo_id: str, out_dir: str, datasets: list[
 
 def push_to_hub(folder: str, repo_id: str, out_dir: str | None = None, private: bool = False,
                 token: str | None = None, dry_run: bool = False, datasets: list[str] | None = None) -> list[str]:
-    """Build the upload folder (``out_dir``, or a temporary one removed afterwards) and upload it (``dry_run``: only
-    build and list). Returns the uploaded file names."""
+    """Build the upload folder (``out_dir``, or a temporary one) and upload it (``dry_run``: only list). Returns the
+    files."""
     if out_dir is None:
         with tempfile.TemporaryDirectory(prefix="hfgpt-upload-") as temporary:
             return push_to_hub(folder, repo_id, temporary, private, token, dry_run, datasets)
@@ -214,10 +214,8 @@ def push_to_hub(folder: str, repo_id: str, out_dir: str | None = None, private: 
 
 
 def defer_trainer_push(training_args) -> bool:
-    """Switch off the ``Trainer``'s own Hub upload and say whether the user asked for one (``--push_to_hub``).
-
-    The Trainer would create the repo when it starts and upload the bare output folder at every save; the recipes
-    instead upload once at the end through :func:`push_run`, with the code, metrics, loss curve and model card."""
+    """Switch off the ``Trainer``'s own Hub upload (the bare output folder at every save) and say whether the user asked
+    for one: the recipes upload once at the end through :func:`push_run`, with code, metrics and card."""
     wanted = bool(training_args.push_to_hub)
     training_args.push_to_hub = False
     return wanted

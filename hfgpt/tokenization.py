@@ -26,11 +26,8 @@ def train_bpe_tokenizer(
     model_max_length: int = 1024,
     show_progress: bool = False,
 ) -> PreTrainedTokenizerFast:
-    """Train a GPT-2-style byte-level BPE on ``texts`` (strings, or an iterator of strings / batches of strings).
-
-    Like GPT-2: bytes are the initial alphabet (any text encodes, nothing is ever unknown), no prefix space, and
-    ``<|endoftext|>`` (the first special token) is the bos, eos and pad token.
-    """
+    """Train a GPT-2-style byte-level BPE on ``texts`` (strings, or an iterator of strings / batches of strings): bytes
+    are the initial alphabet, no prefix space, ``<|endoftext|>`` the bos, eos and pad token."""
     if not special_tokens:
         raise HfgptInputError("special_tokens must name at least one token: the first is the end-of-text token "
                               f"(bos, eos and pad), e.g. ({ENDOFTEXT!r},).")
@@ -68,12 +65,8 @@ def train_bpe_tokenizer(
 
 
 def load_gpt2_tokenizer(name_or_path: str | os.PathLike = GPT2_HUB_ID) -> PreTrainedTokenizerFast:
-    """GPT-2's BPE, giving tiktoken's ``gpt2`` ids ("Hello, I am" -> [15496, 11, 314, 716], ``<|endoftext|>`` -> 50256).
-
-    ``name_or_path``: a folder with ``vocab.json`` + ``merges.txt`` (OpenAI's ``encoder.json``/``vocab.bpe``), a
-    folder with a saved ``tokenizer.json``, or a Hub id (default ``openai-community/gpt2``). Padding uses
-    ``<|endoftext|>``, as the book does.
-    """
+    """GPT-2's BPE, giving tiktoken's ``gpt2`` ids, from a folder (``vocab.json`` + ``merges.txt``, or
+    ``tokenizer.json``) or a Hub id (default ``openai-community/gpt2``); padding with ``<|endoftext|>``, as the book."""
     path = os.fspath(name_or_path)
     vocab, merges = os.path.join(path, "vocab.json"), os.path.join(path, "merges.txt")
     if os.path.isdir(path) and os.path.isfile(vocab) and os.path.isfile(merges):
@@ -98,8 +91,7 @@ def has_tokenizer_files(folder: str | os.PathLike) -> bool:
 
 
 def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerFast:
-    """Any tokenizer by folder or Hub id; ``"gpt2"`` and vocab/merges folders go through ``load_gpt2_tokenizer``.
-    A pad token is always set (eos when the tokenizer has none)."""
+    """Any tokenizer by folder or Hub id (``"gpt2"`` via :func:`load_gpt2_tokenizer`), always with a pad token."""
     path = os.fspath(name_or_path)
     if path in ("gpt2", GPT2_HUB_ID):
         return load_gpt2_tokenizer(GPT2_HUB_ID)

@@ -18,9 +18,8 @@ COUNT_KEYS = ("examples", "positives")  # decision_metrics' keys for the number 
 
 
 class ClassificationMetrics(evaluate.Metric):
-    """Accuracy, precision, recall and F1 as ONE ``evaluate`` metric. Options as scikit-learn's: ``pos_label``,
-    ``average`` (``None`` gives per-class arrays), ``zero_division`` (0: no positive predicted means precision 0, not
-    nan), ``sample_weight``, ``normalize`` (accuracy as a count)."""
+    """Accuracy, precision, recall and F1 as ONE ``evaluate`` metric; options as scikit-learn's (``pos_label``,
+    ``average``, ``zero_division``, ``sample_weight``, ``normalize``)."""
 
     def _info(self):
         return evaluate.MetricInfo(
@@ -97,11 +96,9 @@ def predict(scores, cut: float, positive: int = 1) -> np.ndarray:
 
 
 def choose_threshold(labels, scores, target_fpr: float | None = None, positive: int = 1) -> float:
-    """The cut ``t`` of the rule "positive if score > t", chosen on known ``labels``: with ``target_fpr``, the one with
-    the best recall whose false-positive rate on the negative class is at most the target (scikit-learn's
-    ``roc_curve``); else the one with the best F1 (``precision_recall_curve``). ``t`` lies halfway between the lowest
-    score called positive and the next lower score, so a score equal to a validation score gets the same answer on
-    either side."""
+    """The cut ``t`` of the rule "positive if score > t", chosen on known ``labels``: with ``target_fpr``, the best
+    recall whose false-positive rate is at most the target (``roc_curve``); else the best F1. ``t`` lies halfway between
+    the lowest score called positive and the next lower score."""
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
@@ -121,8 +118,8 @@ def choose_threshold(labels, scores, target_fpr: float | None = None, positive: 
 
 def decision_rule(labels, scores, target_fpr: float | None = None, threshold: float | None = None,
                   positive: int = 1, positive_name: str = "positive") -> tuple[float, str]:
-    """(log-odds cut, how it was chosen) for the rule "positive if score > cut": a fixed probability ``threshold``,
-    else :func:`choose_threshold` on ``labels`` / ``scores`` (a validation split)."""
+    """(log-odds cut, how it was chosen): a fixed probability ``threshold``, else :func:`choose_threshold` on a
+    validation split."""
     if threshold is not None:
         return math.log(threshold / (1 - threshold)), f"fixed P({positive_name}) > {threshold:g}"
     cut = choose_threshold(labels, scores, target_fpr, positive)
@@ -133,8 +130,7 @@ def decision_rule(labels, scores, target_fpr: float | None = None, threshold: fl
 
 def decision_metrics(labels, scores, cut: float, positive: int = 1, count_keys: tuple[str, str] = COUNT_KEYS) -> dict:
     """What a filter's user sees for the rule "positive if score > cut": accuracy, precision, recall, F1, the
-    false-positive rate on the negative class (``fpr``) and the counts (the examples and the positive ones under
-    ``count_keys``); ROC-AUC and average precision need only the scores."""
+    false-positive rate (``fpr``), the counts under ``count_keys``, ROC-AUC and average precision."""
     from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
 
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
@@ -151,8 +147,7 @@ def decision_metrics(labels, scores, cut: float, positive: int = 1, count_keys: 
 
 def score_splits(splits: dict, cut: float, prefix: str = "", keys=None, positive: int = 1,
                  count_keys: tuple[str, str] = COUNT_KEYS) -> dict:
-    """:func:`decision_metrics` of each ``{split: (labels, scores)}`` at ``cut``, as ``{prefix}{split}_{metric}``
-    (only ``keys`` when given)."""
+    """:func:`decision_metrics` of each ``{split: (labels, scores)}`` at ``cut``, as ``{prefix}{split}_{metric}``."""
     scored = {}
     for name, (labels, scores) in splits.items():
         metrics = decision_metrics(labels, scores, cut, positive, count_keys)
@@ -161,11 +156,9 @@ def score_splits(splits: dict, cut: float, prefix: str = "", keys=None, positive
 
 
 def set_decision_threshold(model, cut: float, rule: str, positive: int = 1, head: str = "score") -> dict:
-    """Put the rule "positive if log-odds > ``cut``" into ``model``: the ``head``'s positive bias is lowered by ``cut``
-    (relative to a cut already there), so argmax of the logits, which ``pipeline()``, the demo and any loader do,
-    is the rule; the config records ``decision_threshold`` (the probability cut), ``decision_logit_shift`` (``cut``),
-    ``decision_positive_label`` and ``decision_rule``. Works on a ``PeftModel`` too (its trained copy of the head).
-    Returns the rule as metrics."""
+    """Put the rule "positive if log-odds > ``cut``" into ``model``: the ``head``'s positive bias is lowered by ``cut``,
+    so the argmax that ``pipeline()`` and any loader take is the rule; the config records it (``decision_threshold``,
+    ``decision_logit_shift``, ...). Works on a ``PeftModel`` too. Returns the rule as metrics."""
     import torch
 
     config = model.config
@@ -186,9 +179,8 @@ def set_decision_threshold(model, cut: float, rule: str, positive: int = 1, head
 
 # ------------------------------------------------------------------------------------------------ the SVM anchor
 def tfidf_svm(texts, labels, class_weight: str | None = None):
-    """A fitted scikit-learn pipeline, the classical text filter: TF-IDF of character 2- to 5-grams within word
-    boundaries (sublinear term frequency) into ``LinearSVC`` (its defaults; ``class_weight="balanced"`` for an
-    imbalanced training split). Its ``decision_function`` is positive for label 1 by the SVM's own rule."""
+    """The classical text filter: TF-IDF of character 2- to 5-grams within word boundaries into ``LinearSVC``
+    (``class_weight="balanced"`` for an imbalanced training split), fitted."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import make_pipeline
     from sklearn.svm import LinearSVC
@@ -200,10 +192,9 @@ def tfidf_svm(texts, labels, class_weight: str | None = None):
 
 def score_tfidf_svm(splits: dict, tests, decision: DecisionArguments, class_weight: str | None = None,
                     positive: int = 1, count_keys: tuple[str, str] = COUNT_KEYS) -> tuple[dict, dict]:
-    """The anchor beside a model: :func:`tfidf_svm` trained on ``splits["train"]`` (``text`` / ``label`` columns), its
-    cut chosen by the model's rule on ``splits["calibration"]`` (with a fixed threshold: its own rule, score > 0), then
-    scored on each of ``tests`` at that cut and at its own rule. Returns (metrics prefixed ``svm_``, its
-    precision-recall curve on the last test split, for :func:`plot_precision_recall`)."""
+    """The anchor beside a model: :func:`tfidf_svm` trained on ``splits["train"]``, its cut chosen by the model's rule
+    on ``splits["calibration"]``, scored on each of ``tests`` at that cut and at its own rule. Returns (metrics prefixed
+    ``svm_``, its precision-recall curve on the last test split)."""
     started = time.time()
     svm = tfidf_svm(splits["train"]["text"], splits["train"]["label"], class_weight)
     sign = 1.0 if svm.classes_[1] == positive else -1.0  # decision_function is positive for classes_[1]
@@ -252,8 +243,7 @@ def plot_confusion_matrix(labels, predictions, path: str, title: str = "Classifi
 
 
 def plot_precision_recall(labels, curves: dict, path: str, title: str = "Test split", positive: int = 1) -> str:
-    """A precision-recall PNG (scikit-learn's display): one curve per ``{name: (scores, cut)}``, each with its
-    operating point (the rule "positive if score > cut") marked."""
+    """A precision-recall PNG: one curve per ``{name: (scores, cut)}``, each with its operating point marked."""
     from sklearn.metrics import PrecisionRecallDisplay
 
     plt, fig, ax = _figure((5.2, 4.4))

@@ -28,9 +28,8 @@ ALPACA_MARKERS = ("### Instruction:", "### Response:")
 
 
 def llama_cpp_pre_tokenizer(tokenizer) -> str:
-    """The ``tokenizer.ggml.pre`` name llama.cpp needs: ``"gpt-2"`` for a byte-level BPE that splits with GPT-2's
-    regex and adds no prefix space (GPT-2's own, and :func:`hfgpt.tokenization.train_bpe_tokenizer`'s). Anything
-    else would tokenize differently in llama.cpp, so it is refused."""
+    """The ``tokenizer.ggml.pre`` name llama.cpp needs: ``"gpt-2"`` for a byte-level BPE that splits with GPT-2's regex
+    and adds no prefix space; anything else would tokenize differently in llama.cpp, so it is refused."""
     name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
@@ -56,8 +55,7 @@ def _looks_special(token: str) -> bool:
 
 
 def gguf_vocab(tokenizer, vocab_size: int) -> tuple[list[str], list[int]]:
-    """Tokens and token types for ``vocab_size`` rows, as the converter's ``get_vocab_base``: added tokens are
-    CONTROL (special) or USER_DEFINED, ids the tokenizer lacks are ``[PAD<i>]`` UNUSED."""
+    """Tokens and token types for ``vocab_size`` rows, as the converter's ``get_vocab_base``."""
     import gguf
 
     vocab = tokenizer.get_vocab()
@@ -90,8 +88,7 @@ def gguf_vocab(tokenizer, vocab_size: int) -> tuple[list[str], list[int]]:
 
 
 def gguf_chat_template(template: str) -> str:
-    """The chat template without transformers' ``{% generation %}`` markers (they only mark assistant tokens for
-    ``return_assistant_tokens_mask``; other Jinja engines do not know them)."""
+    """The chat template without transformers' ``{% generation %}`` markers, which other Jinja engines do not know."""
     return GENERATION_TAGS.sub("", template)
 
 
@@ -101,9 +98,8 @@ def is_alpaca_template(template) -> bool:
 
 
 def ollama_modelfile(gguf_name: str, eos_token: str, n_ctx: int) -> str:
-    """An Ollama ``Modelfile`` for an Alpaca-tuned GGUF: the book's prompt as a Go template (a system message
-    replaces the preamble, as in the tokenizer's chat template), greedy decoding, the end-of-text token and the
-    next ``### `` header as stops, and the model's context (Ollama's default is larger than n_positions)."""
+    """An Ollama ``Modelfile`` for an Alpaca-tuned GGUF: the book's prompt as a Go template, greedy decoding, stops and
+    the model's context (Ollama's default is larger than n_positions)."""
     from ..data.instructions import PREAMBLE
 
     template = (
@@ -172,10 +168,8 @@ def _add_tensors(gguf, writer, gpt2, matrix_type) -> None:
 def export_gguf(folder_or_model, out_path, outtype: str = "f32", tokenizer=None, progress: bool = True) -> str:
     """Write ``folder_or_model`` (an hfgpt folder or ``GPTScratchForCausalLM``) as a llama.cpp GGUF at ``out_path``.
 
-    ``outtype``: ``"f32"``, ``"f16"`` or ``"q8_0"`` for the 2-D weight matrices (a matrix whose rows are not a
-    multiple of 32 stays f16 under q8_0, as in llama.cpp). ``tokenizer``: defaults to the folder's. When the
-    tokenizer has the Alpaca chat template, an Ollama ``Modelfile`` is written next to the file. The file appears
-    complete or not at all (written to ``out_path + ".partial"``, then renamed). Returns ``out_path``."""
+    ``outtype``: ``"f32"``, ``"f16"`` or ``"q8_0"`` (rows not a multiple of 32 stay f16, as in llama.cpp). An Alpaca
+    tokenizer also gets an Ollama ``Modelfile``. The file appears complete or not at all. Returns ``out_path``."""
     import gguf
 
     from ..convert import to_hf_gpt2
