@@ -177,9 +177,8 @@ class GPTScratchConfig(PretrainedConfig):
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "GPTScratchConfig":
-        """A named size: the book's ``"124M"``, ``"355M"``, ``"774M"``, ``"1558M"`` (or ``"gpt2"``,
-        ``"gpt2-medium"``, ...), or a CPU size ``"tiny"``, ``"mini"``, ``"small"``, ``"medium-cpu"``.
-        Keyword overrides replace single fields, e.g. ``from_preset("124M", n_positions=256, drop_rate=0.0)``."""
+        """A named size (the book's ``"124M"`` ... ``"1558M"``, ``"gpt2"``..., or ``"tiny"``, ``"mini"``, ``"small"``,
+        ``"medium-cpu"``) with single fields overridden, e.g. ``from_preset("124M", n_positions=256)``."""
         key = PRESET_ALIASES.get(name, name)
         if key not in PRESETS:
             raise ValueError(f"Unknown preset {name!r}. Known presets: {', '.join([*PRESETS, *PRESET_ALIASES])}.")
@@ -217,8 +216,7 @@ class GPTScratchConfig(PretrainedConfig):
 
     @property
     def padded_vocab_size(self) -> int:
-        """Rows of the token embedding and of the output head: ``vocab_size`` rounded up to a multiple of
-        ``pad_vocab_size_multiple`` (``vocab_size`` itself when that is ``None``)."""
+        """Rows of the token embedding and output head: ``vocab_size`` rounded up to ``pad_vocab_size_multiple``."""
         multiple = getattr(self, "pad_vocab_size_multiple", None)
         if not multiple:
             return self.vocab_size

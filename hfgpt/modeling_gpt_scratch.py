@@ -48,8 +48,8 @@ CACHE_NAME = "cache" if "cache" in inspect.signature(create_causal_mask).paramet
 
 
 def renamed_past_key_values(forward: Callable) -> Callable:
-    """Where transformers calls the cache ``cache`` (5.24+), the old ``past_key_values=`` still works and warns that
-    it is deprecated, as transformers' own models do; older transformers pass ``past_key_values`` themselves."""
+    """Where transformers calls the cache ``cache`` (5.24+), the old ``past_key_values=`` still works, with a
+    warning."""
     if CACHE_NAME == "past_key_values":
         return forward
     return deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")(forward)
@@ -107,10 +107,8 @@ def eager_attention_forward(
     dropout: float = 0.0,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The book's attention step by step (``attn_implementation="eager"``), on ``[batch, heads, tokens, head_dim]``:
-    scores ``q @ k^T / sqrt(head_dim)``, future positions masked, softmax, dropout, weights times values. Where the
-    book uses ``masked_fill(triu, -inf)``, transformers' mask is additive and also covers padding and the cache.
-    """
+    """The book's attention step by step (``attn_implementation="eager"``): scores ``q @ k^T / sqrt(head_dim)``, future
+    positions masked, softmax, dropout, weights times values; transformers' mask is additive and covers padding too."""
     attn_scores = torch.matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None:
         attn_scores = attn_scores + attention_mask[:, :, :, : key.shape[-2]]
@@ -125,8 +123,7 @@ def eager_attention_forward(
 
 
 class GPTScratchCausalSelfAttention(nn.Module):
-    """The book's ``MultiHeadAttention``: project to queries, keys and values, split into heads, attend causally,
-    merge the heads and project back with ``out_proj``. The three projections are fused into ``qkv``."""
+    """The book's ``MultiHeadAttention`` with the three projections fused into ``qkv``."""
 
     def __init__(self, config: GPTScratchConfig, layer_idx: int):
         super().__init__()
@@ -216,8 +213,7 @@ class GPTScratchTransformerBlock(GradientCheckpointingLayer):
 
 # ---- Plumbing: the base class transformers reads (capabilities, initialisation, saving, resizing) --------------
 class GPTScratchPreTrainedModel(PreTrainedModel):
-    """What transformers reads about the model: config class, capabilities, GPT-2 weight initialisation; saving
-    (every head in ``auto_map``, FSDP 2) and resizing the vocabulary (keeping a padded vocabulary)."""
+    """What transformers reads about the model; saving (every head in ``auto_map``, FSDP 2), resizing the vocabulary."""
 
     config_class = GPTScratchConfig
     config: GPTScratchConfig
@@ -251,9 +247,8 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
     def resize_token_embeddings(
         self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
     ) -> nn.Embedding:
-        """transformers' ``resize_token_embeddings`` (``new_num_tokens``: e.g. ``len(tokenizer)``), keeping
-        ``config.vocab_size`` the number of real tokens: transformers' own would store the padded row count there,
-        and the padded ids would then be sampled. ``pad_to_multiple_of`` sets ``config.pad_vocab_size_multiple``."""
+        """transformers' ``resize_token_embeddings``, keeping ``config.vocab_size`` the number of real tokens
+        (transformers' own would store the padded row count, and padded ids would be sampled)."""
         if new_num_tokens is None and pad_to_multiple_of is None:
             return self.get_input_embeddings()
         if pad_to_multiple_of is not None and not isinstance(pad_to_multiple_of, int):  # transformers' own words
@@ -275,8 +270,7 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """GPT-2's scheme: N(0, 0.02) for linear and embedding weights, zero biases, unit layer norms, and the
-        projections that write into the residual stream scaled by 1/sqrt(2 * n_layer)."""
+        """GPT-2's initialisation; the projections that write into the residual stream scaled by 1/sqrt(2 * n_layer)."""
         super()._init_weights(module)
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
@@ -419,8 +413,7 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         attach_fast_paths(self)  # the new lm_head's decoding path
 
     def loss_from_logits(self, logits: torch.Tensor, labels: torch.LongTensor, **kwargs) -> torch.Tensor:
-        """The book's ``calc_loss_batch``: transformers' next-token cross-entropy on the real tokens' logits
-        (``logits`` may have the padded vocabulary's columns)."""
+        """The book's ``calc_loss_batch`` on the real tokens' logits (``logits`` may have padded columns)."""
         vocab_size = self.config.vocab_size
         return self.loss_function(logits=logits[..., :vocab_size], labels=labels, vocab_size=vocab_size, **kwargs)
 
@@ -444,10 +437,9 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         skip_logits: bool | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
-        r"""``labels`` are the input ids themselves (the model shifts them by one, as the book's
-        ``calc_loss_batch`` does with its shifted target windows); ``-100`` marks positions without a loss.
-        ``skip_logits=True`` (what the Trainer passes at a loss-only evaluation with Liger): only the loss and
-        ``logits=None``; default: ``self.skip_logits_in_training`` when training with labels, else False."""
+        r"""``labels`` are the input ids themselves (the model shifts them, as the book's target windows); ``-100``
+        marks positions without a loss. ``skip_logits=True``: only the loss (default: ``skip_logits_in_training`` when
+        training)."""
         if skip_logits is None:
             skip_logits = self.skip_logits_in_training and self.training and labels is not None
         if skip_logits and labels is None:

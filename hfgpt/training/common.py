@@ -47,10 +47,8 @@ class LoraArguments:
 
 @dataclass
 class RecipeTrainingArguments(TrainingArguments):
-    """``TrainingArguments`` with the book's AdamW weight decay, no reporting, DDP on CPU-only machines, pinned
-    memory only where there is an accelerator to pin for, bf16 autocast by default on a CPU that computes bf16
-    natively (:func:`cpu_has_native_bf16`) when training on the CPU, and Muon for the hidden matrices on request
-    (``--use_muon``, :mod:`hfgpt.training.optim`)."""
+    """``TrainingArguments`` with the book's AdamW weight decay, no reporting, DDP on CPU-only machines, pinned memory
+    only with an accelerator, bf16 autocast by default on a CPU with native bf16, and Muon on request."""
 
     bf16: bool | None = field(
         default=None,
@@ -152,8 +150,7 @@ def check_mode(mode: str) -> None:
 
 # ------------------------------------------------------------------------------------------------ models
 def checkpoint_config(path: str, flag: str = "--model_name_or_path"):
-    """The config of an hfgpt or GPT-2 *causal-LM* checkpoint whose weights are readable; anything else is refused
-    with the reason, before any data is read."""
+    """The config of an hfgpt or GPT-2 *causal-LM* checkpoint with readable weights; anything else is refused."""
     from ..checkpoints import check_weight_files, load_checkpoint_config
 
     expanded = os.path.expanduser(path)
@@ -173,9 +170,8 @@ def checkpoint_config(path: str, flag: str = "--model_name_or_path"):
 
 def load_base_model(path: str, model_class=None, drop_rate: float | None = None, attn_implementation: str = "sdpa",
                     **config_updates):
-    """An hfgpt or GPT-2 causal-LM checkpoint as ``model_class`` (default ``GPTScratchForCausalLM``; a head class such
-    as ``GPTScratchForSequenceClassification`` keeps the body and gets a new head). GPT-2 is converted on the fly.
-    ``drop_rate`` sets the book's three dropouts; ``config_updates`` (e.g. ``num_labels``) go into the config."""
+    """An hfgpt or GPT-2 (converted) causal-LM checkpoint as ``model_class`` (a head class keeps the body and gets a new
+    head). ``drop_rate`` sets the three dropouts; ``config_updates`` (e.g. ``num_labels``) go into the config."""
     from ..modeling_gpt_scratch import GPTScratchForCausalLM
 
     model_class = model_class or GPTScratchForCausalLM
@@ -212,9 +208,8 @@ def load_chat_model(model_args: FinetuneArguments):
 
 
 def set_trainable(model, mode: str, lora: LoraArguments | None = None, head: str = "lm_head", task_type="CAUSAL_LM"):
-    """The book's ways to fine-tune: ``full`` (every weight), ``last-block`` (the last transformer block, the final
-    norm and the ``head``, section 6.5) or ``lora`` (peft adapters, appendix E; a new ``head`` trains fully).
-    Returns the model to train (a ``PeftModel`` for ``lora``)."""
+    """The book's ways to fine-tune: ``full``, ``last-block`` (the last block, the final norm and the ``head``, section
+    6.5) or ``lora`` (appendix E; a new ``head`` trains fully). Returns the model to train."""
     check_mode(mode)
     if mode == "lora":
         from .lora import apply_lora
@@ -247,19 +242,16 @@ def has_accelerator() -> bool:
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 matmuls natively (AVX512-BF16 or AMX tiles): then bf16 autocast trains faster
-    than fp32 there; elsewhere torch emulates bf16 and it is slower."""
+    """Whether this CPU computes bf16 matmuls natively (AVX512-BF16 or AMX): elsewhere bf16 autocast is slower than
+    fp32."""
     import torch
 
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def share_cpu_cores() -> None:
-    """Give each process its share of the CPU cores when training on CPU.
-
-    ``accelerate launch`` exports ``OMP_NUM_THREADS=1`` unless told otherwise, which halves a single-process CPU run.
-    Under accelerate, with no GPU, use ``cores // local processes`` threads instead (a value above 1 the user chose
-    with ``--num_cpu_threads_per_process`` is kept)."""
+    """Give each process its share of the CPU cores: ``accelerate launch`` exports ``OMP_NUM_THREADS=1`` unless told
+    otherwise, which halves a single-process CPU run (a value above 1 the user chose is kept)."""
     import torch
 
     launched_by_accelerate = any(key.startswith("ACCELERATE_") for key in os.environ)
@@ -285,8 +277,8 @@ def train(trainer, metrics: dict, resume: str | None = None) -> None:
 
 @contextlib.contextmanager
 def final_save(trainer, push: bool = False, datasets: list[str] | None = None):
-    """Everything written inside goes to ``trainer.args.output_dir`` atomically (:func:`outputs.staged_output`); then
-    the push to the Hub (model or adapter + tokenizer + code + metrics + card), if asked."""
+    """Everything written inside goes to ``output_dir`` atomically (:func:`outputs.staged_output`); then the Hub
+    push."""
     from ..hub import push_run
 
     if trainer.is_fsdp_enabled:  # a loadable model, not shards (checkpoints keep the accelerate config's type)
@@ -298,8 +290,7 @@ def final_save(trainer, push: bool = False, datasets: list[str] | None = None):
 
 
 def finish_run(trainer, metrics: dict, tokenizer, mode: str) -> dict:
-    """The end of every recipe, inside :func:`final_save`: a merged plain checkpoint for LoRA (loads without peft) and
-    ``all_results.json`` with every metric of the run."""
+    """The end of every recipe, inside :func:`final_save`: a merged checkpoint for LoRA and ``all_results.json``."""
     if not trainer.is_world_process_zero():
         return metrics
     if mode == "lora":

@@ -64,8 +64,7 @@ ARGUMENT_TYPES = (FinetuneArguments, LoraArguments, InstructionDataArguments, Ju
 
 # ------------------------------------------------------------------------------------------------------ loading
 def check_arguments(model_args: FinetuneArguments, data_args) -> None:
-    """Cheap checks of the flags this module owns, before any model or data is loaded (the data and judge flags are
-    checked where they are used: :func:`load_instruction_records`, :func:`load_judge`)."""
+    """Cheap checks of the flags this module owns, before any model or data is loaded."""
     from .common import check_mode, checkpoint_config
 
     check_mode(model_args.mode)
@@ -94,9 +93,8 @@ def prepare_data(records: list[dict], report: RecordReport, data_args, tokenizer
 def finetune_instructions(model_args: FinetuneArguments, lora_args: LoraArguments,
                           data_args: InstructionDataArguments, judge_args: JudgeArguments,
                           training_args: InstructionTrainingArguments, judge=None) -> dict:
-    """Run the whole recipe; returns the metrics (also saved as ``all_results.json`` in ``output_dir``).
-
-    ``judge``: a callable ``prompt -> reply`` to use instead of the one the judge arguments name."""
+    """Run the whole recipe and return the metrics; ``judge``: a callable ``prompt -> reply`` instead of the named
+    one."""
     from transformers import Trainer, set_seed
 
     from ..evaluation.generation import generate_responses

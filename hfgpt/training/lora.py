@@ -28,9 +28,8 @@ def apply_lora(model, r: int = 16, alpha: int = 16, dropout: float = 0.0, target
 
 
 def save_merged(peft_model, tokenizer, folder: str) -> str:
-    """Fold the adapters into the base weights and save a plain model (with its code) and the tokenizer.
-
-    ``merge_and_unload`` changes the base model in place: use ``peft_model`` for nothing else afterwards."""
+    """Fold the adapters into the base weights (in place: ``peft_model`` is spent) and save a plain model and
+    tokenizer."""
     merged = peft_model.merge_and_unload()
     merged.save_pretrained(folder)
     if tokenizer is not None:

@@ -26,8 +26,7 @@ def is_hidden_matrix(name: str, param: torch.Tensor) -> bool:
 
 
 def split_parameters(model) -> tuple[list[str], list[str], list[str]]:
-    """The names of the trainable parameters: (Muon, AdamW with weight decay, AdamW without), each parameter in
-    exactly one list (``named_parameters`` lists a tied ``lm_head`` once, under the token embedding)."""
+    """The names of the trainable parameters: (Muon, AdamW with weight decay, AdamW without), each in one list."""
     from transformers import Trainer
 
     # The Trainer's own rule (LayerNorms and biases get no decay); the method does not use the Trainer instance.
@@ -40,10 +39,9 @@ def split_parameters(model) -> tuple[list[str], list[str], list[str]]:
 
 
 class MuonWithAdamW(torch.optim.Optimizer):
-    """``torch.optim.Muon`` over ``muon_groups`` and ``adamw_cls`` (AdamW) over ``adamw_groups`` as one optimizer.
-
-    Its ``param_groups`` are the inner optimizers' group dicts (AdamW's first, so the Trainer logs ``--learning_rate``)
-    and one ``state`` dict serves both; :meth:`load_state_dict` re-links them after torch rebuilds both."""
+    """``torch.optim.Muon`` over ``muon_groups`` and ``adamw_cls`` over ``adamw_groups`` as one optimizer: its
+    ``param_groups`` are the inner ones' (AdamW's first, so the Trainer logs ``--learning_rate``), one ``state`` serves
+    both."""
 
     def __init__(self, muon_groups: list[dict], adamw_groups: list[dict], muon_kwargs: dict | None = None,
                  adamw_cls=torch.optim.AdamW, adamw_kwargs: dict | None = None):
@@ -80,8 +78,7 @@ class MuonWithAdamW(torch.optim.Optimizer):
 
 
 class MuonWithAdamWFactory:
-    """The Trainer's optimizer factory for :class:`MuonWithAdamW`: ``Trainer.create_optimizer`` calls
-    ``MuonWithAdamWFactory()(model, **kwargs)`` with the model it trains (a peft model too)."""
+    """The Trainer's optimizer factory: ``Trainer.create_optimizer`` calls it with the model it trains."""
 
     def __call__(self, model, *, muon_lr: float, weight_decay: float, adamw_cls, adamw_kwargs: dict):
         params = dict(model.named_parameters())
@@ -101,8 +98,7 @@ class MuonWithAdamWFactory:
 
 
 def optimizer_cls_and_kwargs(args) -> tuple | None:
-    """``Trainer(optimizer_cls_and_kwargs=...)`` for ``args``: ``None`` (the Trainer's own optimizer) unless
-    ``args.use_muon``; then Muon plus the optimizer ``--optim`` names for the rest, with its usual arguments."""
+    """``Trainer(optimizer_cls_and_kwargs=...)``: ``None`` (the Trainer's own) unless ``args.use_muon``."""
     if not getattr(args, "use_muon", False):
         return None
     from transformers import Trainer

@@ -65,10 +65,8 @@ def run_contents(output_dir: str) -> list[str]:
 
 
 def last_complete_checkpoint(output_dir: str, flag: str = "last") -> str:
-    """The newest ``checkpoint-N`` folder in ``output_dir`` that the Trainer finished writing.
-
-    ``Trainer`` writes ``trainer_state.json`` last, so a run killed while saving leaves a newer folder without it;
-    transformers' ``get_last_checkpoint`` would pick that one and resuming would fail on missing files."""
+    """The newest ``checkpoint-N`` in ``output_dir`` that the Trainer finished (it writes ``trainer_state.json`` last;
+    ``get_last_checkpoint`` would pick a half-written one)."""
     steps = _checkpoints(output_dir)
     if not steps:
         raise HfgptInputError(f"--resume_from_checkpoint {flag}: no checkpoint-* folder in {output_dir!r}.")
@@ -94,8 +92,8 @@ def resolve_resume(training_args) -> str | None:
 
 
 def protect_output_dir(training_args, resume: str | None) -> None:
-    """Refuse to train into a folder holding another run, unless this run continues it (``resume``, from
-    :func:`resolve_resume`) or replaces it (``--overwrite_output_dir``); see the module doc."""
+    """Refuse to train into a folder holding another run, unless this run continues it (``resume``) or replaces it
+    (``--overwrite_output_dir``, which removes the old checkpoints first)."""
     output_dir = training_args.output_dir
     recover_final_save(output_dir, is_main=training_args.process_index == 0)
     found = run_contents(output_dir)
@@ -117,10 +115,8 @@ def protect_output_dir(training_args, resume: str | None) -> None:
 
 @contextlib.contextmanager
 def staged_output(trainer):
-    """Inside the block ``trainer.args.output_dir`` is a staging folder; on success its files replace the final ones.
-
-    Every process enters (a sharded model is gathered by all of them); the main process publishes. On an exception
-    the staging folder is removed, the previous model is untouched and the exception propagates."""
+    """Inside the block ``trainer.args.output_dir`` is a staging folder; on success its files replace the final ones
+    (the main process publishes), on an exception it is removed and the previous model is untouched."""
     args = trainer.args
     output_dir = args.output_dir
     staging = os.path.join(output_dir, STAGING_DIR)

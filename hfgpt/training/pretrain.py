@@ -97,8 +97,7 @@ ARGUMENT_TYPES = (ModelArguments, DataArguments, PretrainingArguments)
 
 # ------------------------------------------------------------------------------------------------ the model
 def parse_overrides(text: str | None) -> dict:
-    """``'n_layer=2,drop_rate=0.0,qkv_bias=true'`` -> ``{'n_layer': 2, 'drop_rate': 0.0, 'qkv_bias': True}`` (names
-    that are not ``GPTScratchConfig`` fields are refused by ``GPTScratchConfig.from_preset``)."""
+    """``'n_layer=2,qkv_bias=true'`` -> ``{'n_layer': 2, 'qkv_bias': True}``."""
     values = {}
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         if "=" not in item:
@@ -112,11 +111,9 @@ def parse_overrides(text: str | None) -> dict:
 
 
 def build_config(model_args: ModelArguments, window: int, tokenizer=None):
-    """A preset + ``--config_overrides`` (+ the tokenizer's vocabulary and special tokens, once there is one).
-
-    The context is the window length the run trains (``n_positions`` = ``--max_length``): positions a model never
-    saw would keep their random initialisation, and every tool that reads ``n_positions`` would use them. An explicit
-    ``n_positions`` override that is longer is kept, recorded as ``trained_context`` = the window."""
+    """A preset + ``--config_overrides`` (+ the tokenizer's vocabulary and special tokens, once there is one). The
+    context is the trained window (untrained positions would keep their random initialisation); a longer explicit
+    ``n_positions`` is kept, recorded as ``trained_context``."""
     from ..configuration_gpt_scratch import GPTScratchConfig
     from ..tokenization import special_token_ids
 
@@ -160,8 +157,7 @@ def warn_untrained_positions(config, window: int) -> None:
 
 
 def load_model(model_args: ModelArguments, tokenizer, window: int):
-    """A fresh model from the preset, or the checkpoint in ``--model_name_or_path`` (GPT-2 converted), for
-    training windows of ``window`` tokens."""
+    """A fresh model from the preset, or the checkpoint in ``--model_name_or_path`` (GPT-2 converted)."""
     from ..modeling_gpt_scratch import GPTScratchForCausalLM
     from .common import check_vocabulary, load_base_model
 
@@ -177,10 +173,8 @@ def load_model(model_args: ModelArguments, tokenizer, window: int):
 
 
 def prepare_tokenizer(tokenizer_name: str | None, raw_train, text_column: str, vocab_size: int, context: int):
-    """The named tokenizer, or a byte-level BPE trained on the training text (the book's chapter 2, our own vocabulary).
-
-    ``model_max_length`` is the model's ``context`` (``n_positions``, not the window length); a named tokenizer keeps
-    its own unless it has none (transformers' "no limit" sentinel)."""
+    """The named tokenizer, or a byte-level BPE trained on the training text (chapter 2); ``model_max_length`` is the
+    model's ``context`` unless a named tokenizer has its own."""
     from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 
     from ..tokenization import load_tokenizer, train_bpe_tokenizer
@@ -200,8 +194,7 @@ def prepare_tokenizer(tokenizer_name: str | None, raw_train, text_column: str, v
 
 
 def check_lm_eval_tasks(data_args: DataArguments) -> list[str]:
-    """``--lm_eval_tasks`` as a list, checked before training: lm-eval installed, every name known
-    (``hfgpt_heldout`` is written from the validation split after training, so it needs one in memory)."""
+    """``--lm_eval_tasks`` as a list, checked before training."""
     if data_args.lm_eval_tasks is None:
         return []
     from ..evaluation.lm_eval import HELDOUT_TASK, check_tasks
@@ -228,8 +221,8 @@ def _shapes(config) -> dict:
 
 
 def check_checkpoint_matches(checkpoint: str, planned, flag: str = "--resume_from_checkpoint") -> None:
-    """A checkpoint to resume must hold the model this run builds (a readable hfgpt causal LM of the same sizes);
-    otherwise the Trainer fails on a size mismatch after the data is prepared."""
+    """A checkpoint to resume must hold a model of this run's sizes (else the Trainer fails after the data is
+    prepared)."""
     from .common import checkpoint_config
 
     found = checkpoint_config(checkpoint, flag=flag)
@@ -243,8 +236,8 @@ def check_checkpoint_matches(checkpoint: str, planned, flag: str = "--resume_fro
 
 # ------------------------------------------------------------------------------------------------ the recipe
 def check_arguments(model_args: ModelArguments, data_args: DataArguments, training_args: PretrainingArguments):
-    """Every cheap check, before the corpus is read or a tokenizer trained. Returns ``(planned config, checkpoint to
-    resume or None, lm-eval tasks)``."""
+    """Every cheap check, before the corpus is read: ``(planned config, checkpoint to resume or None, lm-eval
+    tasks)``."""
     from ..data import check_window_args
     from .common import check_context
     from .outputs import protect_output_dir, resolve_resume
@@ -267,8 +260,7 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, traini
 
 
 def announce(training_args: PretrainingArguments) -> None:
-    """The first lines of a run: its precision (bf16 autocast or fp32, as RecipeTrainingArguments decided) and
-    optimizer."""
+    """The first lines of a run: its precision and optimizer."""
     if training_args.process_index == 0:
         print(training_args.precision(), flush=True)
         print("Optimizer: Muon for the transformer blocks' weight matrices, AdamW for the rest (--use_muon false: "
@@ -287,8 +279,7 @@ def load_text(data_args: DataArguments, seed: int):
 
 
 def pretraining_callbacks(tokenizer, model, data_args: DataArguments, tokens_per_step: int, baselines=None) -> list:
-    """The book's extras around the Trainer's loop: a sample continuation at each evaluation, the loss curve (with
-    the unigram baseline), and bits per byte beside every validation loss."""
+    """The book's extras: a sample at each evaluation, the loss curve, bits per byte beside every validation loss."""
     from .callbacks import BitsPerByteCallback, LossCurveCallback, SampleGenerationCallback
 
     unigram = None if baselines is None else ("unigram baseline (validation)", baselines.unigram_loss)
@@ -302,8 +293,7 @@ def pretraining_callbacks(tokenizer, model, data_args: DataArguments, tokens_per
 
 def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args: PretrainingArguments,
              extra_callbacks: list | None = None) -> dict:
-    """The book's chapter 5 with the ``Trainer``: data, tokenizer, model, Trainer, train, evaluate, save. Returns the
-    run's metrics (also saved as ``all_results.json`` in ``output_dir``)."""
+    """The book's chapter 5 with the ``Trainer``; returns the run's metrics (also ``output_dir/all_results.json``)."""
     from transformers import Trainer, default_data_collator, set_seed
 
     from ..data import build_pretraining_datasets
