@@ -1,10 +1,6 @@
-"""Configuration of the GPT from *Build a Large Language Model (From Scratch)*.
-
-The book keeps its hyperparameters in a dict (``GPT_CONFIG_124M``: ``context_length``, ``emb_dim``, ``n_heads``,
-``n_layers``, ``drop_rate``, ``qkv_bias``); here they are a ``PretrainedConfig`` with GPT-2's field names
-(``n_positions``, ``n_embd``, ``n_head``, ``n_layer``), and :meth:`GPTScratchConfig.from_book_dict` reads the book's
-dict. This file imports only ``transformers``: ``save_pretrained`` copies it next to the modeling file.
-"""
+"""Configuration of the GPT from *Build a Large Language Model (From Scratch)*: the book's ``GPT_CONFIG_124M`` dict
+as a ``PretrainedConfig`` with GPT-2's field names (:meth:`GPTScratchConfig.from_book_dict` reads the book's dict).
+This file imports only ``transformers``: ``save_pretrained`` copies it next to the modeling file."""
 
 from __future__ import annotations
 

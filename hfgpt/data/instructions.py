@@ -1,10 +1,8 @@
 """Instruction data (the book's chapter 7): Alpaca records, the book's split, its prompt, and its collator.
 
-A record is ``{"instruction", "input", "output"}`` (``input`` may be empty), as in the book's ``instruction-data.json``.
 The book's prompt, ``format_input(entry) + "\n\n### Response:\n"``, is here the tokenizer's chat template
-(:data:`ALPACA_CHAT_TEMPLATE`), so ``apply_chat_template`` and ``pipeline()`` on chat messages give the training
-prompt; a leading ``system`` message replaces the book's preamble. Prompt and response are tokenized separately, so
-the prompt a user sends tokenizes to exactly the training prefix.
+(:data:`ALPACA_CHAT_TEMPLATE`), so ``apply_chat_template`` and ``pipeline()`` give the training prompt. Prompt and
+response are tokenized separately, so the prompt a user sends tokenizes to exactly the training prefix.
 """
 
 from __future__ import annotations

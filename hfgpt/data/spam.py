@@ -224,9 +224,7 @@ def write_pretraining_text(dataset, splits, path: str) -> int:
 class SpamDataArguments:
     """The SMS data's flags (litgpt's ``DataModule``): :meth:`load` reads and splits the messages."""
 
-    data_file: str | None = field(
-        default=None, metadata={"help": "SMSSpamCollection (ham|spam<TAB>text) or a csv/json/parquet table; default: download from UCI."}
-    )
+    data_file: str | None = field(default=None, metadata={"help": "SMSSpamCollection or a table; default: UCI's."})
     dataset_name: str | None = field(default=None, metadata={"help": "A Hub dataset id, e.g. ucirvine/sms_spam."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration."})
     dataset_split: str = field(default="train", metadata={"help": "The Hub dataset's split to read."})

@@ -64,8 +64,7 @@ class DecisionArguments:
     """How a binary classifier decides (the rule "positive if log-odds > cut"), and the anchor it is scored beside."""
 
     target_fpr: float | None = field(default=None, metadata={
-        "help": "Choose the threshold with the best validation recall whose validation false-positive rate (on ham) is "
-                "at most this (e.g. 0.005); default: the best validation F1."})
+        "help": "Best recall at most this false-positive rate (e.g. 0.005); default: the best F1."})
     decision_threshold: float | None = field(default=None, metadata={
         "help": "A fixed probability threshold (P(spam)) instead of choosing one (0.5: the plain argmax of the book)."})
     svm_baseline: bool = field(default=True, metadata={

@@ -22,9 +22,7 @@ MODES = ("full", "last-block", "lora")
 
 @dataclass
 class BaseModelArguments:
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "An hfgpt folder (e.g. runs/pretrain), or a GPT-2 folder / Hub id (converted)."}
-    )
+    model_name_or_path: str | None = field(default=None, metadata={"help": "An hfgpt or GPT-2 folder or Hub id."})
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer folder or Hub id; default: the model's."})
     attn_implementation: str = field(default="sdpa", metadata={"help": "eager (the book's), sdpa, flash_attention_2."})
 
@@ -40,9 +38,7 @@ class LoraArguments:
     lora_r: int = field(default=16, metadata={"help": "LoRA rank (the book's appendix E: 16)."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (scale = alpha / r)."})
     lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA path."})
-    lora_target_modules: str = field(
-        default=DEFAULT_TARGETS, metadata={"help": "Comma-separated Linear layers that get adapters."}
-    )
+    lora_target_modules: str = field(default=DEFAULT_TARGETS, metadata={"help": "Linear layers that get adapters."})
 
 
 @dataclass
@@ -50,32 +46,17 @@ class RecipeTrainingArguments(TrainingArguments):
     """``TrainingArguments`` with the book's AdamW weight decay, no reporting, DDP on CPU-only machines, pinned memory
     only with an accelerator, bf16 autocast by default on a CPU with native bf16, and Muon on request."""
 
-    bf16: bool | None = field(
-        default=None,
-        metadata={"help": "bf16 mixed precision (autocast; the weights stay fp32). Default: on when training on a CPU "
-                          "with native bf16 (AVX512-BF16 or AMX), else off (on a GPU: the Trainer's default). "
-                          "--bf16 false turns it off.",
-                  "nargs": "?", "const": True},  # a bare --bf16 means true, as for the other switches
-    )
+    bf16: bool | None = field(default=None, metadata={  # a bare --bf16 means true, as for the other switches
+        "help": "bf16 autocast; default: on when training on a CPU with native bf16.", "nargs": "?", "const": True})
 
     weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay."})
     report_to: None | str | list[str] = field(default="none", metadata={"help": "tensorboard, wandb, ... or none."})
     ddp_find_unused_parameters: bool | None = field(default=False, metadata={"help": "Every parameter gets a grad."})
-    dataloader_pin_memory: bool | None = field(
-        default=None, metadata={"help": "Pin batches in page-locked memory; default: when there is an accelerator."}
-    )
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Replace the run already in output_dir (by default a new run refuses it)."}
-    )
-    use_muon: bool | None = field(
-        default=False, metadata={"help": "Muon for the transformer blocks' weight matrices, --optim (AdamW) for the "
-                                         "embeddings, head, norms and biases (hfgpt.training.optim).",
-                                 "nargs": "?", "const": True}  # a bare --use_muon means true
-    )
-    muon_learning_rate: float | None = field(
-        default=None, metadata={"help": "Muon's peak learning rate (its updates are scaled to AdamW's RMS); default: "
-                                        "--learning_rate."}
-    )
+    dataloader_pin_memory: bool | None = field(default=None, metadata={"help": "Default: with an accelerator."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace the run already in output_dir."})
+    use_muon: bool | None = field(default=False, metadata={
+        "help": "Muon for the blocks' matrices, --optim for the rest.", "nargs": "?", "const": True})
+    muon_learning_rate: float | None = field(default=None, metadata={"help": "Default: --learning_rate."})
 
     def __post_init__(self):
         without_accelerator = not has_accelerator()

@@ -19,22 +19,14 @@ logger = logging.getLogger("hfgpt.pretrain")
 
 @dataclass
 class ModelArguments(BaseModelArguments):
-    preset: str = field(
-        default="small",
-        metadata={"help": "Model size: 124M, 355M, 774M, 1558M (GPT-2 sizes) or tiny, mini, small, medium-cpu."},
-    )
-    config_overrides: str | None = field(
-        default=None,
-        metadata={"help": "Comma-separated GPTScratchConfig fields, e.g. 'n_layer=2,n_embd=64,drop_rate=0.0'."},
-    )
+    preset: str = field(default="small", metadata={"help": "124M ... 1558M (GPT-2's), tiny, mini, small, medium-cpu."})
+    config_overrides: str | None = field(default=None, metadata={"help": "GPTScratchConfig fields, e.g. 'n_layer=2'."})
     vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size of the BPE trained on the corpus."})
 
 
 @dataclass
 class DataArguments:
-    train_file: list[str] | None = field(
-        default=None, metadata={"help": "Text files (txt, json/jsonl, parquet, csv; globs allowed)."}
-    )
+    train_file: list[str] | None = field(default=None, metadata={"help": "Text files (txt, json/jsonl, parquet, csv)."})
     validation_file: list[str] | None = field(default=None, metadata={"help": "Validation files; default: a split."})
     dataset_name: str | None = field(default=None, metadata={"help": "A Hub dataset id, e.g. 'roneneldan/TinyStories'."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration."})
@@ -44,22 +36,12 @@ class DataArguments:
     stride: int | None = field(default=None, metadata={"help": "Step between windows; default max_length (no overlap)."})
     validation_fraction: float = field(default=0.05, metadata={"help": "Held-out fraction when no validation file."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
-    max_corpus_chars: int | None = field(
-        default=None, metadata={"help": "Use only this many characters of the default corpus (quick runs)."}
-    )
+    max_corpus_chars: int | None = field(default=None, metadata={"help": "Cap on the default corpus's characters."})
     sample_prompt: str = field(default="The return value of", metadata={"help": "Prompt printed with a continuation at each eval."})
     sample_max_new_tokens: int = field(default=40, metadata={"help": "Length of those samples."})
-    xz_baseline: bool = field(
-        default=True,
-        metadata={"help": "Measure the xz baseline (eval_xz_bits_per_byte: the extra bits xz -9e needs for the "
-                          "validation text after the training text). Not with --streaming."},
-    )
-    lm_eval_tasks: str | None = field(
-        default=None,
-        metadata={"help": "Comma-separated lm-evaluation-harness tasks to run on the saved model (results in "
-                          "lm_eval_results.json): hfgpt_heldout (perplexity on the validation documents), "
-                          "hfgpt_english (shipped text), or lm-eval's own. Needs pip install 'hfgpt[lm-eval]'."},
-    )
+    xz_baseline: bool = field(default=True, metadata={"help": "Measure eval_xz_bits_per_byte (not with --streaming)."})
+    lm_eval_tasks: str | None = field(default=None, metadata={
+        "help": "Comma-separated lm-eval tasks for the saved model: hfgpt_heldout, hfgpt_english or lm-eval's own."})
 
 
 @dataclass
@@ -79,16 +61,9 @@ class PretrainingArguments(RecipeTrainingArguments):
     save_strategy: str = field(default="steps", metadata={"help": "When to checkpoint."})
     save_steps: float = field(default=0.25, metadata={"help": "Checkpoint every N steps (or a fraction)."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Keep this many checkpoints."})
-    muon_learning_rate: float | None = field(
-        default=4e-3, metadata={"help": "Muon's peak learning rate (its updates are scaled to AdamW's RMS; the best of "
-                                        "1e-3, 2e-3, 4e-3 and 8e-3 in bench/time_to_loss.py on the main job)."}
-    )
-    use_muon: bool | None = field(
-        default=None, metadata={"help": "Muon for the transformer blocks' weight matrices, AdamW for the embeddings, "
-                                        "head, norms and biases. Default: on (it reaches the main job's loss sooner "
-                                        "than AdamW), AdamW alone with FSDP or DeepSpeed; --use_muon false: AdamW "
-                                        "for everything.", "nargs": "?", "const": True}
-    )
+    muon_learning_rate: float | None = field(default=4e-3, metadata={"help": "Muon's peak learning rate."})
+    use_muon: bool | None = field(default=None, metadata={
+        "help": "Muon for the blocks' matrices; default: on, off with FSDP or DeepSpeed.", "nargs": "?", "const": True})
 
 
 # What recipes/pretrain.py parses, in the order pretrain takes them.
