@@ -57,10 +57,9 @@ def check_weight_files(folder: str) -> None:
                 with safe_open(os.path.join(folder, name), framework="pt") as weights:
                     weights.keys()
             except (SafetensorError, OSError) as error:
-                raise HfgptInputError(
-                    f"Cannot read the weights in {os.path.join(folder, name)!r}, a truncated or corrupt file "
-                    f"({_one_line(error)}): copy or download the checkpoint again."
-                ) from None
+                raise HfgptInputError(f"Cannot read the weights in {os.path.join(folder, name)!r}, a truncated or "
+                                      f"corrupt file ({_one_line(error)}): copy or download the checkpoint "
+                                      f"again.") from None
 
 
 def load_checkpoint_config(path, where: str = ""):
@@ -95,8 +94,7 @@ def load_folder(path, model_class, model_type: str, name: str, check=None):
     except (OSError, SafetensorError) as error:
         raise HfgptInputError(f"Cannot read the weights in {os.fspath(path)!r}: {error}") from error
     if info["missing_keys"] or info["mismatched_keys"]:
-        raise HfgptInputError(
-            f"{os.fspath(path)!r} is not a complete {model_class.__name__} checkpoint: missing "
-            f"{listing(info['missing_keys'])}; mismatched {listing(k for k, *_ in info['mismatched_keys'])}."
-        )
+        raise HfgptInputError(f"{os.fspath(path)!r} is not a complete {model_class.__name__} checkpoint: missing "
+                              f"{listing(info['missing_keys'])}; mismatched "
+                              f"{listing(k for k, *_ in info['mismatched_keys'])}.")
     return model

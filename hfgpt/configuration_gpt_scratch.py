@@ -146,20 +146,16 @@ class GPTScratchConfig(PretrainedConfig):
                 raise ValueError(f"GPTScratchConfig.{name} must be a positive integer, got {value!r}.")
         multiple = self.pad_vocab_size_multiple
         if multiple is not None and (isinstance(multiple, bool) or not isinstance(multiple, int) or multiple <= 0):
-            raise ValueError(
-                f"GPTScratchConfig.pad_vocab_size_multiple must be None or a positive integer, got {multiple!r}."
-            )
+            raise ValueError(f"GPTScratchConfig.pad_vocab_size_multiple must be None or a positive integer, got "
+                             f"{multiple!r}.")
         if self.n_embd % self.n_head != 0:
-            raise ValueError(
-                f"GPTScratchConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): each head "
-                f"gets n_embd / n_head dimensions."
-            )
+            raise ValueError(f"GPTScratchConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): "
+                             f"each head gets n_embd / n_head dimensions.")
         for name in ("embd_pdrop", "attn_pdrop", "resid_pdrop"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                raise ValueError(
-                    f"GPTScratchConfig.{name} is a dropout probability and must be in [0, 1), got {value!r}."
-                )
+                raise ValueError(f"GPTScratchConfig.{name} is a dropout probability and must be in [0, 1), got "
+                                 f"{value!r}.")
         if not isinstance(self.layer_norm_epsilon, (int, float)) or self.layer_norm_epsilon <= 0:
             raise ValueError(f"GPTScratchConfig.layer_norm_epsilon must be > 0, got {self.layer_norm_epsilon!r}.")
         if not isinstance(self.initializer_range, (int, float)) or self.initializer_range < 0:
@@ -167,9 +163,8 @@ class GPTScratchConfig(PretrainedConfig):
         for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
             outside = ids_outside_vocab(getattr(self, name, None), self.vocab_size)
             if outside:
-                raise ValueError(
-                    f"GPTScratchConfig.{name} ({outside[0]}) is outside the vocabulary (vocab_size={self.vocab_size})."
-                )
+                raise ValueError(f"GPTScratchConfig.{name} ({outside[0]}) is outside the vocabulary "
+                                 f"(vocab_size={self.vocab_size}).")
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "GPTScratchConfig":

@@ -242,10 +242,9 @@ def _read_checkpoint(path: str) -> Mapping:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise HfgptInputError(
-            f"{path!r} is not a plain state dict (torch.load(weights_only=True) refused it: "
-            f"{str(error).splitlines()[0]}). Save the book's model with torch.save(model.state_dict(), path)."
-        ) from None
+        raise HfgptInputError(f"{path!r} is not a plain state dict (torch.load(weights_only=True) refused it: "
+                              f"{str(error).splitlines()[0]}). Save the book's model with "
+                              f"torch.save(model.state_dict(), path).") from None
     except (RuntimeError, EOFError) as error:
         raise HfgptInputError(f"{path!r} is not a PyTorch checkpoint: {str(error).splitlines()[0]}") from None
 
@@ -298,10 +297,8 @@ def from_book_checkpoint(path_or_state_dict, config=None) -> GPTScratchForCausal
     where = repr(os.fspath(path_or_state_dict)) if is_path else "the state dict"
     source = _book_state_dict(path_or_state_dict, where)
     if "tok_emb.weight" not in source or "pos_emb.weight" not in source:
-        raise HfgptInputError(
-            f"{where} is not a state dict of the book's GPTModel: no tok_emb.weight / pos_emb.weight. "
-            f"Keys found: {listing(source)}."
-        )
+        raise HfgptInputError(f"{where} is not a state dict of the book's GPTModel: no tok_emb.weight / "
+                              f"pos_emb.weight. Keys found: {listing(source)}.")
     vocab_size, n_embd = source["tok_emb.weight"].shape
     blocks = {int(key.split(".")[1]) for key in source if key.startswith("trf_blocks.") and key.split(".")[1].isdigit()}
     if not blocks:
@@ -335,11 +332,9 @@ def from_book_checkpoint(path_or_state_dict, config=None) -> GPTScratchForCausal
         raise HfgptInputError("config contradicts the checkpoint: " + "; ".join(conflicts) + ".")
     if user.get("n_head") is None:
         if n_embd not in GPT2_HEADS_BY_WIDTH:
-            raise HfgptInputError(
-                f"Cannot infer the number of attention heads from the weights (emb_dim={n_embd} is not a GPT-2 "
-                f"size): pass it, e.g. from_book_checkpoint(path, config={{'n_heads': N}}) or "
-                f"`hfgpt convert --from book ... --n-head N`."
-            )
+            raise HfgptInputError(f"Cannot infer the number of attention heads from the weights (emb_dim={n_embd} is "
+                                  f"not a GPT-2 size): pass it, e.g. from_book_checkpoint(path, config={{'n_heads': "
+                                  f"N}}) or `hfgpt convert --from book ... --n-head N`.")
         user["n_head"] = GPT2_HEADS_BY_WIDTH[n_embd]
     tied = torch.equal(source["out_head.weight"], source["tok_emb.weight"])
     try:  # the book's LayerNorm eps; the config's default drop_rate is the book's 0.1

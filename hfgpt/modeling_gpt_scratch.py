@@ -326,10 +326,9 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
             problem = f"A position id is {int(longest) - 1}"
         else:
             problem = f"The sequence is {int(longest)} tokens long ({int(past_length)} cached + {num_tokens} new)"
-        raise HfgptInputError(
-            f"{problem}, but the model's context length is n_positions={n_positions}. Truncate the input (e.g. "
-            f"tokenizer(..., truncation=True, max_length={n_positions})) or generate fewer tokens."
-        )
+        raise HfgptInputError(f"{problem}, but the model's context length is n_positions={n_positions}. Truncate the "
+                              f"input (e.g. tokenizer(..., truncation=True, max_length={n_positions})) or generate "
+                              f"fewer tokens.")
 
     @capture_outputs
     @renamed_past_key_values

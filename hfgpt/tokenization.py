@@ -33,10 +33,8 @@ def train_bpe_tokenizer(
                               f"(bos, eos and pad), e.g. ({ENDOFTEXT!r},).")
     minimum = 256 + len(special_tokens)
     if vocab_size <= minimum:
-        raise HfgptInputError(
-            f"vocab_size must be larger than {minimum} (256 byte tokens + {len(special_tokens)} special), "
-            f"got {vocab_size}."
-        )
+        raise HfgptInputError(f"vocab_size must be larger than {minimum} (256 byte tokens + {len(special_tokens)} "
+                              f"special), got {vocab_size}.")
     texts = [texts] if isinstance(texts, str) else texts
     chars = 0
 

@@ -41,11 +41,10 @@ def llama_cpp_pre_tokenizer(tokenizer) -> str:
     if model == "BPE" and normalizer is None and gpt2_split:
         return "gpt-2"
     found = f"model {model}, normalizer {(normalizer or {}).get('type')}, pre-tokenizer {json.dumps(pre)}"
-    raise HfgptInputError(
-        f"The tokenizer {name!r} ({found}) is not GPT-2's byte-level BPE (ByteLevel with GPT-2's regex, no prefix "
-        "space, no normalizer), the only pre-tokenizer llama.cpp's gpt2 models know: export a model trained with "
-        "GPT-2's tokenizer or hfgpt.tokenization.train_bpe_tokenizer."
-    )
+    raise HfgptInputError(f"The tokenizer {name!r} ({found}) is not GPT-2's byte-level BPE (ByteLevel with GPT-2's "
+                          f"regex, no prefix space, no normalizer), the only pre-tokenizer llama.cpp's gpt2 models "
+                          f"know: export a model trained with GPT-2's tokenizer or "
+                          f"hfgpt.tokenization.train_bpe_tokenizer.")
 
 
 def _looks_special(token: str) -> bool:
@@ -60,10 +59,9 @@ def gguf_vocab(tokenizer, vocab_size: int) -> tuple[list[str], list[int]]:
 
     vocab = tokenizer.get_vocab()
     if max(vocab.values()) >= vocab_size:
-        raise HfgptInputError(
-            f"The tokenizer {tokenizer.name_or_path!r} has ids up to {max(vocab.values())}, but the model has "
-            f"vocab_size={vocab_size}: it is not this model's tokenizer (pass the one it was trained with)."
-        )
+        raise HfgptInputError(f"The tokenizer {tokenizer.name_or_path!r} has ids up to {max(vocab.values())}, but the "
+                              f"model has vocab_size={vocab_size}: it is not this model's tokenizer (pass the one it "
+                              f"was trained with).")
     by_id = {i: token for token, i in vocab.items()}
     added = tokenizer.added_tokens_decoder
     tokens, types = [], []

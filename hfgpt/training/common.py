@@ -107,10 +107,9 @@ class RecipeTrainingArguments(TrainingArguments):
 def check_context(max_length: int, config, flag: str = "--max_length") -> None:
     """``max_length`` tokens must fit the model's context (the one place this is checked)."""
     if max_length > config.n_positions:
-        raise HfgptInputError(
-            f"{flag} {max_length} is longer than the model's context (n_positions={config.n_positions}); lower "
-            f"{flag} (or, for a new model, pass --config_overrides n_positions={max_length})."
-        )
+        raise HfgptInputError(f"{flag} {max_length} is longer than the model's context "
+                              f"(n_positions={config.n_positions}); lower {flag} (or, for a new model, pass "
+                              f"--config_overrides n_positions={max_length}).")
 
 
 def check_vocabulary(tokenizer, config, model_source: str | None = None) -> None:

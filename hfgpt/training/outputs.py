@@ -74,9 +74,8 @@ def last_complete_checkpoint(output_dir: str, flag: str = "last") -> str:
         if os.path.isfile(os.path.join(steps[step], "trainer_state.json")):
             return steps[step]
         logger.warning("Skipping %s: no trainer_state.json (its run stopped while saving it)", steps[step])
-    raise HfgptInputError(
-        f"--resume_from_checkpoint {flag}: no complete checkpoint in {output_dir!r} (none has trainer_state.json)."
-    )
+    raise HfgptInputError(f"--resume_from_checkpoint {flag}: no complete checkpoint in {output_dir!r} (none has "
+                          f"trainer_state.json).")
 
 
 def resolve_resume(training_args) -> str | None:
@@ -101,10 +100,9 @@ def protect_output_dir(training_args, resume: str | None) -> None:
         return
     if not getattr(training_args, "overwrite_output_dir", False):
         shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
-        raise HfgptInputError(
-            f"--output_dir {output_dir!r} already holds a run ({shown}); pass --overwrite_output_dir to replace it, "
-            f"--resume_from_checkpoint last to continue it, or choose another --output_dir."
-        )
+        raise HfgptInputError(f"--output_dir {output_dir!r} already holds a run ({shown}); pass --overwrite_output_dir "
+                              f"to replace it, --resume_from_checkpoint last to continue it, or choose another "
+                              f"--output_dir.")
     old_checkpoints = [name for name in found if name.startswith("checkpoint-")]
     if old_checkpoints and training_args.process_index == 0:
         logger.warning("--overwrite_output_dir: removing the previous run's %s from %s (its final model stays until "
