@@ -42,8 +42,8 @@ def _config_problem(folder: str, error: BaseException) -> str:
 
 
 def check_weight_files(folder: str) -> None:
-    """A local model folder must hold weights, and each ``*.safetensors`` file a complete header (opening it reads
-    only the header), so a broken download fails here, not deep inside ``from_pretrained`` after the data is read."""
+    """A local model folder must hold weights, and each ``*.safetensors`` file a complete header: a broken download
+    fails here, not deep inside ``from_pretrained`` after the data is read."""
     from safetensors import SafetensorError, safe_open
 
     if not os.path.isdir(folder):
@@ -63,8 +63,8 @@ def check_weight_files(folder: str) -> None:
 
 
 def load_checkpoint_config(path, where: str = ""):
-    """``AutoConfig.from_pretrained(path)``; a missing, invalid or unknown ``config.json`` is bad input (``where``,
-    e.g. ``" (--model_name_or_path)"``, follows the path in messages)."""
+    """``AutoConfig.from_pretrained(path)``; a bad ``config.json`` is bad input (``where`` follows the path in
+    errors)."""
     from transformers import AutoConfig
 
     path = os.fspath(path)
@@ -79,8 +79,7 @@ def load_checkpoint_config(path, where: str = ""):
 
 
 def load_folder(path, model_class, model_type: str, name: str, check=None):
-    """``model_class.from_pretrained`` of a folder (or Hub id) that must hold a ``model_type`` model; ``check``
-    sees its config before any weights are read."""
+    """``model_class.from_pretrained`` of a ``model_type`` folder; ``check`` sees its config before any weights."""
     from safetensors import SafetensorError
 
     config = load_checkpoint_config(path)

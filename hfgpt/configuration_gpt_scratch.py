@@ -168,8 +168,7 @@ class GPTScratchConfig(PretrainedConfig):
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "GPTScratchConfig":
-        """A named size (the book's ``"124M"`` ... ``"1558M"``, ``"gpt2"``..., or ``"tiny"``, ``"mini"``, ``"small"``,
-        ``"medium-cpu"``) with single fields overridden, e.g. ``from_preset("124M", n_positions=256)``."""
+        """A named size (``"124M"`` ... ``"1558M"``, ``"gpt2"``..., ``"tiny"``...) with fields overridden by keyword."""
         key = PRESET_ALIASES.get(name, name)
         if key not in PRESETS:
             raise ValueError(f"Unknown preset {name!r}. Known presets: {', '.join([*PRESETS, *PRESET_ALIASES])}.")

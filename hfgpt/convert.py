@@ -99,8 +99,7 @@ def _real_vocab_rows(config: GPTScratchConfig, state_dict: dict) -> dict:
 
 def _assemble(model_class, config, state_dict: dict, source_names: Mapping | None = None,
               where: str = "the weights"):
-    """A ``model_class(config)`` holding copies of exactly ``state_dict``, in eval mode (built on the meta device:
-    no random initialisation)."""
+    """A ``model_class(config)`` holding copies of exactly ``state_dict``, built on the meta device, in eval mode."""
     with torch.device("meta"):
         model = model_class(config)
     expected = model.state_dict()
@@ -196,8 +195,7 @@ def load_causal_lm(model_or_path) -> GPTScratchForCausalLM:
 
 
 def to_hf_gpt2(model):
-    """Convert a ``GPTScratchForCausalLM`` (or a folder holding one) to a ``GPT2LMHeadModel`` with the same logits:
-    ``qkv_bias=False`` gets GPT-2's ``c_attn`` bias as zeros; padded vocabulary rows are dropped."""
+    """Convert a ``GPTScratchForCausalLM`` (or its folder) to a ``GPT2LMHeadModel`` with the same logits."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     model = load_causal_lm(model)
@@ -352,8 +350,7 @@ def from_book_checkpoint(path_or_state_dict, config=None) -> GPTScratchForCausal
 
 
 def to_book_state_dict(model) -> dict:
-    """The reverse of :func:`from_book_checkpoint`: a state dict that the book's ``GPTModel`` of the same sizes loads
-    with ``load_state_dict(strict=True)``, ``att.mask`` buffers included."""
+    """The reverse of :func:`from_book_checkpoint`: what the book's ``GPTModel`` loads with ``strict=True``."""
     model = load_causal_lm(model)
     c = model.config
     ours = _real_vocab_rows(c, model.state_dict())

@@ -72,8 +72,7 @@ def shifted_targets(labels, device, num_items_in_batch=None, ignore_index: int =
 
 def chunked_causal_lm_loss(logits: torch.Tensor, labels: torch.LongTensor, num_items_in_batch=None,
                            vocab_size: int | None = None, **loss_kwargs) -> torch.Tensor:
-    """transformers' ``ForCausalLMLoss`` (the book's ``calc_loss_batch``) through :class:`ChunkedCrossEntropy`.
-    ``vocab_size``: the real tokens, when ``logits`` has padded columns after them."""
+    """transformers' ``ForCausalLMLoss`` (the book's ``calc_loss_batch``) through :class:`ChunkedCrossEntropy`."""
     logits = logits.reshape(-1, logits.shape[-1])
     targets, divisor, ignore_index = shifted_targets(labels, logits.device, num_items_in_batch, **loss_kwargs)
     block_rows = max(1, 2**21 // logits.shape[-1])  # blocks of 8 MB: reused by the allocator, warm in cache
@@ -134,8 +133,7 @@ class LinearCrossEntropy(torch.autograd.Function):
 
 def fused_causal_lm_loss(hidden_states: torch.Tensor, weight: torch.Tensor, labels: torch.LongTensor,
                          num_items_in_batch=None, vocab_size: int | None = None, **loss_kwargs) -> torch.Tensor:
-    """:func:`chunked_causal_lm_loss` of ``hidden_states @ weight.T`` without the logits (:class:`LinearCrossEntropy`).
-    On CPU in eager mode the rows without a label are left out first."""
+    """:class:`LinearCrossEntropy` of ``hidden_states @ weight.T``; on CPU (eager) unlabelled rows are dropped first."""
     hidden = hidden_states.reshape(-1, hidden_states.shape[-1])
     targets, divisor, ignore_index = shifted_targets(labels, hidden.device, num_items_in_batch, **loss_kwargs)
     # A data-dependent shape: not in a compiled graph, nor on an accelerator (nonzero() waits for the device).
@@ -156,8 +154,7 @@ def fused_causal_lm_loss(hidden_states: torch.Tensor, weight: torch.Tensor, labe
 
 
 def one_row_product(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``nn.functional.linear`` of one row through ``torch.mv``: for bf16 weights on CPU its matrix-vector kernel
-    streams the weight faster than the matmul kernels ``linear`` picks for one row."""
+    """``linear`` of one row through ``torch.mv``: on CPU it streams bf16 weights faster than the matmul kernels."""
     output = torch.mv(weight, input.reshape(-1))
     if bias is not None:
         output += bias
@@ -209,8 +206,8 @@ def default_loss(model: nn.Module) -> bool:
 
 
 def chunked_loss_from_logits(self, logits: torch.Tensor, labels: torch.LongTensor, **kwargs) -> torch.Tensor:
-    """The head's ``loss_from_logits`` through :func:`chunked_causal_lm_loss` on CPU in eager mode (CUDA's caching
-    allocator has no page-fault cost, and compiled graphs fuse the loss themselves); else the head's own."""
+    """The head's ``loss_from_logits`` through :func:`chunked_causal_lm_loss` on CPU in eager mode (CUDA's allocator has
+    no page-fault cost, and compiled graphs fuse the loss themselves)."""
     applies = (
         logits.device.type == "cpu"
         and logits.dtype in (torch.float32, torch.bfloat16)
@@ -224,8 +221,7 @@ def chunked_loss_from_logits(self, logits: torch.Tensor, labels: torch.LongTenso
 
 def fused_loss_from_hidden_states(self, hidden_states: torch.Tensor, labels: torch.LongTensor,
                                   **kwargs) -> torch.Tensor:
-    """The head's ``loss_from_hidden_states`` through :func:`fused_causal_lm_loss` for a plain bias-free
-    ``nn.Linear`` head (not a LoRA / quantised layer) with the default loss; else the head's own."""
+    """The head's ``loss_from_hidden_states`` through :func:`fused_causal_lm_loss` for a bias-free ``nn.Linear``."""
     if type(self.lm_head) is not nn.Linear or self.lm_head.bias is not None or not default_loss(self):
         return type(self).loss_from_hidden_states(self, hidden_states, labels, **kwargs)
     return fused_causal_lm_loss(hidden_states, self.lm_head.weight, labels, vocab_size=self.config.vocab_size,

@@ -155,8 +155,7 @@ def adapter_card(folder: str, repo_id: str) -> ModelCard:
 
 
 def build_upload_folder(folder: str, repo_id: str, out_dir: str, datasets: list[str] | None = None) -> str:
-    """Write into ``out_dir`` exactly what ``push_to_hub`` uploads for the model (or adapter) in ``folder``, checked
-    first."""
+    """Write into ``out_dir`` what ``push_to_hub`` uploads for the model (or adapter) in ``folder``, checked first."""
     if not os.path.isdir(folder):
         raise HfgptFileNotFoundError(f"No model folder at {folder!r}.")
     if os.path.abspath(out_dir) == os.path.abspath(folder):
@@ -197,7 +196,7 @@ def build_upload_folder(folder: str, repo_id: str, out_dir: str, datasets: list[
 
 def push_to_hub(folder: str, repo_id: str, out_dir: str | None = None, private: bool = False,
                 token: str | None = None, dry_run: bool = False, datasets: list[str] | None = None) -> list[str]:
-    """Build the upload folder (``out_dir``, or a temporary one) and upload it (``dry_run``: only list). Returns the
+    """Build the upload folder (``out_dir``, or a temporary one) and upload it (``dry_run``: only list); return its
     files."""
     if out_dir is None:
         with tempfile.TemporaryDirectory(prefix="hfgpt-upload-") as temporary:

@@ -43,8 +43,8 @@ def context_length(model) -> int:
 
 
 def load(name_or_path: str):
-    """``(model, tokenizer)``: the folder's causal LM with eager attention (the only path that returns attention
-    weights), a copy beside the chat's sdpa model so switching never races a generation."""
+    """``(model, tokenizer)``: the folder's causal LM with eager attention (the only path returning attention
+    weights)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=True)
@@ -130,8 +130,7 @@ def is_gpt2_bpe(tokenizer) -> bool:
 # ----------------------------------------------------------------------------------------------------------------
 @dataclass
 class Inspection:
-    """One forward pass over ``ids``: ``attentions`` ``[layers, heads, tokens, tokens]`` (row: the token attending) and
-    the next-token ``logits``."""
+    """One forward pass over ``ids``: ``attentions`` ``[layers, heads, tokens, tokens]``, next-token ``logits``."""
 
     ids: list[int]
     attentions: torch.Tensor

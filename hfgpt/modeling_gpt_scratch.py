@@ -48,8 +48,7 @@ CACHE_NAME = "cache" if "cache" in inspect.signature(create_causal_mask).paramet
 
 
 def renamed_past_key_values(forward: Callable) -> Callable:
-    """Where transformers calls the cache ``cache`` (5.24+), the old ``past_key_values=`` still works, with a
-    warning."""
+    """Where transformers names the cache ``cache`` (5.24+), ``past_key_values=`` still works, with a warning."""
     if CACHE_NAME == "past_key_values":
         return forward
     return deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")(forward)
@@ -76,8 +75,7 @@ def head_output(output_class: type, base_outputs: BaseModelOutputWithPast, **fie
 
 # ---- 1. Token + absolute position embeddings (chapter 2) ------------------------------------------------------
 class GPTScratchEmbeddings(nn.Module):
-    """The book's ``tok_emb`` + ``pos_emb`` + ``drop_emb``: each token id becomes a learned vector, and the
-    learned vector of its position is added to it (``tok_emb`` has ``config.padded_vocab_size`` rows)."""
+    """The book's ``tok_emb`` + ``pos_emb`` + ``drop_emb`` (``tok_emb`` has ``config.padded_vocab_size`` rows)."""
 
     def __init__(self, config: GPTScratchConfig):
         super().__init__()
@@ -247,8 +245,7 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
     def resize_token_embeddings(
         self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
     ) -> nn.Embedding:
-        """transformers' ``resize_token_embeddings``, keeping ``config.vocab_size`` the number of real tokens
-        (transformers' own would store the padded row count, and padded ids would be sampled)."""
+        """``resize_token_embeddings`` keeping ``config.vocab_size`` the real tokens (else padded ids get sampled)."""
         if new_num_tokens is None and pad_to_multiple_of is None:
             return self.get_input_embeddings()
         if pad_to_multiple_of is not None and not isinstance(pad_to_multiple_of, int):  # transformers' own words

@@ -197,8 +197,8 @@ def clean_records(records: Sequence, report: RecordReport | None = None, source:
 
 def split_records(records: Sequence, train_fraction: float = 0.85, test_fraction: float = 0.10,
                   seed: int | None = None) -> dict[str, list]:
-    """The book's split: the first 85% train, the next 10% test, the rest validation, in file order (``int()`` of each
-    portion, as the book); with ``seed``, shuffled first."""
+    """The book's split in file order: 85% train, 10% test, the rest validation (``int()`` of each); ``seed``
+    shuffles."""
     if not (0 < train_fraction < 1 and 0 <= test_fraction < 1 and train_fraction + test_fraction < 1):
         raise HfgptInputError(f"Fractions must satisfy 0 < train ({train_fraction}), 0 <= test ({test_fraction}) "
                               "and train + test < 1 (validation gets the rest).")

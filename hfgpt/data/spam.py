@@ -109,8 +109,7 @@ def load_spam_dataset(data_file: str | None = None, dataset_name: str | None = N
                       dataset_config_name: str | None = None, dataset_split: str = "train",
                       text_column: str | None = None, label_column: str = "label",
                       report: SpamReport | None = None):
-    """Every non-empty message as a ``Dataset`` of ``text`` and a ``label`` ClassLabel, from the raw collection, a
-    table (text column ``text``, ``sms`` or ``message``), a Hub dataset or, with neither, the UCI zip."""
+    """Every non-empty message as a ``Dataset`` of ``text`` and ``label``: a file, a Hub dataset, or the UCI zip."""
     from datasets import load_dataset
 
     report = report if report is not None else SpamReport()
@@ -209,8 +208,7 @@ def spam_splits(dataset, natural_test_fraction: float = 0.15, train_fraction: fl
 
 
 def write_pretraining_text(dataset, splits, path: str) -> int:
-    """Write each message of ``dataset`` whose text is in no evaluation split of ``splits``, one per line; return how
-    many."""
+    """Write each message of ``dataset`` in no evaluation split of ``splits``, one per line; return how many."""
     names = [name for name in EVALUATION_SPLITS if name in splits] or ["validation", "test"]
     held_out = set().union(*(splits[name]["text"] for name in names))
     lines = [" ".join(text.split()) for text in dataset["text"] if text not in held_out]
@@ -260,8 +258,7 @@ class SpamDataArguments:
 
 
 def tokenize_dataset(dataset, tokenizer, max_length: int, report: SpamReport | None = None, split: str = "train"):
-    """Token ids for each message, cut to ``max_length`` (the book's ``encoded_text[:max_length]``); the cut messages
-    are counted in ``report.truncated[split]``."""
+    """Token ids for each message, cut to ``max_length`` as the book; cuts counted in ``report.truncated[split]``."""
     encoded = dataset.map(lambda batch: tokenizer(batch["text"], add_special_tokens=False), batched=True,
                           remove_columns=["text"], desc=f"Tokenizing {split}")
     too_long = sum(len(ids) > max_length for ids in encoded["input_ids"])

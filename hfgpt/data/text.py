@@ -103,8 +103,8 @@ def _held_out(_example, index: int, seed: int, fraction: float, validation: bool
 def load_text_datasets(train_files=None, validation_files=None, dataset_name=None, dataset_config_name=None,
                        text_column="text", streaming=False, validation_fraction=0.05, seed=42,
                        default_corpus_max_chars=None):
-    """``"train"`` and ``"validation"`` splits of raw text from ``train_files`` / ``validation_files`` (paths, folders,
-    globs), else ``dataset_name``, else the default corpus; ``streaming=True`` reads lazily."""
+    """``"train"`` and ``"validation"`` splits of raw text: from files, else ``dataset_name``, else the default
+    corpus."""
     if validation_files is None and not 0 < validation_fraction < 1:
         raise HfgptInputError(f"validation_fraction must lie between 0 and 1, got {validation_fraction!r}")
     validation = None

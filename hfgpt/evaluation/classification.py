@@ -18,8 +18,7 @@ COUNT_KEYS = ("examples", "positives")  # decision_metrics' keys for the number 
 
 
 class ClassificationMetrics(evaluate.Metric):
-    """Accuracy, precision, recall and F1 as ONE ``evaluate`` metric; options as scikit-learn's (``pos_label``,
-    ``average``, ``zero_division``, ``sample_weight``, ``normalize``)."""
+    """Accuracy, precision, recall and F1 as ONE ``evaluate`` metric; options as scikit-learn's."""
 
     def _info(self):
         return evaluate.MetricInfo(
@@ -117,8 +116,7 @@ def choose_threshold(labels, scores, target_fpr: float | None = None, positive: 
 
 def decision_rule(labels, scores, target_fpr: float | None = None, threshold: float | None = None,
                   positive: int = 1, positive_name: str = "positive") -> tuple[float, str]:
-    """(log-odds cut, how it was chosen): a fixed probability ``threshold``, else :func:`choose_threshold` on a
-    validation split."""
+    """(log-odds cut, how it was chosen): a fixed probability ``threshold``, else :func:`choose_threshold`."""
     if threshold is not None:
         return math.log(threshold / (1 - threshold)), f"fixed P({positive_name}) > {threshold:g}"
     cut = choose_threshold(labels, scores, target_fpr, positive)
@@ -128,8 +126,8 @@ def decision_rule(labels, scores, target_fpr: float | None = None, threshold: fl
 
 
 def decision_metrics(labels, scores, cut: float, positive: int = 1, count_keys: tuple[str, str] = COUNT_KEYS) -> dict:
-    """What a filter's user sees for the rule "positive if score > cut": accuracy, precision, recall, F1, the
-    false-positive rate (``fpr``), the counts under ``count_keys``, ROC-AUC and average precision."""
+    """What a filter's user sees at "positive if score > cut": accuracy, precision, recall, F1, ``fpr``, counts,
+    AUCs."""
     from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
 
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
@@ -178,8 +176,7 @@ def set_decision_threshold(model, cut: float, rule: str, positive: int = 1, head
 
 # ------------------------------------------------------------------------------------------------ the SVM anchor
 def tfidf_svm(texts, labels, class_weight: str | None = None):
-    """The classical text filter: TF-IDF of character 2- to 5-grams within word boundaries into ``LinearSVC``
-    (``class_weight="balanced"`` for an imbalanced training split), fitted."""
+    """The classical text filter, fitted: TF-IDF of character 2- to 5-grams within words into ``LinearSVC``."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import make_pipeline
     from sklearn.svm import LinearSVC

@@ -80,8 +80,7 @@ class LocalModelJudge:
 
 
 class OpenAIChatJudge:
-    """An OpenAI-compatible chat-completions endpoint as judge (``url``: the API base, e.g. Ollama's
-    ``http://localhost:11434/v1``, or the full address). Temperature 0 and seed 123, as in the book."""
+    """An OpenAI-compatible chat-completions endpoint as judge (temperature 0 and seed 123, as in the book)."""
 
     def __init__(self, url: str, model: str, api_key: str | None = None, timeout: float = 120.0,
                  temperature: float = 0.0, seed: int | None = 123, max_tokens: int | None = None):
@@ -134,8 +133,7 @@ def load_judge(judge_model: str | None = None, judge_url: str | None = None, jud
 
 def score_responses(entries: Sequence[Mapping], judge: Callable[[str], str], response_key: str = "model_response",
                     progress: bool = False) -> dict:
-    """Ask ``judge`` to grade every entry: ``{"mean_score", "scores", "replies", "n_scored", "n_unparsed",
-    "n_total"}``."""
+    """Ask ``judge`` to grade every entry: ``mean_score``, ``scores``, ``replies`` and counts."""
     scores, replies = [], []
     for index, entry in enumerate(entries):
         reply = judge(grading_prompt(entry, response_key))

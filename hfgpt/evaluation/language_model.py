@@ -35,8 +35,7 @@ def _token_arrays(windows, column: str):
 
 
 def unigram_loss(train_windows, eval_windows, vocab_size: int, column: str = "input_ids") -> float:
-    """Cross-entropy (nats/token) on ``eval_windows`` of the add-one-smoothed token frequencies of ``train_windows``,
-    scored on the same positions as the causal-LM loss."""
+    """Cross-entropy (nats/token) on ``eval_windows`` of ``train_windows``' add-one-smoothed token frequencies."""
     counts = np.ones(vocab_size, dtype=np.float64)  # add-one smoothing: unseen tokens keep a small probability
     for block in _token_arrays(train_windows, column):
         counts += np.bincount(block.ravel(), minlength=vocab_size)[:vocab_size]
@@ -73,8 +72,7 @@ def token_byte_lengths(tokenizer) -> np.ndarray:
 
 
 def scored_tokens_and_bytes(windows, byte_lengths: np.ndarray, column: str = "input_ids") -> tuple[int, int]:
-    """``(tokens, bytes)`` that the causal-LM loss on ``windows`` averages over: every token of a window but its first,
-    and their UTF-8 bytes; tokens of overlapping windows count once per window."""
+    """``(tokens, bytes)`` the causal-LM loss on ``windows`` averages over: each window's tokens but its first."""
     tokens, n_bytes = 0, 0
     for block in _token_arrays(windows, column):
         targets = block[:, 1:]
@@ -126,8 +124,7 @@ def xz_bits_per_byte(train_texts, validation_texts, preset: int = XZ_PRESET) -> 
 # ------------------------------------------------------------------------------------------------ the recipes' steps
 @dataclass
 class LanguageModelBaselines:
-    """A validation split's yardsticks, measured before training: the ``tokens`` and ``n_bytes`` for bits per byte, the
-    unigram loss and the xz bits per byte."""
+    """A validation split's yardsticks, measured before training: tokens and bytes, unigram loss, xz bits per byte."""
 
     tokens: int
     n_bytes: int

@@ -40,8 +40,7 @@ def parse_tasks(tasks: str | Sequence[str] | None) -> list[str]:
 
 
 def _task_manager(tasks: list[str], include_path, metadata: dict | None = None):
-    """A TaskManager that knows ``tasks``: hfgpt's folder alone when that is enough (indexing lm-eval's ~15,000 built-in
-    tasks takes ~20 s), else with the built-ins; unknown names are refused."""
+    """A TaskManager that knows ``tasks``: hfgpt's folder alone when enough (indexing lm-eval's tasks takes ~20 s)."""
     from lm_eval.tasks import TaskManager
 
     paths = [str(TASKS_DIR), *(os.fspath(p) for p in ([include_path] if isinstance(include_path, (str, os.PathLike))
@@ -72,8 +71,7 @@ def check_tasks(tasks: str | Sequence[str], include_path=None, allow: Iterable[s
 
 
 def write_perplexity_task(documents: Iterable[str], out_dir: str | os.PathLike, name: str = HELDOUT_TASK) -> Path:
-    """A self-contained folder holding task ``name``: ``hfgpt_english`` over ``documents`` instead of the shipped text,
-    runnable with ``lm_eval --include_path OUT_DIR``; returns ``out_dir``."""
+    """A self-contained task folder (``lm_eval --include_path``): ``hfgpt_english`` over ``documents``, as ``name``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = [json.dumps({"text": text}, ensure_ascii=False) for text in documents if text and text.strip()]
@@ -92,8 +90,7 @@ def write_perplexity_task(documents: Iterable[str], out_dir: str | os.PathLike, 
 
 def run_lm_eval(folder: str | os.PathLike, tasks: str | Sequence[str], include_path=None, batch_size: int = 8,
                 device: str = "cpu", limit: int | float | None = None, log_samples: bool = False, **kwargs) -> dict:
-    """``lm_eval.simple_evaluate`` of the saved model in ``folder`` on ``tasks`` (:data:`TASKS_DIR` always included);
-    returns lm-eval's results dict. ``kwargs`` go to ``simple_evaluate``."""
+    """``lm_eval.simple_evaluate(**kwargs)`` of the model in ``folder`` on ``tasks``; returns lm-eval's results dict."""
     folder = os.fspath(folder)
     if not os.path.isfile(os.path.join(folder, "config.json")):
         raise HfgptInputError(f"no saved model in {folder!r} (no config.json): pass a recipe's output_dir")
@@ -134,8 +131,7 @@ def save_results(results: dict, path: str | os.PathLike) -> Path:
 
 def evaluate_saved_run(output_dir: str | os.PathLike, tasks: Sequence[str], documents: Iterable[str] | None = None,
                        batch_size: int = 8) -> dict:
-    """The pretraining recipe's ``--lm_eval_tasks`` step, after the final save: results go to
-    ``output_dir/lm_eval_results.json`` (an earlier model's removed first); returns :func:`headline_metrics`."""
+    """The pretraining recipe's ``--lm_eval_tasks`` step, after the final save; returns :func:`headline_metrics`."""
     output_dir = Path(output_dir)
     drop_results(output_dir)
     include = None

@@ -28,8 +28,8 @@ ALPACA_MARKERS = ("### Instruction:", "### Response:")
 
 
 def llama_cpp_pre_tokenizer(tokenizer) -> str:
-    """The ``tokenizer.ggml.pre`` name llama.cpp needs: ``"gpt-2"`` for a byte-level BPE that splits with GPT-2's regex
-    and adds no prefix space; anything else would tokenize differently in llama.cpp, so it is refused."""
+    """The ``tokenizer.ggml.pre`` name llama.cpp needs: ``"gpt-2"`` for GPT-2's byte-level BPE split; any other
+    tokenizer would tokenize differently in llama.cpp, so it is refused."""
     name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
@@ -96,8 +96,7 @@ def is_alpaca_template(template) -> bool:
 
 
 def ollama_modelfile(gguf_name: str, eos_token: str, n_ctx: int) -> str:
-    """An Ollama ``Modelfile`` for an Alpaca-tuned GGUF: the book's prompt as a Go template, greedy decoding, stops and
-    the model's context (Ollama's default is larger than n_positions)."""
+    """An Ollama ``Modelfile``: the book's prompt as a Go template, greedy, its stops and the model's context."""
     from ..data.instructions import PREAMBLE
 
     template = (

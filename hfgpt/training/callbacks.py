@@ -11,8 +11,7 @@ from transformers import TrainerCallback
 
 
 class SampleGenerationCallback(TrainerCallback):
-    """The book's ``generate_and_print_sample`` after each evaluation (temperature + top-k, chapter 5.3), seeded in a
-    forked RNG: samples stay comparable and training's randomness untouched."""
+    """The book's ``generate_and_print_sample`` after each evaluation, seeded in a forked RNG (training's untouched)."""
 
     def __init__(self, tokenizer, prompt: str = "Every effort moves you", max_new_tokens: int = 40,
                  do_sample: bool = True, top_k: int | None = 40, temperature: float = 0.8, seed: int = 123):
@@ -87,8 +86,7 @@ def plot_loss_curve(log_history: list[dict], tokens_per_step: int, path: str, ti
 
 @dataclass(eq=False)
 class LossCurveCallback(TrainerCallback):
-    """Writes ``loss_curve.png`` into ``output_dir`` after every evaluation, so a run killed midway still leaves its
-    curve."""
+    """Writes ``loss_curve.png`` after every evaluation, so a run killed midway still leaves its curve."""
 
     tokens_per_step: int
     filename: str = "loss_curve.png"
@@ -105,8 +103,8 @@ class LossCurveCallback(TrainerCallback):
 
 @dataclass(eq=False)
 class BitsPerByteCallback(TrainerCallback):
-    """Adds ``eval_bits_per_byte`` wherever ``eval_loss`` is logged (the final metrics and ``trainer_state.json`` too),
-    from the validation windows' scored ``tokens`` and their ``n_bytes``."""
+    """Adds ``eval_bits_per_byte`` wherever ``eval_loss`` is logged, from the scored ``tokens`` and their
+    ``n_bytes``."""
 
     tokens: int
     n_bytes: int

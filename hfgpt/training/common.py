@@ -188,8 +188,7 @@ def load_chat_model(model_args: FinetuneArguments):
 
 
 def set_trainable(model, mode: str, lora: LoraArguments | None = None, head: str = "lm_head", task_type="CAUSAL_LM"):
-    """The book's ways to fine-tune: ``full``, ``last-block`` (the last block, the final norm and the ``head``, section
-    6.5) or ``lora`` (appendix E; a new ``head`` trains fully). Returns the model to train."""
+    """The book's ways to fine-tune: ``full``, ``last-block`` (section 6.5) or ``lora`` (appendix E)."""
     check_mode(mode)
     if mode == "lora":
         from .lora import apply_lora
@@ -222,8 +221,7 @@ def has_accelerator() -> bool:
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 matmuls natively (AVX512-BF16 or AMX): elsewhere bf16 autocast is slower than
-    fp32."""
+    """Whether this CPU computes bf16 matmuls natively (AVX512-BF16 or AMX): elsewhere bf16 autocast is slower."""
     import torch
 
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
@@ -257,8 +255,7 @@ def train(trainer, metrics: dict, resume: str | None = None) -> None:
 
 @contextlib.contextmanager
 def final_save(trainer, push: bool = False, datasets: list[str] | None = None):
-    """Everything written inside goes to ``output_dir`` atomically (:func:`outputs.staged_output`); then the Hub
-    push."""
+    """Everything written inside goes to ``output_dir`` atomically (:func:`staged_output`); then the Hub push."""
     from ..hub import push_run
 
     if trainer.is_fsdp_enabled:  # a loadable model, not shards (checkpoints keep the accelerate config's type)

@@ -93,8 +93,7 @@ def prepare_data(records: list[dict], report: RecordReport, data_args, tokenizer
 def finetune_instructions(model_args: FinetuneArguments, lora_args: LoraArguments,
                           data_args: InstructionDataArguments, judge_args: JudgeArguments,
                           training_args: InstructionTrainingArguments, judge=None) -> dict:
-    """Run the whole recipe and return the metrics; ``judge``: a callable ``prompt -> reply`` instead of the named
-    one."""
+    """Run the whole recipe and return the metrics; ``judge``: a callable ``prompt -> reply`` to use instead."""
     from transformers import Trainer, set_seed
 
     from ..evaluation.generation import generate_responses

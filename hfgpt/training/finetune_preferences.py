@@ -109,8 +109,7 @@ def judge_samples(samples: list[dict], judge, metrics: dict) -> None:
 
 
 def plot_preference_curve(log_history: list[dict], path: str) -> str | None:
-    """Reward margin and preference accuracy against steps (TRL's ``rewards/*``, ``eval_rewards/*``) as a PNG at
-    ``path``; None when the history holds neither."""
+    """Reward margin and preference accuracy against steps as a PNG at ``path``; None when the logs hold neither."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,8 +136,7 @@ def plot_preference_curve(log_history: list[dict], path: str) -> str | None:
 
 def finetune_preferences(model_args: FinetuneArguments, lora_args: LoraArguments, data_args: PreferenceDataArguments,
                          judge_args: JudgeArguments, training_args, judge=None) -> dict:
-    """Run the whole recipe and return the metrics; ``judge``: a callable ``prompt -> reply`` instead of the named
-    one."""
+    """Run the whole recipe and return the metrics; ``judge``: a callable ``prompt -> reply`` to use instead."""
     from transformers import set_seed
     from trl import DPOTrainer
 

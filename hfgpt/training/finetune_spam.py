@@ -92,8 +92,8 @@ def class_weights(labels, num_labels: int = len(LABELS)) -> list[float]:
 
 
 def weighted_loss_fn(weights: list[float]):
-    """``Trainer(compute_loss_func=...)``: the class-weighted cross-entropy, summed and divided by the number of
-    messages (``num_items_in_batch`` when given, so gradient accumulation stays exact)."""
+    """``Trainer(compute_loss_func=...)``: the class-weighted cross-entropy over the messages or
+    ``num_items_in_batch``."""
     import torch
 
     def compute_loss(outputs, labels, num_items_in_batch=None):
@@ -134,8 +134,7 @@ def predict_log_odds(trainer, tokenized: dict, metrics: dict) -> dict:
 
 
 def score_model(decision_args: DecisionArguments, used: dict, scores: dict) -> tuple[float, str, dict]:
-    """(log-odds cut, rule, metrics): the rule chosen on the calibration split, scored at it and, as the book, at
-    argmax."""
+    """(log-odds cut, rule, metrics): the rule chosen on the calibration split, scored at it and at argmax."""
     from ..evaluation.classification import decision_rule, score_splits
 
     at = {name: (used[name]["label"], scores[name]) for name in EVALUATED}
@@ -149,8 +148,7 @@ def score_model(decision_args: DecisionArguments, used: dict, scores: dict) -> t
 
 
 def save_results(trainer, metrics: dict, report: SpamReport, used: dict, scores: dict, curves: dict) -> None:
-    """Confusion matrices, precision-recall curves, ``test_results.json`` and ``data_report.json`` into the output
-    folder."""
+    """Confusion matrices, precision-recall curves, ``test_results.json`` and ``data_report.json``."""
     from ..evaluation.classification import plot_confusion_matrix, plot_precision_recall, predict
     from .outputs import final_path
 

@@ -28,8 +28,7 @@ def apply_lora(model, r: int = 16, alpha: int = 16, dropout: float = 0.0, target
 
 
 def save_merged(peft_model, tokenizer, folder: str) -> str:
-    """Fold the adapters into the base weights (in place: ``peft_model`` is spent) and save a plain model and
-    tokenizer."""
+    """Fold the adapters into the base weights (``peft_model`` is spent) and save a plain model and tokenizer."""
     merged = peft_model.merge_and_unload()
     merged.save_pretrained(folder)
     if tokenizer is not None:

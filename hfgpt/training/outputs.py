@@ -65,8 +65,7 @@ def run_contents(output_dir: str) -> list[str]:
 
 
 def last_complete_checkpoint(output_dir: str, flag: str = "last") -> str:
-    """The newest ``checkpoint-N`` in ``output_dir`` that the Trainer finished (it writes ``trainer_state.json`` last;
-    ``get_last_checkpoint`` would pick a half-written one)."""
+    """The newest ``checkpoint-N`` in ``output_dir`` holding ``trainer_state.json`` (the Trainer writes it last)."""
     steps = _checkpoints(output_dir)
     if not steps:
         raise HfgptInputError(f"--resume_from_checkpoint {flag}: no checkpoint-* folder in {output_dir!r}.")
@@ -91,8 +90,7 @@ def resolve_resume(training_args) -> str | None:
 
 
 def protect_output_dir(training_args, resume: str | None) -> None:
-    """Refuse to train into a folder holding another run, unless this run continues it (``resume``) or replaces it
-    (``--overwrite_output_dir``, which removes the old checkpoints first)."""
+    """Refuse a folder holding another run unless this run continues it or replaces it (``--overwrite_output_dir``)."""
     output_dir = training_args.output_dir
     recover_final_save(output_dir, is_main=training_args.process_index == 0)
     found = run_contents(output_dir)

@@ -148,8 +148,7 @@ def load_model(model_args: ModelArguments, tokenizer, window: int):
 
 
 def prepare_tokenizer(tokenizer_name: str | None, raw_train, text_column: str, vocab_size: int, context: int):
-    """The named tokenizer, or a byte-level BPE trained on the training text (chapter 2); ``model_max_length`` is the
-    model's ``context`` unless a named tokenizer has its own."""
+    """The named tokenizer, or a byte-level BPE trained on the training text (chapter 2), for ``context`` tokens."""
     from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 
     from ..tokenization import load_tokenizer, train_bpe_tokenizer
@@ -196,8 +195,7 @@ def _shapes(config) -> dict:
 
 
 def check_checkpoint_matches(checkpoint: str, planned, flag: str = "--resume_from_checkpoint") -> None:
-    """A checkpoint to resume must hold a model of this run's sizes (else the Trainer fails after the data is
-    prepared)."""
+    """A checkpoint to resume must hold a model of this run's sizes (else the Trainer fails after the data is read)."""
     from .common import checkpoint_config
 
     found = checkpoint_config(checkpoint, flag=flag)
@@ -211,8 +209,7 @@ def check_checkpoint_matches(checkpoint: str, planned, flag: str = "--resume_fro
 
 # ------------------------------------------------------------------------------------------------ the recipe
 def check_arguments(model_args: ModelArguments, data_args: DataArguments, training_args: PretrainingArguments):
-    """Every cheap check, before the corpus is read: ``(planned config, checkpoint to resume or None, lm-eval
-    tasks)``."""
+    """Every cheap check, before the corpus is read: ``(planned config, checkpoint to resume, lm-eval tasks)``."""
     from ..data import check_window_args
     from .common import check_context
     from .outputs import protect_output_dir, resolve_resume

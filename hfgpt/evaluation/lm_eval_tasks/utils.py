@@ -12,8 +12,7 @@ import re
 
 def load_documents(data_file, pretrained=None, tokenizer=None, trust_remote_code=False, add_bos_token=None,
                    **_metadata):
-    """The ``test`` split: one document per line of ``data_file`` (relative to this folder), each with its token
-    count ``n_tokens`` (-1 when lm-eval names no tokenizer, e.g. a model object passed in)."""
+    """The ``test`` split: one document per line of ``data_file``, with ``n_tokens`` (-1 without tokenizer)."""
     import datasets
 
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), data_file)
