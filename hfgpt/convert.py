@@ -288,9 +288,8 @@ def _user_config_values(config) -> dict:
 def from_book_checkpoint(path_or_state_dict, config=None) -> GPTScratchForCausalLM:
     """Convert the book's ``GPTModel`` weights (a ``model.pth`` read with ``weights_only=True``, a ``.safetensors``
     file, chapter 5's ``{"model_state_dict": ...}`` or a state dict) to a ``GPTScratchForCausalLM``, same logits.
-
-    ``config``: what the tensors cannot tell, a ``GPTScratchConfig`` or a dict in the book's names or ours
-    (``{"n_heads": 12}``; default: the GPT-2 size of that width). A ``config`` contradicting the tensors is an error."""
+    ``config``: what the tensors cannot tell (``{"n_heads": 12}``; default: the GPT-2 size of that width), in the book's
+    names or ours."""
     is_path = isinstance(path_or_state_dict, (str, os.PathLike))
     where = repr(os.fspath(path_or_state_dict)) if is_path else "the state dict"
     source = _book_state_dict(path_or_state_dict, where)

@@ -59,9 +59,8 @@ class ChunkedCrossEntropy(torch.autograd.Function):
 
 
 def shifted_targets(labels, device, num_items_in_batch=None, ignore_index: int = -100, shift_labels=None, **kwargs):
-    """The book's shifted target windows as one row of ids (``ignore_index`` after each window's last token), the
-    loss's divisor (the labelled positions, or ``num_items_in_batch`` when the Trainer passes it: gradient
-    accumulation) and ``ignore_index``; the keywords are those of transformers' ``ForCausalLMLoss``."""
+    """The book's shifted target windows as one row of ids, the loss's divisor (labelled positions, or the Trainer's
+    ``num_items_in_batch``) and ``ignore_index``; the keywords are those of transformers' ``ForCausalLMLoss``."""
     if shift_labels is None:  # pad-then-slice shifts the labels without copying the logits
         shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
     targets = shift_labels.reshape(-1).to(device)

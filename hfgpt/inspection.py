@@ -107,9 +107,8 @@ def token_spans(rows: list[TokenRow]) -> list[tuple[str, str]]:
 
 
 def is_gpt2_bpe(tokenizer) -> bool:
-    """Whether ``tokenizer`` is GPT-2's BPE, decided offline: ids 0-50256 hold exactly GPT-2's pieces
-    (``GPT2_VOCAB_SHA256``) and the book's prompt encodes to ``[15496, 11, 314, 716]``; added tokens above are
-    allowed."""
+    """Whether ``tokenizer`` is GPT-2's BPE, offline: ids 0-50256 hold exactly GPT-2's pieces (``GPT2_VOCAB_SHA256``)
+    and the book's prompt encodes to ``[15496, 11, 314, 716]``."""
     cached = getattr(tokenizer, "_hfgpt_is_gpt2_bpe", None)
     if cached is not None:
         return cached

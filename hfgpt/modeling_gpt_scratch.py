@@ -304,9 +304,8 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         self.embeddings.tok_emb = value
 
     def check_context_length(self, position_ids: torch.Tensor | None, past_length, num_tokens: int) -> None:
-        """The book's model has ``n_positions`` learned position vectors, so no token may sit at a later position
-        (with ``position_ids``, e.g. vLLM's one row of many requests, each id must be < ``n_positions``). Under
-        ``torch.compile`` / ``torch.export`` a static cache's length is a tensor: the check is then an assertion op."""
+        """No token may sit past the ``n_positions`` learned positions (with ``position_ids``, e.g. vLLM's one row of
+        many requests, each id must be < ``n_positions``); under ``torch.compile`` the check is an assertion op."""
         n_positions = self.config.n_positions
         if position_ids is not None:
             if position_ids.numel() == 0:
@@ -386,10 +385,8 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
 
 # ---- 6. Causal-LM head: next-token logits, the loss, generate() (chapters 4 and 5) ----------------------------
 class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
-    """``GPTScratchModel`` + the book's ``out_head`` (here ``lm_head``, tied to the token embedding when
-    ``config.tie_word_embeddings``), with the next-token loss and ``generate()``. With a padded vocabulary the
-    forward returns the ``vocab_size`` real tokens' logits only, so nothing can sample a padded id.
-    ``lm_head.cpu_decode_copy = False`` saves the CPU decoding copy of ``lm_head`` (:mod:`fast_paths`)."""
+    """``GPTScratchModel`` + the book's ``out_head`` (here ``lm_head``, tied when ``config.tie_word_embeddings``), with
+    the next-token loss and ``generate()``; logits of the ``vocab_size`` real tokens only (never a padded id)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embeddings.tok_emb.weight"}
     skip_logits_in_training: bool = False  # True: a training forward with labels returns the loss and no logits
@@ -433,9 +430,8 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         skip_logits: bool | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
-        r"""``labels`` are the input ids themselves (the model shifts them, as the book's target windows); ``-100``
-        marks positions without a loss. ``skip_logits=True``: only the loss (default: ``skip_logits_in_training`` when
-        training)."""
+        r"""``labels`` are the input ids (the model shifts them, as the book's target windows; ``-100``: no loss).
+        ``skip_logits=True``: only the loss (default: ``skip_logits_in_training`` when training)."""
         if skip_logits is None:
             skip_logits = self.skip_logits_in_training and self.training and labels is not None
         if skip_logits and labels is None:
@@ -455,9 +451,8 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
 
 # ---- 7. Classification head on the last token (chapter 6) -----------------------------------------------------
 class GPTScratchForSequenceClassification(GPTScratchPreTrainedModel):
-    """The book's spam classifier: a ``score`` layer (``n_embd -> num_labels``) read at the last token, the only one
-    that has attended to the whole text. The book reads position -1 of right-padded rows; here the last *real* token
-    (from ``attention_mask``, else the rightmost non-``pad_token_id`` token)."""
+    """The book's spam classifier: a ``score`` layer read at the last *real* token (the book reads position -1 of
+    right-padded rows), the only one that has attended to the whole text."""
 
     def __init__(self, config: GPTScratchConfig):
         super().__init__(config)

@@ -216,9 +216,9 @@ def split_records(records: Sequence, train_fraction: float = 0.85, test_fraction
 
 def tokenize_records(records: Sequence[Mapping], tokenizer, max_length: int | None = None,
                      report: RecordReport | None = None, split: str = "train") -> list[dict]:
-    """``[{"input_ids": prompt + response + [eos], "prompt_length": n}, ...]`` through the tokenizer's chat template.
-    Examples longer than ``max_length`` are skipped and counted, not truncated (a cut response would teach the model to
-    stop without its end-of-text)."""
+    """``[{"input_ids": prompt + response + [eos], "prompt_length": n}, ...]`` through the chat template. Longer
+    examples are skipped and counted, not truncated (a cut response would teach the model to stop without its
+    end-of-text)."""
     template = tokenizer.chat_template or ALPACA_CHAT_TEMPLATE
     prompts = [tokenizer.apply_chat_template(entry_to_messages(entry, with_response=False), chat_template=template,
                                              tokenize=False, add_generation_prompt=True) for entry in records]

@@ -247,9 +247,8 @@ class SpamDataArguments:
                                      self.validation_fraction, self.split_seed, report)
 
     def setup(self, report: SpamReport | None = None) -> dict:
-        """The splits a classifier run trains and validates on (balanced with ``--balance``, as the book, else
-        natural-mix), ``calibration`` (natural-mix validation: where the threshold is chosen), ``test`` and
-        ``natural_test``."""
+        """The splits a run trains and validates on (balanced with ``--balance``, as the book, else natural-mix),
+        ``calibration`` (where the threshold is chosen), ``test`` and ``natural_test``."""
         splits = self.load(report)[1]
         kind = "balanced" if self.balance else "natural"
         return {"train": splits[f"{kind}_train"], "validation": splits[f"{kind}_validation"],

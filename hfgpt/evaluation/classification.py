@@ -94,9 +94,8 @@ def predict(scores, cut: float, positive: int = 1) -> np.ndarray:
 
 
 def choose_threshold(labels, scores, target_fpr: float | None = None, positive: int = 1) -> float:
-    """The cut ``t`` of the rule "positive if score > t", chosen on known ``labels``: with ``target_fpr``, the best
-    recall whose false-positive rate is at most the target (``roc_curve``); else the best F1. ``t`` lies halfway between
-    the lowest score called positive and the next lower score."""
+    """The cut ``t`` of the rule "positive if score > t" on known ``labels``: with ``target_fpr``, the best recall whose
+    false-positive rate is at most the target; else the best F1. ``t`` lies halfway between two scores."""
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
@@ -153,9 +152,8 @@ def score_splits(splits: dict, cut: float, prefix: str = "", keys=None, positive
 
 
 def set_decision_threshold(model, cut: float, rule: str, positive: int = 1, head: str = "score") -> dict:
-    """Put the rule "positive if log-odds > ``cut``" into ``model``: the ``head``'s positive bias is lowered by ``cut``,
-    so the argmax that ``pipeline()`` and any loader take is the rule; the config records it (``decision_threshold``,
-    ``decision_logit_shift``, ...). Works on a ``PeftModel`` too. Returns the rule as metrics."""
+    """Put the rule "positive if log-odds > ``cut``" into ``model`` (a ``PeftModel`` too): the ``head``'s positive bias
+    is lowered by ``cut``, so any loader's argmax is the rule; the config records it. Returns the rule as metrics."""
     import torch
 
     config = model.config
@@ -188,9 +186,8 @@ def tfidf_svm(texts, labels, class_weight: str | None = None):
 
 def score_tfidf_svm(splits: dict, tests, decision: DecisionArguments, class_weight: str | None = None,
                     positive: int = 1, count_keys: tuple[str, str] = COUNT_KEYS) -> tuple[dict, dict]:
-    """The anchor beside a model: :func:`tfidf_svm` trained on ``splits["train"]``, its cut chosen by the model's rule
-    on ``splits["calibration"]``, scored on each of ``tests`` at that cut and at its own rule. Returns (metrics prefixed
-    ``svm_``, its precision-recall curve on the last test split)."""
+    """The anchor beside a model: :func:`tfidf_svm` trained on ``splits["train"]``, its cut chosen by the model's rule,
+    scored on ``tests``. Returns (``svm_`` metrics, its precision-recall curve on the last test split)."""
     started = time.time()
     svm = tfidf_svm(splits["train"]["text"], splits["train"]["label"], class_weight)
     sign = 1.0 if svm.classes_[1] == positive else -1.0  # decision_function is positive for classes_[1]

@@ -107,10 +107,8 @@ def last_documents(dataset, column: str = "text", max_bytes: int = XZ_DICTIONARY
 
 
 def xz_bits_per_byte(train_texts, validation_texts, preset: int = XZ_PRESET) -> float:
-    """The compressor baseline: the extra bits xz (``lzma``, default ``-9e``) needs for the validation documents after
-    the training documents, per byte: ``(len(xz(train + val)) - len(xz(train))) * 8 / len(val)``. Only the last
-    :data:`XZ_DICTIONARY_BYTES` of training text are given (preset 9 cannot look further back); the two compressions run
-    in two threads (``lzma`` releases the GIL)."""
+    """The compressor baseline: ``(len(xz(train + val)) - len(xz(train))) * 8 / len(val)`` bits per byte, with the last
+    :data:`XZ_DICTIONARY_BYTES` of training text (preset 9 cannot look further back), in two threads."""
     train = _joined_bytes(train_texts)[-XZ_DICTIONARY_BYTES:]
     validation = _joined_bytes(validation_texts)
     if not validation:
@@ -160,9 +158,8 @@ class LanguageModelBaselines:
 
 def evaluate_language_model(trainer, baselines: LanguageModelBaselines | None = None, lm_eval_tasks=(),
                             documents=None) -> dict:
-    """The pretraining recipe's evaluation of its saved model: ``Trainer.evaluate`` beside the ``baselines``, saved as
-    ``eval_results.json``; then, on the main process, lm-eval's ``lm_eval_tasks`` on the saved folder (``documents``:
-    the validation text for the held-out task; other DDP processes wait at the final save's barrier)."""
+    """The pretraining recipe's evaluation of its saved model: ``Trainer.evaluate`` beside the ``baselines`` (in
+    ``eval_results.json``), then lm-eval's ``lm_eval_tasks`` on the main process (``documents``: the held-out text)."""
     metrics = trainer.evaluate()
     metrics["eval_perplexity"] = perplexity(metrics["eval_loss"])
     if baselines is not None:

@@ -163,10 +163,8 @@ def _add_tensors(gguf, writer, gpt2, matrix_type) -> None:
 
 
 def export_gguf(folder_or_model, out_path, outtype: str = "f32", tokenizer=None, progress: bool = True) -> str:
-    """Write ``folder_or_model`` (an hfgpt folder or ``GPTScratchForCausalLM``) as a llama.cpp GGUF at ``out_path``.
-
-    ``outtype``: ``"f32"``, ``"f16"`` or ``"q8_0"`` (rows not a multiple of 32 stay f16, as in llama.cpp). An Alpaca
-    tokenizer also gets an Ollama ``Modelfile``. The file appears complete or not at all. Returns ``out_path``."""
+    """Write ``folder_or_model`` (an hfgpt folder or model) as a llama.cpp GGUF at ``out_path``, complete or not at all.
+    ``outtype``: ``"f32"``, ``"f16"`` or ``"q8_0"`` (rows not a multiple of 32 stay f16, as in llama.cpp)."""
     import gguf
 
     from ..convert import to_hf_gpt2

@@ -39,9 +39,8 @@ def split_parameters(model) -> tuple[list[str], list[str], list[str]]:
 
 
 class MuonWithAdamW(torch.optim.Optimizer):
-    """``torch.optim.Muon`` over ``muon_groups`` and ``adamw_cls`` over ``adamw_groups`` as one optimizer: its
-    ``param_groups`` are the inner ones' (AdamW's first, so the Trainer logs ``--learning_rate``), one ``state`` serves
-    both."""
+    """``torch.optim.Muon`` over ``muon_groups`` and ``adamw_cls`` over ``adamw_groups`` as one optimizer (its
+    ``param_groups`` are the inner ones', AdamW's first so the Trainer logs ``--learning_rate``)."""
 
     def __init__(self, muon_groups: list[dict], adamw_groups: list[dict], muon_kwargs: dict | None = None,
                  adamw_cls=torch.optim.AdamW, adamw_kwargs: dict | None = None):

@@ -86,9 +86,8 @@ def parse_overrides(text: str | None) -> dict:
 
 
 def build_config(model_args: ModelArguments, window: int, tokenizer=None):
-    """A preset + ``--config_overrides`` (+ the tokenizer's vocabulary and special tokens, once there is one). The
-    context is the trained window (untrained positions would keep their random initialisation); a longer explicit
-    ``n_positions`` is kept, recorded as ``trained_context``."""
+    """A preset + ``--config_overrides`` (+ the tokenizer's vocabulary and special tokens); the context is the trained
+    window, and a longer explicit ``n_positions`` is recorded with ``trained_context``."""
     from ..configuration_gpt_scratch import GPTScratchConfig
     from ..tokenization import special_token_ids
 
