@@ -57,17 +57,14 @@ class GPTScratchConfig(PretrainedConfig):
         n_layer: number of transformer blocks (``n_layers``).
         n_head: number of attention heads (``n_heads``); must divide ``n_embd``.
         n_inner: width of the feed-forward hidden layer; ``None`` means ``4 * n_embd`` as in the book.
-        embd_pdrop, attn_pdrop, resid_pdrop: dropout after the embeddings, on the attention weights and on the
-            shortcut branches. The book's one ``drop_rate`` (default 0.1) fills those not given one by one.
+        embd_pdrop, attn_pdrop, resid_pdrop: the dropouts; the book's one ``drop_rate`` (0.1) fills those not given.
         qkv_bias: query/key/value biases (the book: ``False`` from scratch, ``True`` for OpenAI's weights).
         layer_norm_epsilon: epsilon of the layer norms (the book: 1e-5).
         initializer_range: standard deviation of the GPT-2 weight initialisation.
         tie_word_embeddings: share the token embedding with the output head (GPT-2 does; the book has ``out_head``).
-        pad_vocab_size_multiple: round the rows of the token embedding and output head up to a multiple of this
-            (nanoGPT's 50,257 -> 50,304 with 64, for GPU matrix multiplies); ``None`` pads nothing. The padded rows
-            belong to no token: logits cover the ``vocab_size`` real tokens only and the converters drop them.
-        trained_context: the longest window the model was trained on, when it is shorter than ``n_positions``
-            (positions past it keep their random initialisation); ``None`` when training covered ``n_positions``.
+        pad_vocab_size_multiple: round the vocabulary rows up to a multiple of this (nanoGPT's 50,257 -> 50,304 with
+            64, for GPU matmuls); the padded rows belong to no token, and logits cover the real tokens only.
+        trained_context: the longest window trained on, when shorter than ``n_positions`` (else ``None``).
     """
 
     model_type = "gpt_scratch"

@@ -1,12 +1,7 @@
 """Speed paths for ``GPTScratchForCausalLM``, attached from outside by :func:`attach_fast_paths`; none changes the
-maths, each falls back to the book's code where it does not apply (the book's stages build plain ``nn.Linear``).
-
-* The loss a block of rows at a time, on CPU (:func:`chunked_causal_lm_loss`): ``cross_entropy``'s logits-sized
-  temporaries go back to the operating system and pay page faults again at every step.
-* The fused linear + loss when only the loss is needed (:func:`fused_causal_lm_loss`): the logits never exist.
-* Decoding: ``lm_head`` against a contiguous transposed copy of its weight, and one bf16 row through ``torch.mv``.
-
-This file imports only torch: ``save_pretrained`` copies it next to the modeling file for ``trust_remote_code``.
+maths, each falls back to the book's code where it does not apply: the loss a block of rows at a time on CPU
+(``cross_entropy``'s logits-sized temporaries pay page faults again at every step), the fused linear + loss (the
+logits never exist), and decoding products. This file imports only torch: ``save_pretrained`` copies it.
 """
 
 from __future__ import annotations

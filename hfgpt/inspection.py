@@ -1,9 +1,8 @@
 """Look inside a causal LM the way the book's chapters do, for the Space's "Inside the model" tab: the BPE tokens
 (chapter 2), the attention weights of each layer and head (chapter 3), the next-token distribution (chapter 5).
 
-The weights come from the model's own ``output_attentions=True`` on the eager path (sdpa returns none). This file
-imports only torch and transformers: the Space uploads it beside ``app.py`` without installing hfgpt. Bad values
-raise ``HfgptInputError`` (a ``ValueError``; plain ``ValueError`` when loaded alone).
+This file imports only torch and transformers: the Space uploads it beside ``app.py`` without installing hfgpt. Bad
+values raise ``HfgptInputError`` (a ``ValueError``; plain ``ValueError`` when loaded alone).
 """
 
 from __future__ import annotations

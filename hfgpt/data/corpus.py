@@ -1,9 +1,7 @@
-"""The default pretraining corpus: English text that ships with CPython, so the recipes run offline.
-
-The book pretrains on a short story it downloads (*The Verdict*). Here: the ``pydoc`` topics and the ``pydoc`` pages
-of the public standard-library modules, rendered in an isolated child interpreter (``python -I``: the same text every
-time, no import side effects here), scrubbed of addresses and paths, cached as JSON in ``$HFGPT_CACHE`` (default
-``$HF_HOME/hfgpt``, else ``~/.cache/hfgpt``). This file imports only the standard library: the child runs it.
+"""The default pretraining corpus: English text that ships with CPython, so the recipes run offline (the book
+downloads a short story). The ``pydoc`` topics and standard-library pages, rendered in an isolated child interpreter
+(``python -I``: the same text every time), scrubbed of addresses and paths, cached as JSON in ``$HFGPT_CACHE``
+(default ``$HF_HOME/hfgpt``, else ``~/.cache/hfgpt``). This file imports only the standard library: the child runs it.
 """
 
 from __future__ import annotations

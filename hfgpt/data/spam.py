@@ -1,10 +1,8 @@
 """The SMS Spam Collection for the book's chapter 6 (spam classification), as a ``datasets`` pipeline.
 
-The book reads the UCI file with pandas, undersamples "ham" to the "spam" count and cuts 70% / 10% / 20%. What
-differs: the raw file is read line by line (CSV quoting merges messages that start with a quote); tables and Hub
-datasets work too; the split is stratified; :func:`spam_splits` first carves out a test set with the collection's real
-class mix and also gives all-data splits; :func:`write_pretraining_text` gives SMS text for pretraining that holds no
-validation or test message.
+The book reads the UCI file with pandas, undersamples "ham" and cuts 70% / 10% / 20%. What differs: the raw file is
+read line by line (CSV quoting merges messages that start with a quote); the split is stratified; a test set with the
+collection's real class mix comes first; :func:`write_pretraining_text` gives SMS text free of evaluation messages.
 """
 
 from __future__ import annotations

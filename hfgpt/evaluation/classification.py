@@ -1,9 +1,7 @@
-"""Scoring a binary classifier (label ids 0 and 1; ``positive``: the class looked for, 1 by default).
-
-A score is the log-odds ``logit[positive] - logit[other]``; the rule is "positive if score > cut". Here: the metrics as
-one offline ``evaluate`` metric, the cut for a target false-positive rate or the best F1, the cut baked into the head,
-the TF-IDF + linear SVM anchor, and plots. ``evaluate.load("accuracy")`` fails offline; :class:`ClassificationMetrics`
-also loads by this file's path (``evaluate.load(path)``), so its module level imports only numpy, datasets, evaluate.
+"""Scoring a binary classifier: a score is the log-odds ``logit[positive] - logit[other]``, the rule "positive if
+score > cut". The metrics as one offline ``evaluate`` metric, the cut, the TF-IDF + SVM anchor, and plots.
+:class:`ClassificationMetrics` also loads by this file's path (``evaluate.load(path)``, as ``evaluate.load("accuracy")``
+fails offline), so its module level imports only numpy, datasets and evaluate.
 """
 
 import math

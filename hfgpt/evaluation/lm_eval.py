@@ -1,9 +1,7 @@
-"""lm-evaluation-harness on a saved hfgpt folder, with hfgpt's own offline perplexity tasks.
-
-A saved folder is an ordinary ``hf`` model to lm-eval (``trust_remote_code=True``). :data:`TASKS_DIR` ships
-``hfgpt_english``, a rolling log-likelihood task (lm-eval's ``wikitext`` recipe); :func:`write_perplexity_task` writes
-the same task over any documents (``hfgpt_heldout``: the pretraining validation split, so lm-eval's
-``token_perplexity`` and the recipe's ``eval_perplexity`` score the same text). lm-eval is optional, imported here only.
+"""lm-evaluation-harness on a saved hfgpt folder (an ordinary ``hf`` model to lm-eval), with hfgpt's own offline
+perplexity tasks: :data:`TASKS_DIR`'s ``hfgpt_english``, and :func:`write_perplexity_task` over any documents
+(``hfgpt_heldout``: the pretraining validation split, so lm-eval's ``token_perplexity`` and the recipe's
+``eval_perplexity`` score the same text). lm-eval is optional, imported here only.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
-"""GGUF export for llama.cpp, ``llama-server`` and Ollama: hfgpt -> GPT-2's layout -> a llama.cpp ``gpt2`` GGUF.
-
-The same file as llama.cpp's ``convert_hf_to_gguf.py`` (``GPT2Model``) writes, with the ``gguf`` package alone. What
-differs: ``feed_forward_length`` is ``n_inner`` (the converter writes ``4 * n_embd``); the pre-tokenizer is read from
-the tokenizer's structure (the converter hashes known vocabularies, which a fresh BPE never matches) and a tokenizer
-llama.cpp would split differently is refused; the ``{% generation %}`` tags leave the chat template (jinja2 in
-llama-cpp-python refuses them). An Alpaca-tuned folder also gets an Ollama ``Modelfile``.
+"""GGUF export for llama.cpp and Ollama: hfgpt -> GPT-2's layout -> a llama.cpp ``gpt2`` GGUF, as llama.cpp's
+``convert_hf_to_gguf.py`` writes it, with the ``gguf`` package alone. What differs: ``feed_forward_length`` is
+``n_inner``; the pre-tokenizer is read from the tokenizer's structure (the converter hashes known vocabularies, which a
+fresh BPE never matches); the ``{% generation %}`` tags leave the chat template (llama-cpp-python refuses them).
 """
 
 from __future__ import annotations

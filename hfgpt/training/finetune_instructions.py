@@ -1,9 +1,6 @@
-"""Instruction fine-tuning (the book's chapter 7) with the Hugging Face ``Trainer``.
-
-:func:`finetune_instructions` follows the chapter: Alpaca records checked and split (:mod:`hfgpt.data.instructions`),
-the model and its tokenizer with the book's prompt as chat template, the validation loss before and after training
-what ``--mode`` says, a response for every test record (``instruction-data-with-response.json``, like the book) and an
-optional judge's scores (:mod:`hfgpt.evaluation`).
+"""Instruction fine-tuning (the book's chapter 7) with the Hugging Face ``Trainer``: Alpaca records, the book's prompt
+as the chat template, the validation loss before and after training, a response for every test record
+(``instruction-data-with-response.json``, like the book) and an optional judge's scores.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Spam classification fine-tuning (the book's chapter 6; LoRA as in appendix E) with the Hugging Face ``Trainer``.
 
-:func:`finetune_spam` says the chapter's steps: the data, a new ``score`` head on a causal-LM body trained as
-``--mode`` says, training, evaluation and the save. What differs from the book: a test split with the real class mix,
-all-data training, a decision threshold chosen on a natural-mix validation split and baked into the head (so
-``pipeline()``'s argmax is the threshold rule), and the TF-IDF + SVM anchor; the book's figure is
-``test_argmax_accuracy``.
+What differs from the book: a test split with the real class mix, all-data training, a decision threshold chosen on
+a natural-mix validation split and baked into the head (so ``pipeline()``'s argmax is the threshold rule), and the
+TF-IDF + SVM anchor; the book's figure is ``test_argmax_accuracy``.
 """
 
 from __future__ import annotations

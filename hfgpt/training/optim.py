@@ -1,10 +1,8 @@
 """Muon for the transformer blocks' weight matrices, AdamW for everything else (``--use_muon``).
 
-The book trains every weight with AdamW. ``torch.optim.Muon`` (momentum, then Newton-Schulz steps that orthogonalise
-each matrix's update) is meant for hidden matrices only, so the embeddings, ``lm_head``, norms and biases keep the
-Trainer's optimizer. ``adjust_lr_fn="match_rms_adamw"`` gives Muon's update the RMS of an AdamW update, so both halves
-can share ``--learning_rate`` and the schedule. Both live in one :class:`MuonWithAdamW`, whose ``param_groups`` and
-``state`` are its inner optimizers': the Trainer's scheduler, checkpoints and clipping see one optimizer.
+The book trains every weight with AdamW. ``torch.optim.Muon`` is meant for hidden matrices only, so the embeddings,
+``lm_head``, norms and biases keep the Trainer's optimizer; ``adjust_lr_fn="match_rms_adamw"`` lets both halves
+share ``--learning_rate`` and the schedule, and :class:`MuonWithAdamW` shows the Trainer one optimizer.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
 """Never lose a run: the output folder is protected from a second run, resuming skips a half-written checkpoint,
-and the final save is atomic.
-
-:func:`staged_output` points the ``Trainer`` at a staging folder for everything written after training, then moves it
-into place with renames, ``config.json`` first out and last in, so a kill among them leaves a folder
-``from_pretrained`` refuses (never a mix) that the next run completes; artefacts (:data:`RUN_ARTEFACTS`) of an
-earlier run that this one did not write go too.
+and the final save is staged, then moved into place with renames (``config.json`` first out and last in, so a kill
+among them leaves a folder ``from_pretrained`` refuses, never a mix, that the next run completes).
 """
 
 from __future__ import annotations
