@@ -1,8 +1,6 @@
 """hfgpt: the GPT of *Build a Large Language Model (From Scratch)* as a native Hugging Face transformers model.
 
-Importing hfgpt registers ``GPTScratchConfig`` and the three model classes with transformers' Auto classes, and
-marks them for remote code, so ``save_pretrained`` writes the modeling code and ``auto_map`` next to the weights.
-"""
+Importing hfgpt registers ``GPTScratchConfig`` and the model classes with transformers' Auto classes (see below)."""
 
 from transformers import (
     AutoConfig,

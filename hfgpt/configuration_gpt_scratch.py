@@ -1,10 +1,6 @@
-"""Configuration of the GPT from *Build a Large Language Model (From Scratch)*.
-
-The book keeps its hyperparameters in a dict (``GPT_CONFIG_124M``: ``context_length``, ``emb_dim``, ``n_heads``,
-``n_layers``, ``drop_rate``, ``qkv_bias``); here they are a ``PretrainedConfig`` with GPT-2's field names
-(``n_positions``, ``n_embd``, ``n_head``, ``n_layer``), and :meth:`GPTScratchConfig.from_book_dict` reads the book's
-dict. This file imports only ``transformers``: ``save_pretrained`` copies it next to the modeling file.
-"""
+"""Configuration of the GPT from *Build a Large Language Model (From Scratch)*: the book's ``GPT_CONFIG_124M`` dict
+as a ``PretrainedConfig`` with GPT-2's field names (:meth:`GPTScratchConfig.from_book_dict` reads the book's dict).
+This file imports only ``transformers``: ``save_pretrained`` copies it next to the modeling file."""
 
 from __future__ import annotations
 
@@ -61,17 +57,14 @@ class GPTScratchConfig(PretrainedConfig):
         n_layer: number of transformer blocks (``n_layers``).
         n_head: number of attention heads (``n_heads``); must divide ``n_embd``.
         n_inner: width of the feed-forward hidden layer; ``None`` means ``4 * n_embd`` as in the book.
-        embd_pdrop, attn_pdrop, resid_pdrop: dropout after the embeddings, on the attention weights and on the
-            shortcut branches. The book's one ``drop_rate`` (default 0.1) fills those not given one by one.
+        embd_pdrop, attn_pdrop, resid_pdrop: the dropouts; the book's one ``drop_rate`` (0.1) fills those not given.
         qkv_bias: query/key/value biases (the book: ``False`` from scratch, ``True`` for OpenAI's weights).
         layer_norm_epsilon: epsilon of the layer norms (the book: 1e-5).
         initializer_range: standard deviation of the GPT-2 weight initialisation.
         tie_word_embeddings: share the token embedding with the output head (GPT-2 does; the book has ``out_head``).
-        pad_vocab_size_multiple: round the rows of the token embedding and output head up to a multiple of this
-            (nanoGPT's 50,257 -> 50,304 with 64, for GPU matrix multiplies); ``None`` pads nothing. The padded rows
-            belong to no token: logits cover the ``vocab_size`` real tokens only and the converters drop them.
-        trained_context: the longest window the model was trained on, when it is shorter than ``n_positions``
-            (positions past it keep their random initialisation); ``None`` when training covered ``n_positions``.
+        pad_vocab_size_multiple: round the vocabulary rows up to a multiple of this (nanoGPT's 50,257 -> 50,304 with
+            64, for GPU matmuls); the padded rows belong to no token, and logits cover the real tokens only.
+        trained_context: the longest window trained on, when shorter than ``n_positions`` (else ``None``).
     """
 
     model_type = "gpt_scratch"
@@ -150,20 +143,16 @@ class GPTScratchConfig(PretrainedConfig):
                 raise ValueError(f"GPTScratchConfig.{name} must be a positive integer, got {value!r}.")
         multiple = self.pad_vocab_size_multiple
         if multiple is not None and (isinstance(multiple, bool) or not isinstance(multiple, int) or multiple <= 0):
-            raise ValueError(
-                f"GPTScratchConfig.pad_vocab_size_multiple must be None or a positive integer, got {multiple!r}."
-            )
+            raise ValueError(f"GPTScratchConfig.pad_vocab_size_multiple must be None or a positive integer, got "
+                             f"{multiple!r}.")
         if self.n_embd % self.n_head != 0:
-            raise ValueError(
-                f"GPTScratchConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): each head "
-                f"gets n_embd / n_head dimensions."
-            )
+            raise ValueError(f"GPTScratchConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): "
+                             f"each head gets n_embd / n_head dimensions.")
         for name in ("embd_pdrop", "attn_pdrop", "resid_pdrop"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                raise ValueError(
-                    f"GPTScratchConfig.{name} is a dropout probability and must be in [0, 1), got {value!r}."
-                )
+                raise ValueError(f"GPTScratchConfig.{name} is a dropout probability and must be in [0, 1), got "
+                                 f"{value!r}.")
         if not isinstance(self.layer_norm_epsilon, (int, float)) or self.layer_norm_epsilon <= 0:
             raise ValueError(f"GPTScratchConfig.layer_norm_epsilon must be > 0, got {self.layer_norm_epsilon!r}.")
         if not isinstance(self.initializer_range, (int, float)) or self.initializer_range < 0:
@@ -171,15 +160,12 @@ class GPTScratchConfig(PretrainedConfig):
         for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
             outside = ids_outside_vocab(getattr(self, name, None), self.vocab_size)
             if outside:
-                raise ValueError(
-                    f"GPTScratchConfig.{name} ({outside[0]}) is outside the vocabulary (vocab_size={self.vocab_size})."
-                )
+                raise ValueError(f"GPTScratchConfig.{name} ({outside[0]}) is outside the vocabulary "
+                                 f"(vocab_size={self.vocab_size}).")
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "GPTScratchConfig":
-        """A named size: the book's ``"124M"``, ``"355M"``, ``"774M"``, ``"1558M"`` (or ``"gpt2"``,
-        ``"gpt2-medium"``, ...), or a CPU size ``"tiny"``, ``"mini"``, ``"small"``, ``"medium-cpu"``.
-        Keyword overrides replace single fields, e.g. ``from_preset("124M", n_positions=256, drop_rate=0.0)``."""
+        """A named size (``"124M"`` ... ``"1558M"``, ``"gpt2"``..., ``"tiny"``...) with fields overridden by keyword."""
         key = PRESET_ALIASES.get(name, name)
         if key not in PRESETS:
             raise ValueError(f"Unknown preset {name!r}. Known presets: {', '.join([*PRESETS, *PRESET_ALIASES])}.")
@@ -217,8 +203,7 @@ class GPTScratchConfig(PretrainedConfig):
 
     @property
     def padded_vocab_size(self) -> int:
-        """Rows of the token embedding and of the output head: ``vocab_size`` rounded up to a multiple of
-        ``pad_vocab_size_multiple`` (``vocab_size`` itself when that is ``None``)."""
+        """Rows of the token embedding and output head: ``vocab_size`` rounded up to ``pad_vocab_size_multiple``."""
         multiple = getattr(self, "pad_vocab_size_multiple", None)
         if not multiple:
             return self.vocab_size

@@ -1,18 +1,13 @@
-"""Weight conversion: OpenAI's GPT-2 (transformers' ``GPT2LMHeadModel``) and the book's ``GPTModel`` <-> hfgpt.
+"""Weight conversion: GPT-2's ``GPT2LMHeadModel`` and the book's ``GPTModel`` <-> hfgpt's causal LM, same logits.
 
-The book's chapter 5 ``load_weights_into_gpt`` copies GPT-2's tensors into ``GPTModel`` one by one; nanoGPT's
-``GPT.from_pretrained`` keeps an explicit list of the tensors GPT-2 stores as ``Conv1D`` (``[in, out]``) and
-transposes those for ``nn.Linear``. Here one table maps each of our names to GPT-2's and the book's; a tuple is
-concatenated along the output dimension (the book's ``W_query``/``W_key``/``W_value`` are our fused ``qkv``).
-
-* :func:`from_hf_gpt2` / :func:`to_hf_gpt2`: ``GPT2LMHeadModel`` <-> ``GPTScratchForCausalLM``, same logits;
-* :func:`from_book_checkpoint` / :func:`to_book_state_dict`: the book's ``model.pth`` <-> ``GPTScratchForCausalLM``.
+The book's chapter 5 ``load_weights_into_gpt`` copies GPT-2's tensors one by one; nanoGPT's ``from_pretrained``
+transposes GPT-2's ``Conv1D`` weights for ``nn.Linear``. Here one table maps each of our names to GPT-2's and the
+book's; a tuple is concatenated along the output dimension (the book's ``W_query``/``W_key``/``W_value``: our ``qkv``).
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import os
 import pickle
 import zipfile
@@ -22,6 +17,7 @@ import torch
 from transformers import PretrainedConfig
 from transformers.utils import logging
 
+from .checkpoints import listing, load_folder
 from .configuration_gpt_scratch import BOOK_KEYS, PRESET_ALIASES, PRESETS, GPTScratchConfig, ids_outside_vocab
 from .errors import HfgptFileNotFoundError, HfgptInputError
 from .modeling_gpt_scratch import GPTScratchForCausalLM
@@ -86,15 +82,8 @@ def _flat(names) -> tuple:
     return names if isinstance(names, tuple) else (names,)
 
 
-def _listing(keys, limit: int = 8) -> str:
-    keys = sorted(keys)
-    more = f" ... (+{len(keys) - limit} more)" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
-
-
 def _pad_vocab_rows(config: GPTScratchConfig, state_dict: dict) -> dict:
-    """Append zero rows to the vocabulary tensors up to ``config.padded_vocab_size``. No token id reads those rows
-    and the model slices their logits off, so any value would do; zeros keep the padding visibly empty."""
+    """Append zero rows to the vocabulary tensors up to ``config.padded_vocab_size`` (no token id reads them)."""
     extra = config.padded_vocab_size - config.vocab_size
     padded = dict(state_dict)
     for key in VOCAB_ROWS_KEYS:
@@ -110,14 +99,13 @@ def _real_vocab_rows(config: GPTScratchConfig, state_dict: dict) -> dict:
 
 def _assemble(model_class, config, state_dict: dict, source_names: Mapping | None = None,
               where: str = "the weights"):
-    """A ``model_class(config)`` holding copies of exactly ``state_dict``, in eval mode: built on the meta device
-    (no random initialisation), the tensors assigned as its parameters, the head re-tied when the config says so."""
+    """A ``model_class(config)`` holding copies of exactly ``state_dict``, built on the meta device, in eval mode."""
     with torch.device("meta"):
         model = model_class(config)
     expected = model.state_dict()
     missing, unexpected = set(expected) - set(state_dict), set(state_dict) - set(expected)
     if missing or unexpected:  # the tables above and the modeling code disagree: a bug here, not in the input
-        raise RuntimeError(f"Internal key mismatch: missing {_listing(missing)}; unexpected {_listing(unexpected)}.")
+        raise RuntimeError(f"Internal key mismatch: missing {listing(missing)}; unexpected {listing(unexpected)}.")
     source_names = source_names or {}
     wrong = [
         f"{source_names.get(key, key)} {tuple(tensor.shape)} (expected {tuple(expected[key].shape)})"
@@ -129,96 +117,6 @@ def _assemble(model_class, config, state_dict: dict, source_names: Mapping | Non
     model.load_state_dict({k: v.detach().clone().contiguous() for k, v in state_dict.items()}, assign=True)
     model.tie_weights()
     return model.eval()
-
-
-# ------------------------------------------------------------------------------------------- reading a checkpoint
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())
-
-
-def _config_problem(folder: str, error: BaseException) -> str:
-    """Why ``AutoConfig`` could not read ``folder``'s config.json, in the user's terms."""
-    from transformers import CONFIG_MAPPING
-
-    config_file = os.path.join(folder, "config.json")
-    if not os.path.isfile(config_file):
-        return f"{folder!r} has no config.json: not a saved model folder ({_one_line(error)})"
-    try:
-        with open(config_file, encoding="utf-8") as f:
-            model_type = json.load(f).get("model_type")
-    except (ValueError, AttributeError) as bad:  # invalid JSON (with its line and column), or not an object
-        return f"{config_file!r} is not a JSON object of model settings: {_one_line(bad)}"
-    if model_type is not None and model_type not in CONFIG_MAPPING:
-        return (f"{config_file!r} has model_type {model_type!r}, which transformers does not know: an hfgpt "
-                "('gpt_scratch') or GPT-2 ('gpt2') checkpoint is expected")
-    return f"{config_file!r} cannot be read: {_one_line(error)}"
-
-
-def check_weight_files(folder: str) -> None:
-    """A local model folder must hold weights, and each ``*.safetensors`` file a complete header (opening it reads
-    the header only, and refuses a truncated or corrupt file), so a broken download fails here, before any data is
-    read or training starts, and not deep inside ``from_pretrained``."""
-    from safetensors import SafetensorError, safe_open
-
-    if not os.path.isdir(folder):
-        return  # a Hub id: its files are fetched by from_pretrained
-    if not any(os.path.isfile(os.path.join(folder, name)) for name in WEIGHT_FILES):
-        raise HfgptInputError(f"{folder!r} holds no weights (no {' / '.join(WEIGHT_FILES[::2])}): copy the whole "
-                              "folder that save_pretrained wrote.")
-    for name in sorted(os.listdir(folder)):
-        if name.endswith(".safetensors"):
-            try:
-                with safe_open(os.path.join(folder, name), framework="pt") as weights:
-                    weights.keys()
-            except (SafetensorError, OSError) as error:
-                raise HfgptInputError(
-                    f"Cannot read the weights in {os.path.join(folder, name)!r}, a truncated or corrupt file "
-                    f"({_one_line(error)}): copy or download the checkpoint again."
-                ) from None
-
-
-def load_checkpoint_config(path, where: str = ""):
-    """``AutoConfig.from_pretrained(path)`` of a model folder or Hub id; a missing, invalid or unknown
-    ``config.json`` is bad input (``where``, e.g. ``" (--model_name_or_path)"``, follows the path in messages).
-    Callers check the kind of model it describes, then its weights with :func:`check_weight_files`."""
-    from transformers import AutoConfig
-
-    path = os.fspath(path)
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError, KeyError) as error:
-        if not os.path.isdir(path):
-            raise HfgptFileNotFoundError(f"{path!r}{where} is not a model folder or a reachable Hub id: "
-                                         f"{_one_line(error)}") from None
-        raise HfgptInputError(_config_problem(path, error) + f"{where}.") from None
-    return config
-
-
-def _load_folder(path, model_class, model_type: str, name: str, check=None):
-    """``model_class.from_pretrained`` of a folder (or Hub id) that must hold a ``model_type`` model; ``check``
-    sees its config before any weights are read. A wrong or unreadable checkpoint is bad input."""
-    from safetensors import SafetensorError
-
-    config = load_checkpoint_config(path)
-    if config.model_type != model_type:
-        raise HfgptInputError(f"{os.fspath(path)!r} holds a {config.model_type!r} model, not a {name} one.")
-    if check is not None:
-        check(config)
-    check_weight_files(path)
-    try:
-        model, info = model_class.from_pretrained(path, config=config, output_loading_info=True)
-    except (OSError, SafetensorError) as error:
-        raise HfgptInputError(f"Cannot read the weights in {os.fspath(path)!r}: {error}") from error
-    if info["missing_keys"] or info["mismatched_keys"]:
-        raise HfgptInputError(
-            f"{os.fspath(path)!r} is not a complete {model_class.__name__} checkpoint: missing "
-            f"{_listing(info['missing_keys'])}; mismatched {_listing(k for k, *_ in info['mismatched_keys'])}."
-        )
-    return model
 
 
 # ---------------------------------------------------------------------------------------------------------- GPT-2
@@ -246,15 +144,13 @@ def _token_id_in_vocab(token_id, vocab_size: int, name: str):
 
 
 def from_hf_gpt2(model_or_path, **config_overrides) -> GPTScratchForCausalLM:
-    """Convert a ``GPT2LMHeadModel`` (an instance, a ``save_pretrained`` folder or a Hub id) to a
-    ``GPTScratchForCausalLM`` with the same logits: ``qkv_bias=True``, GPT-2's epsilon, dropouts, token ids, tying
-    and dtype. ``config_overrides`` change fields, e.g. ``drop_rate=0.0`` (the three dropouts; single ones given
-    too win) or ``pad_vocab_size_multiple=64``; one that changes a tensor's shape is refused. GPT-2 variants that
-    GPTScratch cannot express (another activation, cross-attention, ...) are refused."""
+    """Convert a ``GPT2LMHeadModel`` (an instance, a folder or a Hub id) to a ``GPTScratchForCausalLM`` with the
+    same logits. ``config_overrides`` change fields, e.g. ``drop_rate=0.0`` or ``pad_vocab_size_multiple=64``; one
+    that changes a tensor's shape is refused, and so are GPT-2 variants GPTScratch cannot express."""
     from transformers import GPT2LMHeadModel
 
     if isinstance(model_or_path, (str, os.PathLike)):  # checked before possibly gigabytes of weights are read
-        gpt2 = _load_folder(model_or_path, GPT2LMHeadModel, "gpt2", "GPT-2 ('gpt2')", check=_check_gpt2_supported)
+        gpt2 = load_folder(model_or_path, GPT2LMHeadModel, "gpt2", "GPT-2 ('gpt2')", check=_check_gpt2_supported)
     elif isinstance(model_or_path, GPT2LMHeadModel):
         gpt2 = model_or_path
     else:
@@ -281,7 +177,7 @@ def from_hf_gpt2(model_or_path, **config_overrides) -> GPTScratchForCausalLM:
     table = _key_table(GPT2, config.n_layer, qkv_bias=True)
     missing = [theirs for theirs in table.values() if theirs not in source]
     if missing:
-        raise HfgptInputError(f"The GPT-2 model lacks {_listing(missing)}.")
+        raise HfgptInputError(f"The GPT-2 model lacks {listing(missing)}.")
     state_dict = {
         ours: source[theirs].t() if theirs.endswith(GPT2_TRANSPOSED) else source[theirs]
         for ours, theirs in table.items()
@@ -295,15 +191,11 @@ def load_causal_lm(model_or_path) -> GPTScratchForCausalLM:
         return model_or_path
     if not isinstance(model_or_path, (str, os.PathLike)):
         raise TypeError(f"Expected a GPTScratchForCausalLM or a folder, got {type(model_or_path).__name__}.")
-    return _load_folder(model_or_path, GPTScratchForCausalLM, "gpt_scratch", "hfgpt ('gpt_scratch')")
+    return load_folder(model_or_path, GPTScratchForCausalLM, "gpt_scratch", "hfgpt ('gpt_scratch')")
 
 
 def to_hf_gpt2(model):
-    """Convert a ``GPTScratchForCausalLM`` (or a folder holding one) to a ``GPT2LMHeadModel`` with the same logits.
-
-    GPT-2 always has a ``c_attn`` bias: ``qkv_bias=False`` (the book's training setting) gets zeros there. An untied
-    ``lm_head`` (the book's ``out_head``) gives ``tie_word_embeddings=False``; padded vocabulary rows are dropped.
-    The config carries ``n_ctx`` (= ``n_positions``), as OpenAI's GPT-2 configs do."""
+    """Convert a ``GPTScratchForCausalLM`` (or its folder) to a ``GPT2LMHeadModel`` with the same logits."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     model = load_causal_lm(model)
@@ -348,10 +240,9 @@ def _read_checkpoint(path: str) -> Mapping:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise HfgptInputError(
-            f"{path!r} is not a plain state dict (torch.load(weights_only=True) refused it: "
-            f"{str(error).splitlines()[0]}). Save the book's model with torch.save(model.state_dict(), path)."
-        ) from None
+        raise HfgptInputError(f"{path!r} is not a plain state dict (torch.load(weights_only=True) refused it: "
+                              f"{str(error).splitlines()[0]}). Save the book's model with "
+                              f"torch.save(model.state_dict(), path).") from None
     except (RuntimeError, EOFError) as error:
         raise HfgptInputError(f"{path!r} is not a PyTorch checkpoint: {str(error).splitlines()[0]}") from None
 
@@ -395,22 +286,16 @@ def _user_config_values(config) -> dict:
 
 
 def from_book_checkpoint(path_or_state_dict, config=None) -> GPTScratchForCausalLM:
-    """Convert the book's ``GPTModel`` weights to a ``GPTScratchForCausalLM`` with the same logits.
-
-    ``path_or_state_dict``: a ``model.pth`` (read with ``torch.load(weights_only=True)`` only) or ``.safetensors``
-    file, chapter 5's ``{"model_state_dict": ..., "optimizer_state_dict": ...}``, or such a dict. ``config``: what
-    the tensors cannot tell, a ``GPTScratchConfig`` or a dict in the book's names or ours (``{"n_heads": 12,
-    "drop_rate": 0.1}``); ``n_heads`` defaults to the GPT-2 size of that width, ``drop_rate`` to 0.1. Shapes come
-    from the tensors (a contradicting ``config`` is an error); ``out_head`` stays untied unless it equals
-    ``tok_emb``."""
+    """Convert the book's ``GPTModel`` weights (a ``model.pth`` read with ``weights_only=True``, a ``.safetensors``
+    file, chapter 5's ``{"model_state_dict": ...}`` or a state dict) to a ``GPTScratchForCausalLM``, same logits.
+    ``config``: what the tensors cannot tell (``{"n_heads": 12}``; default: the GPT-2 size of that width), in the book's
+    names or ours."""
     is_path = isinstance(path_or_state_dict, (str, os.PathLike))
     where = repr(os.fspath(path_or_state_dict)) if is_path else "the state dict"
     source = _book_state_dict(path_or_state_dict, where)
     if "tok_emb.weight" not in source or "pos_emb.weight" not in source:
-        raise HfgptInputError(
-            f"{where} is not a state dict of the book's GPTModel: no tok_emb.weight / pos_emb.weight. "
-            f"Keys found: {_listing(source)}."
-        )
+        raise HfgptInputError(f"{where} is not a state dict of the book's GPTModel: no tok_emb.weight / "
+                              f"pos_emb.weight. Keys found: {listing(source)}.")
     vocab_size, n_embd = source["tok_emb.weight"].shape
     blocks = {int(key.split(".")[1]) for key in source if key.startswith("trf_blocks.") and key.split(".")[1].isdigit()}
     if not blocks:
@@ -428,8 +313,8 @@ def from_book_checkpoint(path_or_state_dict, config=None) -> GPTScratchForCausal
     buffers = {BLOCK_PREFIX[BOOK].format(i=i) + BOOK_BUFFER for i in range(inferred["n_layer"])}
     missing, unexpected = expected - set(source), set(source) - expected - buffers
     if missing or unexpected:
-        problems = [f"missing keys: {_listing(missing)}"] if missing else []
-        problems += [f"unexpected keys: {_listing(unexpected)}"] if unexpected else []
+        problems = [f"missing keys: {listing(missing)}"] if missing else []
+        problems += [f"unexpected keys: {listing(unexpected)}"] if unexpected else []
         raise HfgptInputError(f"{where} does not match the book's GPTModel: " + "; ".join(problems) + ".")
     inferred["n_inner"] = source["trf_blocks.0.ff.layers.0.weight"].shape[0]
 
@@ -444,11 +329,9 @@ def from_book_checkpoint(path_or_state_dict, config=None) -> GPTScratchForCausal
         raise HfgptInputError("config contradicts the checkpoint: " + "; ".join(conflicts) + ".")
     if user.get("n_head") is None:
         if n_embd not in GPT2_HEADS_BY_WIDTH:
-            raise HfgptInputError(
-                f"Cannot infer the number of attention heads from the weights (emb_dim={n_embd} is not a GPT-2 "
-                f"size): pass it, e.g. from_book_checkpoint(path, config={{'n_heads': N}}) or "
-                f"`hfgpt convert --from book ... --n-head N`."
-            )
+            raise HfgptInputError(f"Cannot infer the number of attention heads from the weights (emb_dim={n_embd} is "
+                                  f"not a GPT-2 size): pass it, e.g. from_book_checkpoint(path, config={{'n_heads': "
+                                  f"N}}) or `hfgpt convert --from book ... --n-head N`.")
         user["n_head"] = GPT2_HEADS_BY_WIDTH[n_embd]
     tied = torch.equal(source["out_head.weight"], source["tok_emb.weight"])
     try:  # the book's LayerNorm eps; the config's default drop_rate is the book's 0.1
@@ -466,9 +349,7 @@ def from_book_checkpoint(path_or_state_dict, config=None) -> GPTScratchForCausal
 
 
 def to_book_state_dict(model) -> dict:
-    """The reverse of :func:`from_book_checkpoint`: a state dict that the book's ``GPTModel`` of the same sizes loads
-    with ``load_state_dict(strict=True)``, ``att.mask`` buffers included. A tied ``lm_head`` is copied into
-    ``out_head.weight``; padded vocabulary rows are dropped."""
+    """The reverse of :func:`from_book_checkpoint`: what the book's ``GPTModel`` loads with ``strict=True``."""
     model = load_causal_lm(model)
     c = model.config
     ours = _real_vocab_rows(c, model.state_dict())

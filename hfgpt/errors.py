@@ -1,8 +1,7 @@
 """The one error hfgpt raises for bad input.
 
-Argument and input checks raise :class:`HfgptInputError` with a message that names the offending value and the fix.
-The recipes and the ``hfgpt`` command line print exactly this class as one line and exit with status 2; every other
-exception keeps its traceback, because it is a bug (ours or a library's), not a user mistake.
+The recipes and the ``hfgpt`` command line print :class:`HfgptInputError` as one line and exit with status 2; every
+other exception keeps its traceback, because it is a bug, not a user mistake.
 """
 
 

@@ -1,19 +1,7 @@
 """Speed paths for ``GPTScratchForCausalLM``, attached from outside by :func:`attach_fast_paths`; none changes the
-maths, each falls back to the book's code where it does not apply (the book's stages build plain ``nn.Linear``).
-
-* The next-token loss a block of rows at a time (``chunked_causal_lm_loss``), on CPU. ``nn.functional.cross_entropy``
-  allocates three more logits-sized tensors per step (log-probabilities, the gradients of ``nll_loss`` and
-  ``log_softmax``); blocks that large go back to the operating system and pay page faults again at every step.
-  fp32 or bf16 logits (bf16 autocast); the log-sum-exp and the softmax are computed in fp32.
-* The fused linear + loss (``fused_causal_lm_loss``), CPU or CUDA, when only the loss is needed
-  (``skip_logits``): the output layer and the loss a block of rows at a time from the hidden states, so the
-  ``[tokens, vocab]`` logits never exist.
-* Decoding: ``lm_head`` against a contiguous ``[n_embd, vocab]`` copy of its weight (BLAS streams it faster for a
-  few rows than ``x @ W.T``); one row of bf16 weights on CPU (batch-1 decoding) through ``torch.mv``
-  (``one_row_product``: its matrix-vector kernel streams bf16 faster than the matmul ones), in ``lm_head`` and in
-  the blocks' layers.
-
-This file imports only torch: ``save_pretrained`` copies it next to the modeling file for ``trust_remote_code``.
+maths, each falls back to the book's code where it does not apply: the loss a block of rows at a time on CPU
+(``cross_entropy``'s logits-sized temporaries pay page faults again at every step), the fused linear + loss (the
+logits never exist), and decoding products. This file imports only torch: ``save_pretrained`` copies it.
 """
 
 from __future__ import annotations
@@ -25,15 +13,10 @@ from torch import nn
 
 
 class ChunkedCrossEntropy(torch.autograd.Function):
-    """``cross_entropy(logits, targets)`` summed over the rows whose target is not ``ignore_index``, divided by
-    ``divisor``: the value and gradient of ``nn.functional.cross_entropy``, computed ``block_rows`` rows at a time.
-    The forward keeps one log-sum-exp per row; the backward writes ``softmax - one_hot`` block by block into the one
-    gradient tensor autograd needs anyway.
-
-    With ``num_classes`` < ``logits.shape[1]`` (a padded vocabulary) only the first ``num_classes`` columns count and
-    the others get a zero gradient, so the padded logits need not be sliced off (and copied) first. bf16 logits: each
-    block is turned to fp32 for the log-sum-exp and the softmax, and the gradient is written back in bf16.
-    """
+    """``cross_entropy(logits, targets, reduction="sum") / divisor`` (rows whose target is ``ignore_index`` left
+    out), ``block_rows`` rows at a time: the forward keeps one log-sum-exp per row; the backward writes ``softmax -
+    one_hot`` block by block into the one gradient tensor autograd needs anyway, in fp32 even for bf16 logits. Only
+    the first ``num_classes`` columns count (a padded vocabulary need not be sliced off, and copied, first)."""
 
     @staticmethod
     def forward(ctx, logits, targets, divisor, ignore_index: int = -100, block_rows: int = 256, num_classes=None):
@@ -70,43 +53,30 @@ class ChunkedCrossEntropy(torch.autograd.Function):
         return grad_logits, None, None, None, None, None
 
 
-def shifted_targets(labels, shift_labels, num_items_in_batch, ignore_index: int, device):
-    """The book's shifted target windows as one row of ids (``ignore_index`` after each window's last token), and the
-    loss's divisor: the number of labelled positions, or ``num_items_in_batch`` when the Trainer passes it (gradient
-    accumulation)."""
+def shifted_targets(labels, device, num_items_in_batch=None, ignore_index: int = -100, shift_labels=None, **kwargs):
+    """The book's shifted target windows as one row of ids, the loss's divisor (labelled positions, or the Trainer's
+    ``num_items_in_batch``) and ``ignore_index``; the keywords are those of transformers' ``ForCausalLMLoss``."""
     if shift_labels is None:  # pad-then-slice shifts the labels without copying the logits
         shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
     targets = shift_labels.reshape(-1).to(device)
     if num_items_in_batch is None:
-        return targets, (targets != ignore_index).sum()
-    return targets, torch.as_tensor(num_items_in_batch, device=device)
+        return targets, (targets != ignore_index).sum(), ignore_index
+    return targets, torch.as_tensor(num_items_in_batch, device=device), ignore_index
 
 
-def chunked_causal_lm_loss(
-    logits: torch.Tensor,
-    labels: torch.LongTensor,
-    num_items_in_batch: torch.Tensor | int | None = None,
-    ignore_index: int = -100,
-    shift_labels: torch.LongTensor | None = None,
-    vocab_size: int | None = None,
-    **kwargs,
-) -> torch.Tensor:
-    """transformers' ``ForCausalLMLoss`` (the book's ``calc_loss_batch``) through :class:`ChunkedCrossEntropy`: the
-    mean over labelled positions, or the sum divided by ``num_items_in_batch`` when the Trainer passes it (gradient
-    accumulation). ``vocab_size``: the real tokens, when ``logits`` has padded columns after them."""
+def chunked_causal_lm_loss(logits: torch.Tensor, labels: torch.LongTensor, num_items_in_batch=None,
+                           vocab_size: int | None = None, **loss_kwargs) -> torch.Tensor:
+    """transformers' ``ForCausalLMLoss`` (the book's ``calc_loss_batch``) through :class:`ChunkedCrossEntropy`."""
     logits = logits.reshape(-1, logits.shape[-1])
-    targets, divisor = shifted_targets(labels, shift_labels, num_items_in_batch, ignore_index, logits.device)
+    targets, divisor, ignore_index = shifted_targets(labels, logits.device, num_items_in_batch, **loss_kwargs)
     block_rows = max(1, 2**21 // logits.shape[-1])  # blocks of 8 MB: reused by the allocator, warm in cache
     return ChunkedCrossEntropy.apply(logits, targets, divisor, ignore_index, block_rows, vocab_size)
 
 
 class LinearCrossEntropy(torch.autograd.Function):
-    """``cross_entropy(hidden @ weight[:num_classes].T, targets)`` summed over the rows whose target is not
-    ``ignore_index``, divided by ``divisor``: the output layer and the loss together, ``block_rows`` rows at a time,
-    so only one block of logits exists at a time. The matmuls run in ``compute_dtype`` (bf16 under autocast), the
-    log-sum-exp and the softmax in fp32. As Liger's fused loss, the forward also computes the gradients of
-    ``hidden`` and ``weight`` while each block's logits exist (no second logits matmul); the backward scales them.
-    Padded rows of ``weight`` (beyond ``num_classes``) get a zero gradient."""
+    """:class:`ChunkedCrossEntropy` of ``hidden @ weight[:num_classes].T``: the output layer and the loss together,
+    so only one block of logits exists at a time (matmuls in ``compute_dtype``, softmax in fp32). As Liger's fused
+    loss, the forward also computes the gradients while each block's logits exist; the backward scales them."""
 
     @staticmethod
     def forward(ctx, hidden, weight, targets, divisor, ignore_index: int, block_rows: int, num_classes: int,
@@ -155,21 +125,11 @@ class LinearCrossEntropy(torch.autograd.Function):
         return grad_hidden, grad_weight, None, None, None, None, None, None
 
 
-def fused_causal_lm_loss(
-    hidden_states: torch.Tensor,
-    weight: torch.Tensor,
-    labels: torch.LongTensor,
-    num_items_in_batch: torch.Tensor | int | None = None,
-    ignore_index: int = -100,
-    shift_labels: torch.LongTensor | None = None,
-    vocab_size: int | None = None,
-    **kwargs,
-) -> torch.Tensor:
-    """:func:`chunked_causal_lm_loss` of ``hidden_states @ weight.T`` without the logits (:class:`LinearCrossEntropy`):
-    the loss of the output layer ``weight`` (``[vocab or padded vocab, n_embd]``) from the final hidden states. Under
-    autocast the matmuls take autocast's dtype. On CPU in eager mode the rows without a label are left out first."""
+def fused_causal_lm_loss(hidden_states: torch.Tensor, weight: torch.Tensor, labels: torch.LongTensor,
+                         num_items_in_batch=None, vocab_size: int | None = None, **loss_kwargs) -> torch.Tensor:
+    """:class:`LinearCrossEntropy` of ``hidden_states @ weight.T``; on CPU (eager) unlabelled rows are dropped first."""
     hidden = hidden_states.reshape(-1, hidden_states.shape[-1])
-    targets, divisor = shifted_targets(labels, shift_labels, num_items_in_batch, ignore_index, hidden.device)
+    targets, divisor, ignore_index = shifted_targets(labels, hidden.device, num_items_in_batch, **loss_kwargs)
     # A data-dependent shape: not in a compiled graph, nor on an accelerator (nonzero() waits for the device).
     if hidden.device.type == "cpu" and not torch.compiler.is_compiling():
         labelled = (targets != ignore_index).nonzero().squeeze(1)
@@ -188,8 +148,7 @@ def fused_causal_lm_loss(
 
 
 def one_row_product(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``nn.functional.linear(input, weight, bias)`` for an input of one row, through ``torch.mv``: for bf16 weights on
-    CPU its matrix-vector kernel streams the weight faster than the matmul kernels ``linear`` picks for one row."""
+    """``linear`` of one row through ``torch.mv``: on CPU it streams bf16 weights faster than the matmul kernels."""
     output = torch.mv(weight, input.reshape(-1))
     if bias is not None:
         output += bias
@@ -197,8 +156,7 @@ def one_row_product(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
 
 
 def one_row_linear_forward(self: nn.Linear, input: torch.Tensor) -> torch.Tensor:
-    """The blocks' ``nn.Linear`` forward: one row of bf16 on CPU without autograd, i.e. batch-1 decoding with bf16
-    weights, goes through :func:`one_row_product`; anything else is ``nn.Linear``'s own forward."""
+    """The blocks' ``nn.Linear`` forward: batch-1 bf16 decoding on CPU through :func:`one_row_product`."""
     one_bf16_row = (
         input.dtype == torch.bfloat16
         and self.weight.dtype == torch.bfloat16
@@ -213,9 +171,8 @@ def one_row_linear_forward(self: nn.Linear, input: torch.Tensor) -> torch.Tensor
 
 
 def decoding_head_forward(self: nn.Linear, hidden_states: torch.Tensor) -> torch.Tensor:
-    """``lm_head``'s forward: for a few rows on CPU without autograd, the product against a transposed copy of the
-    weight (vocab x n_embd more floats, rebuilt whenever the weight changes; ``lm_head.cpu_decode_copy = False``
-    saves that memory and frees a copy already made); one bf16 row through :func:`one_row_product`, no copy."""
+    """``lm_head``'s forward: a few rows on CPU without autograd against a transposed copy of the weight (rebuilt
+    whenever the weight changes; ``cpu_decode_copy = False`` frees it); one bf16 row through :func:`one_row_product`."""
     weight = self.weight
     use_copy = (
         self.cpu_decode_copy
@@ -243,9 +200,8 @@ def default_loss(model: nn.Module) -> bool:
 
 
 def chunked_loss_from_logits(self, logits: torch.Tensor, labels: torch.LongTensor, **kwargs) -> torch.Tensor:
-    """The head's ``loss_from_logits`` through :func:`chunked_causal_lm_loss` for fp32 or bf16 logits on CPU in eager
-    mode, with the default loss (CUDA's caching allocator has no page-fault cost, and compiled graphs fuse the loss
-    themselves); else the head's own (transformers' ``loss_function``)."""
+    """The head's ``loss_from_logits`` through :func:`chunked_causal_lm_loss` on CPU in eager mode (CUDA's allocator has
+    no page-fault cost, and compiled graphs fuse the loss themselves)."""
     applies = (
         logits.device.type == "cpu"
         and logits.dtype in (torch.float32, torch.bfloat16)
@@ -259,9 +215,7 @@ def chunked_loss_from_logits(self, logits: torch.Tensor, labels: torch.LongTenso
 
 def fused_loss_from_hidden_states(self, hidden_states: torch.Tensor, labels: torch.LongTensor,
                                   **kwargs) -> torch.Tensor:
-    """The head's ``loss_from_hidden_states`` through :func:`fused_causal_lm_loss` for a plain bias-free
-    ``nn.Linear`` head (not a LoRA / quantised layer) with the default loss; else the head's own (``lm_head`` then
-    ``loss_from_logits``)."""
+    """The head's ``loss_from_hidden_states`` through :func:`fused_causal_lm_loss` for a bias-free ``nn.Linear``."""
     if type(self.lm_head) is not nn.Linear or self.lm_head.bias is not None or not default_loss(self):
         return type(self).loss_from_hidden_states(self, hidden_states, labels, **kwargs)
     return fused_causal_lm_loss(hidden_states, self.lm_head.weight, labels, vocab_size=self.config.vocab_size,
@@ -269,11 +223,9 @@ def fused_loss_from_hidden_states(self, hidden_states: torch.Tensor, labels: tor
 
 
 def attach_fast_paths(model: nn.Module) -> nn.Module:
-    """Attach the speed paths to a causal-LM ``model`` (``model.model.trf_blocks``, ``lm_head``, the loss methods),
-    as transformers' hub kernels and the Trainer's Liger attach theirs: forwards and methods set on these instances
-    (``partial``, so the model still pickles and deep-copies), so the classes, the state dict and the book's code
-    stay as they are. Called again when ``lm_head`` is replaced (``set_output_embeddings``); a LoRA / quantised layer
-    put in a linear's place takes its own path."""
+    """Attach the speed paths to a causal-LM ``model``, as the Trainer attaches Liger's: forwards and methods set on
+    the instances (``partial``, so the model still pickles and deep-copies); the classes, the state dict and the
+    book's code stay as they are. Called again when ``lm_head`` is replaced (``set_output_embeddings``)."""
     for module in model.model.trf_blocks.modules():
         if type(module) is nn.Linear:
             module.forward = partial(one_row_linear_forward, module)

@@ -1,9 +1,7 @@
 """Share a trained model on the Hugging Face Hub: the upload folder, its model card, and the push.
 
 :func:`build_upload_folder` writes exactly what is uploaded: the weights re-saved with ``save_pretrained`` (so the
-modeling code and ``auto_map`` travel along and the folder loads with ``trust_remote_code=True`` without hfgpt),
-the tokenizer, the run's metrics and a ``README.md`` model card; a LoRA adapter folder gets an adapter card naming
-its base model. :func:`push_to_hub` uploads it with ``huggingface_hub`` (``dry_run=True``: only lists it).
+modeling code travels along), the tokenizer, the metrics and a model card (an adapter card for a LoRA adapter).
 """
 
 from __future__ import annotations
@@ -157,8 +155,7 @@ def adapter_card(folder: str, repo_id: str) -> ModelCard:
 
 
 def build_upload_folder(folder: str, repo_id: str, out_dir: str, datasets: list[str] | None = None) -> str:
-    """Write into ``out_dir`` exactly what ``push_to_hub`` uploads for the model (or adapter) in ``folder``. The
-    folder is checked (config, weights, adapter base) before anything is written."""
+    """Write into ``out_dir`` what ``push_to_hub`` uploads for the model (or adapter) in ``folder``, checked first."""
     if not os.path.isdir(folder):
         raise HfgptFileNotFoundError(f"No model folder at {folder!r}.")
     if os.path.abspath(out_dir) == os.path.abspath(folder):
@@ -177,7 +174,7 @@ def build_upload_folder(folder: str, repo_id: str, out_dir: str, datasets: list[
     import transformers
 
     from . import tokenization  # importing hfgpt registers the Auto classes
-    from .convert import check_weight_files, load_checkpoint_config
+    from .checkpoints import check_weight_files, load_checkpoint_config
 
     config = load_checkpoint_config(folder)
     if config.model_type != "gpt_scratch":
@@ -199,8 +196,8 @@ def build_upload_folder(folder: str, repo_id: str, out_dir: str, datasets: list[
 
 def push_to_hub(folder: str, repo_id: str, out_dir: str | None = None, private: bool = False,
                 token: str | None = None, dry_run: bool = False, datasets: list[str] | None = None) -> list[str]:
-    """Build the upload folder (``out_dir``, or a temporary one removed afterwards) and upload it (``dry_run``: only
-    build and list). Returns the uploaded file names."""
+    """Build the upload folder (``out_dir``, or a temporary one) and upload it (``dry_run``: only list); return its
+    files."""
     if out_dir is None:
         with tempfile.TemporaryDirectory(prefix="hfgpt-upload-") as temporary:
             return push_to_hub(folder, repo_id, temporary, private, token, dry_run, datasets)
@@ -216,10 +213,8 @@ def push_to_hub(folder: str, repo_id: str, out_dir: str | None = None, private: 
 
 
 def defer_trainer_push(training_args) -> bool:
-    """Switch off the ``Trainer``'s own Hub upload and say whether the user asked for one (``--push_to_hub``).
-
-    The Trainer would create the repo when it starts and upload the bare output folder at every save; the recipes
-    instead upload once at the end through :func:`push_run`, with the code, metrics, loss curve and model card."""
+    """Switch off the ``Trainer``'s own Hub upload (the bare output folder at every save) and say whether the user asked
+    for one: the recipes upload once at the end through :func:`push_run`, with code, metrics and card."""
     wanted = bool(training_args.push_to_hub)
     training_args.push_to_hub = False
     return wanted

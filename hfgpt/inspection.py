@@ -1,14 +1,8 @@
-"""Look inside a causal LM the way the book's chapters do, for the Space's "Inside the model" tab:
+"""Look inside a causal LM the way the book's chapters do, for the Space's "Inside the model" tab: the BPE tokens
+(chapter 2), the attention weights of each layer and head (chapter 3), the next-token distribution (chapter 5).
 
-1. the text as BPE tokens and their ids (chapter 2)                ``encode``, ``token_table``, ``is_gpt2_bpe``
-2. the attention weights of each layer and head (chapter 3)        ``inspect``, ``attention_map``
-3. the next-token distribution under temperature / top-k (ch. 5)   ``next_token``, ``step``
-
-The book prints these tensors in notebooks; here they come from any saved causal-LM folder (hfgpt's or GPT-2's),
-through the model's own ``output_attentions=True`` on the eager attention path (the book's mask + softmax; sdpa
-returns no weights). This file imports only torch and transformers, like the modeling file: the Space, which does not
-install hfgpt, uploads it beside ``app.py`` and imports it as ``inspection``. Inputs are bounded so that a page stays
-readable: bad values raise ``HfgptInputError`` (a ``ValueError``; plain ``ValueError`` when loaded alone).
+This file imports only torch and transformers: the Space uploads it beside ``app.py`` without installing hfgpt. Bad
+values raise ``HfgptInputError`` (a ``ValueError``; plain ``ValueError`` when loaded alone).
 """
 
 from __future__ import annotations
@@ -48,8 +42,8 @@ def context_length(model) -> int:
 
 
 def load(name_or_path: str):
-    """``(model, tokenizer)`` for inspection: the folder's causal LM with eager attention (the only path that returns
-    attention weights), in eval mode. A copy beside the chat's sdpa model, so switching never races a generation."""
+    """``(model, tokenizer)``: the folder's causal LM with eager attention (the only path returning attention
+    weights)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=True)
@@ -61,8 +55,7 @@ def load(name_or_path: str):
 # 1. Tokens and ids (chapter 2)
 # ----------------------------------------------------------------------------------------------------------------
 def encode(tokenizer, text: str, model=None, max_tokens: int = MAX_TOKENS) -> list[int]:
-    """The ids of ``text`` (no special tokens added), refused when empty, over ``MAX_TEXT_CHARS`` characters, or over
-    ``max_tokens`` tokens (and the model's context, when ``model`` is given)."""
+    """The ids of ``text`` (no special tokens), refused when empty or too long."""
     if not isinstance(text, str) or not text:
         raise HfgptInputError(f"text must be a non-empty string (e.g. {BOOK_PROMPT!r}); got {text!r}")
     if len(text) > MAX_TEXT_CHARS:
@@ -76,9 +69,8 @@ def encode(tokenizer, text: str, model=None, max_tokens: int = MAX_TOKENS) -> li
 
 @dataclass
 class TokenRow:
-    """One token: its ``position``, ``id``, BPE ``piece`` (GPT-2's byte alphabet: ``Ġ`` is a leading space), the
-    ``text`` it stands for, and its id in GPT-2's BPE (None when the tokenizer is not GPT-2's or the token was added).
-    A character split over several byte tokens is the ``text`` of its last token; the earlier ones have ``""``."""
+    """One token: its ``position``, ``id``, BPE ``piece`` (``Ġ`` is a leading space), the ``text`` it stands for
+    (``""`` for the earlier bytes of a split character) and its GPT-2 id (None when the tokenizer is not GPT-2's)."""
 
     position: int
     id: int
@@ -88,8 +80,7 @@ class TokenRow:
 
 
 def token_table(tokenizer, ids: list[int]) -> list[TokenRow]:
-    """One ``TokenRow`` per id; the ``text`` column joined is ``tokenizer.decode(ids)``. Each token's text is the new
-    end of the running decode (as transformers' ``TextStreamer`` prints), so bytes of an unfinished character wait."""
+    """One ``TokenRow`` per id; each text is the new end of the running decode (as ``TextStreamer`` prints)."""
     pieces = tokenizer.convert_ids_to_tokens(list(ids))
     gpt2 = is_gpt2_bpe(tokenizer)
     rows, shown = [], ""
@@ -104,8 +95,7 @@ def token_table(tokenizer, ids: list[int]) -> list[TokenRow]:
 
 
 def token_spans(rows: list[TokenRow]) -> list[tuple[str, str]]:
-    """``(text, ids)`` pairs for coloured text: one pair per character run, the ids of the tokens that make it
-    (``"30325 222"`` for an emoji split over two byte tokens)."""
+    """``(text, ids)`` pairs for coloured text: one per character run, with the ids of its tokens."""
     spans, waiting = [], []
     for row in rows:
         waiting.append(str(row.id))
@@ -116,11 +106,8 @@ def token_spans(rows: list[TokenRow]) -> list[tuple[str, str]]:
 
 
 def is_gpt2_bpe(tokenizer) -> bool:
-    """Whether ``tokenizer`` is GPT-2's BPE (then its ids are tiktoken's ``gpt2`` ids, as the book prints them).
-
-    Decided offline from the tokenizer alone: ids 0-50256 must hold exactly GPT-2's 50,257 pieces (their SHA-256,
-    ``GPT2_VOCAB_SHA256``) and the book's prompt must encode to ``[15496, 11, 314, 716]`` (the same pre-tokenizer).
-    Added tokens above 50256 are allowed. A look-alike with those four ids but other pieces is not GPT-2's."""
+    """Whether ``tokenizer`` is GPT-2's BPE, offline: ids 0-50256 hold exactly GPT-2's pieces (``GPT2_VOCAB_SHA256``)
+    and the book's prompt encodes to ``[15496, 11, 314, 716]``."""
     cached = getattr(tokenizer, "_hfgpt_is_gpt2_bpe", None)
     if cached is not None:
         return cached
@@ -141,8 +128,7 @@ def is_gpt2_bpe(tokenizer) -> bool:
 # ----------------------------------------------------------------------------------------------------------------
 @dataclass
 class Inspection:
-    """One forward pass over ``ids``: ``attentions`` ``[layers, heads, tokens, tokens]`` (row = the token attending,
-    column = the token attended to; each row sums to 1, zeros above the diagonal) and the next-token ``logits``."""
+    """One forward pass over ``ids``: ``attentions`` ``[layers, heads, tokens, tokens]``, next-token ``logits``."""
 
     ids: list[int]
     attentions: torch.Tensor
@@ -183,9 +169,8 @@ def attention_map(inspection: Inspection, layer: int, head: int | str = "mean") 
 # ----------------------------------------------------------------------------------------------------------------
 @dataclass
 class NextToken:
-    """The ``top_k`` most likely next tokens, most likely first: ``ids``, raw ``logits`` and ``probabilities``
-    ``softmax(top-k logits / temperature)`` (the book's ``generate``: top-k filter, temperature scaling, softmax;
-    at temperature 0, 1 on the greedy token). ``greedy_id`` is the argmax, ``sampled_id`` one draw with ``seed``."""
+    """The ``top_k`` most likely next tokens: ``ids``, ``logits`` and ``probabilities`` (the book's ``generate``: top-k,
+    temperature, softmax; at temperature 0, 1 on the greedy token), ``greedy_id`` and ``sampled_id`` (with ``seed``)."""
 
     ids: list[int]
     logits: list[float]

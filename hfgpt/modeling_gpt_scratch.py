@@ -8,13 +8,10 @@
 6. output head, next-token loss (chapters 4-5)        ``GPTScratchForCausalLM``
 7. classification head on the last token (chapter 6)  ``GPTScratchForSequenceClassification``
 
-What differs from the book: attention goes through transformers' attention interface (``"eager"`` is the book's
-mask + softmax, ``"sdpa"`` the default, flash / flex where installed); one fused ``qkv`` projection; a KV ``Cache``
-for ``generate()``; padding-aware masks and positions; ``nn.LayerNorm``; an optional padded vocabulary. Speed paths
-that keep the maths (the loss block by block, a fused linear + loss, decoding products) are attached to the causal-LM
-head by one call, ``attach_fast_paths`` (``fast_paths.py``); the stages below are the book's. Only torch, transformers
-and sibling files are imported: ``save_pretrained`` copies the siblings next to the weights, so the folder loads with
-``trust_remote_code=True``.
+What differs from the book: transformers' attention interface (``"eager"`` is the book's mask + softmax), one fused
+``qkv``, a KV ``Cache``, padding-aware masks and positions, an optional padded vocabulary; speed paths are attached
+by ``attach_fast_paths`` (``fast_paths.py``). Only torch, transformers and sibling files are imported:
+``save_pretrained`` copies the siblings next to the weights, so the folder loads with ``trust_remote_code=True``.
 """
 
 from __future__ import annotations
@@ -45,16 +42,13 @@ from .errors import HfgptInputError
 from .fast_paths import attach_fast_paths
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Plumbing: what differs between transformers versions, and what a saved folder records
-# ----------------------------------------------------------------------------------------------------------------
+# ---- Plumbing: what differs between transformers versions, and what a saved folder records --------------------
 # A saved folder's remote code may run on transformers < 5.24, which names the `cache` argument `past_key_values`.
 CACHE_NAME = "cache" if "cache" in inspect.signature(create_causal_mask).parameters else "past_key_values"
 
 
 def renamed_past_key_values(forward: Callable) -> Callable:
-    """Where transformers calls the cache ``cache`` (5.24+), the old ``past_key_values=`` still works and warns that
-    it is deprecated, as transformers' own models do; older transformers pass ``past_key_values`` themselves."""
+    """Where transformers names the cache ``cache`` (5.24+), ``past_key_values=`` still works, with a warning."""
     if CACHE_NAME == "past_key_values":
         return forward
     return deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")(forward)
@@ -79,15 +73,9 @@ def head_output(output_class: type, base_outputs: BaseModelOutputWithPast, **fie
     return output_class(**fields, **cache, hidden_states=base_outputs.hidden_states, attentions=base_outputs.attentions)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# 1. Token + absolute position embeddings (chapter 2)
-# ----------------------------------------------------------------------------------------------------------------
+# ---- 1. Token + absolute position embeddings (chapter 2) ------------------------------------------------------
 class GPTScratchEmbeddings(nn.Module):
-    """The book's ``tok_emb`` + ``pos_emb`` + ``drop_emb``: each token id becomes a learned vector, and the
-    learned vector of its position (0 ... n_positions-1) is added to it.
-
-    ``tok_emb`` has ``config.padded_vocab_size`` rows: ``vocab_size``, or more with ``pad_vocab_size_multiple``
-    (rows that no token id reaches)."""
+    """The book's ``tok_emb`` + ``pos_emb`` + ``drop_emb`` (``tok_emb`` has ``config.padded_vocab_size`` rows)."""
 
     def __init__(self, config: GPTScratchConfig):
         super().__init__()
@@ -106,9 +94,7 @@ class GPTScratchEmbeddings(nn.Module):
         return self.drop_emb(inputs_embeds + self.pos_emb(position_ids))
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# 2. Causal multi-head self-attention (chapter 3)
-# ----------------------------------------------------------------------------------------------------------------
+# ---- 2. Causal multi-head self-attention (chapter 3) ----------------------------------------------------------
 def eager_attention_forward(
     module: nn.Module,
     query: torch.Tensor,
@@ -119,10 +105,8 @@ def eager_attention_forward(
     dropout: float = 0.0,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The book's attention step by step (``attn_implementation="eager"``), on ``[batch, heads, tokens, head_dim]``:
-    scores ``q @ k^T / sqrt(head_dim)``, future positions masked, softmax, dropout, weights times values. Where the
-    book uses ``masked_fill(triu, -inf)``, transformers' mask is additive and also covers padding and the cache.
-    """
+    """The book's attention step by step (``attn_implementation="eager"``): scores ``q @ k^T / sqrt(head_dim)``, future
+    positions masked, softmax, dropout, weights times values; transformers' mask is additive and covers padding too."""
     attn_scores = torch.matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None:
         attn_scores = attn_scores + attention_mask[:, :, :, : key.shape[-2]]
@@ -137,8 +121,7 @@ def eager_attention_forward(
 
 
 class GPTScratchCausalSelfAttention(nn.Module):
-    """The book's ``MultiHeadAttention``: project to queries, keys and values, split into heads, attend causally,
-    merge the heads and project back with ``out_proj``. The three projections are fused into ``qkv``."""
+    """The book's ``MultiHeadAttention`` with the three projections fused into ``qkv``."""
 
     def __init__(self, config: GPTScratchConfig, layer_idx: int):
         super().__init__()
@@ -183,9 +166,7 @@ class GPTScratchCausalSelfAttention(nn.Module):
         return self.out_proj(attn_output), attn_weights
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# 3. Feed-forward network with GELU (chapter 4)
-# ----------------------------------------------------------------------------------------------------------------
+# ---- 3. Feed-forward network with GELU (chapter 4) ------------------------------------------------------------
 class GPTScratchFeedForward(nn.Module):
     """The book's ``FeedForward``: expand to ``4 * n_embd``, GELU (tanh approximation, as GPT-2), project back."""
 
@@ -200,9 +181,7 @@ class GPTScratchFeedForward(nn.Module):
         return self.fc_out(self.act(self.fc_in(hidden_states)))
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# 4. Transformer block: pre-LayerNorm, shortcut connections (chapter 4)
-# ----------------------------------------------------------------------------------------------------------------
+# ---- 4. Transformer block: pre-LayerNorm, shortcut connections (chapter 4) ------------------------------------
 class GPTScratchTransformerBlock(GradientCheckpointingLayer):
     """The book's ``TransformerBlock``: ``x + drop(att(norm1(x)))``, then ``x + drop(ff(norm2(x)))``."""
 
@@ -230,12 +209,9 @@ class GPTScratchTransformerBlock(GradientCheckpointingLayer):
         return hidden_states
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Plumbing: the base class transformers reads (capabilities, GPT-2 initialisation, saving, resizing the vocabulary)
-# ----------------------------------------------------------------------------------------------------------------
+# ---- Plumbing: the base class transformers reads (capabilities, initialisation, saving, resizing) --------------
 class GPTScratchPreTrainedModel(PreTrainedModel):
-    """What transformers reads about the model: config class, capabilities, GPT-2 weight initialisation; saving
-    (every head in ``auto_map``, FSDP 2) and resizing the vocabulary (keeping a padded vocabulary)."""
+    """What transformers reads about the model; saving (every head in ``auto_map``, FSDP 2), resizing the vocabulary."""
 
     config_class = GPTScratchConfig
     config: GPTScratchConfig
@@ -269,9 +245,7 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
     def resize_token_embeddings(
         self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
     ) -> nn.Embedding:
-        """transformers' ``resize_token_embeddings`` (``new_num_tokens``: e.g. ``len(tokenizer)``), keeping
-        ``config.vocab_size`` the number of real tokens: transformers' own would store the padded row count there,
-        and the padded ids would then be sampled. ``pad_to_multiple_of`` sets ``config.pad_vocab_size_multiple``."""
+        """``resize_token_embeddings`` keeping ``config.vocab_size`` the real tokens (else padded ids get sampled)."""
         if new_num_tokens is None and pad_to_multiple_of is None:
             return self.get_input_embeddings()
         if pad_to_multiple_of is not None and not isinstance(pad_to_multiple_of, int):  # transformers' own words
@@ -293,8 +267,7 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """GPT-2's scheme: N(0, 0.02) for linear and embedding weights, zero biases, unit layer norms, and the
-        projections that write into the residual stream scaled by 1/sqrt(2 * n_layer)."""
+        """GPT-2's initialisation; the projections that write into the residual stream scaled by 1/sqrt(2 * n_layer)."""
         super()._init_weights(module)
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
@@ -310,9 +283,7 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# 5. The GPT model: embeddings, blocks, final norm (chapter 4)
-# ----------------------------------------------------------------------------------------------------------------
+# ---- 5. The GPT model: embeddings, blocks, final norm (chapter 4) ---------------------------------------------
 class GPTScratchModel(GPTScratchPreTrainedModel):
     """The book's ``GPTModel`` without its output head: embeddings -> ``trf_blocks`` -> ``final_norm``."""
 
@@ -333,12 +304,8 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         self.embeddings.tok_emb = value
 
     def check_context_length(self, position_ids: torch.Tensor | None, past_length, num_tokens: int) -> None:
-        """The book's model has ``n_positions`` learned position vectors, so no token may sit at a later position.
-
-        Without ``position_ids`` that means cached + new tokens <= ``n_positions``. With them (packed documents, or
-        vLLM's one row of many requests) each id must be < ``n_positions``, however long the row. Under
-        ``torch.compile`` / ``torch.export`` a static cache's length is a tensor: the check is then an assertion
-        op in the graph (``torch._assert_async``) instead of a Python branch on a tensor."""
+        """No token may sit past the ``n_positions`` learned positions (with ``position_ids``, e.g. vLLM's one row of
+        many requests, each id must be < ``n_positions``); under ``torch.compile`` the check is an assertion op."""
         n_positions = self.config.n_positions
         if position_ids is not None:
             if position_ids.numel() == 0:
@@ -355,10 +322,9 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
             problem = f"A position id is {int(longest) - 1}"
         else:
             problem = f"The sequence is {int(longest)} tokens long ({int(past_length)} cached + {num_tokens} new)"
-        raise HfgptInputError(
-            f"{problem}, but the model's context length is n_positions={n_positions}. Truncate the input (e.g. "
-            f"tokenizer(..., truncation=True, max_length={n_positions})) or generate fewer tokens."
-        )
+        raise HfgptInputError(f"{problem}, but the model's context length is n_positions={n_positions}. Truncate the "
+                              f"input (e.g. tokenizer(..., truncation=True, max_length={n_positions})) or generate "
+                              f"fewer tokens.")
 
     @capture_outputs
     @renamed_past_key_values
@@ -417,18 +383,10 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         return BaseModelOutputWithPast(last_hidden_state=hidden_states, **{CACHE_NAME: cache if use_cache else None})
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# 6. Causal-LM head: next-token logits, the loss, generate() (chapters 4 and 5)
-# ----------------------------------------------------------------------------------------------------------------
+# ---- 6. Causal-LM head: next-token logits, the loss, generate() (chapters 4 and 5) ----------------------------
 class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
-    """``GPTScratchModel`` + the book's ``out_head`` (here ``lm_head``, tied to the token embedding when
-    ``config.tie_word_embeddings``), with the next-token loss and ``generate()``.
-
-    With a padded vocabulary (``config.pad_vocab_size_multiple``, as nanoGPT) ``lm_head`` has
-    ``config.padded_vocab_size`` outputs, and the forward returns the ``vocab_size`` real tokens' logits only, so
-    nothing can sample a padded id. ``attach_fast_paths`` (``fast_paths.py``) gives this model its speed paths:
-    ``lm_head.cpu_decode_copy = False`` saves the memory of the CPU decoding copy of ``lm_head``;
-    ``skip_logits_in_training = True`` trains through the fused linear + loss."""
+    """``GPTScratchModel`` + the book's ``out_head`` (here ``lm_head``, tied when ``config.tie_word_embeddings``), with
+    the next-token loss and ``generate()``; logits of the ``vocab_size`` real tokens only (never a padded id)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embeddings.tok_emb.weight"}
     skip_logits_in_training: bool = False  # True: a training forward with labels returns the loss and no logits
@@ -448,8 +406,7 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         attach_fast_paths(self)  # the new lm_head's decoding path
 
     def loss_from_logits(self, logits: torch.Tensor, labels: torch.LongTensor, **kwargs) -> torch.Tensor:
-        """The book's ``calc_loss_batch``: transformers' next-token cross-entropy on the real tokens' logits
-        (``logits`` may have the padded vocabulary's columns)."""
+        """The book's ``calc_loss_batch`` on the real tokens' logits (``logits`` may have padded columns)."""
         vocab_size = self.config.vocab_size
         return self.loss_function(logits=logits[..., :vocab_size], labels=labels, vocab_size=vocab_size, **kwargs)
 
@@ -473,10 +430,8 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         skip_logits: bool | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
-        r"""``labels`` are the input ids themselves (the model shifts them by one, as the book's
-        ``calc_loss_batch`` does with its shifted target windows); ``-100`` marks positions without a loss.
-        ``skip_logits=True`` (what the Trainer passes at a loss-only evaluation with Liger): only the loss and
-        ``logits=None``; default: ``self.skip_logits_in_training`` when training with labels, else False."""
+        r"""``labels`` are the input ids (the model shifts them, as the book's target windows; ``-100``: no loss).
+        ``skip_logits=True``: only the loss (default: ``skip_logits_in_training`` when training)."""
         if skip_logits is None:
             skip_logits = self.skip_logits_in_training and self.training and labels is not None
         if skip_logits and labels is None:
@@ -494,16 +449,10 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         return head_output(CausalLMOutputWithPast, outputs, loss=loss, logits=logits)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# 7. Classification head on the last token (chapter 6)
-# ----------------------------------------------------------------------------------------------------------------
+# ---- 7. Classification head on the last token (chapter 6) -----------------------------------------------------
 class GPTScratchForSequenceClassification(GPTScratchPreTrainedModel):
-    """The book's spam classifier: the output head is replaced by a small ``score`` layer (``n_embd -> num_labels``)
-    read at the last token, the only one that has attended to the whole text.
-
-    The book pads on the right and still reads position -1. Here the "last token" is the last *real* token of each
-    row: from ``attention_mask`` when given (right or left padding), else the rightmost non-``pad_token_id`` token.
-    """
+    """The book's spam classifier: a ``score`` layer read at the last *real* token (the book reads position -1 of
+    right-padded rows), the only one that has attended to the whole text."""
 
     def __init__(self, config: GPTScratchConfig):
         super().__init__(config)

@@ -1,9 +1,7 @@
 """Tokenization (the book's chapter 2): byte-level BPE.
 
-The book encodes text with tiktoken's ``gpt2`` encoding (50,257 tokens, the last, 50256, is ``<|endoftext|>``).
-Here that vocabulary is a transformers tokenizer (:func:`load_gpt2_tokenizer`), which saves next to the model and
-plugs into ``pipeline()`` and the ``Trainer``; :func:`train_bpe_tokenizer` trains a byte-level BPE of your own
-size with ``tokenizers`` (a small vocabulary leaves more of a tiny model's parameters to its blocks).
+The book's tiktoken ``gpt2`` encoding as a transformers tokenizer (:func:`load_gpt2_tokenizer`), and a byte-level BPE
+of your own size (:func:`train_bpe_tokenizer`: a small vocabulary leaves more of a tiny model to its blocks).
 """
 
 from __future__ import annotations
@@ -28,20 +26,15 @@ def train_bpe_tokenizer(
     model_max_length: int = 1024,
     show_progress: bool = False,
 ) -> PreTrainedTokenizerFast:
-    """Train a GPT-2-style byte-level BPE on ``texts`` (strings, or an iterator of strings / batches of strings).
-
-    Like GPT-2: bytes are the initial alphabet (any text encodes, nothing is ever unknown), no prefix space, and
-    ``<|endoftext|>`` (the first special token) is the bos, eos and pad token.
-    """
+    """Train a GPT-2-style byte-level BPE on ``texts`` (strings, or an iterator of strings / batches of strings): bytes
+    are the initial alphabet, no prefix space, ``<|endoftext|>`` the bos, eos and pad token."""
     if not special_tokens:
         raise HfgptInputError("special_tokens must name at least one token: the first is the end-of-text token "
                               f"(bos, eos and pad), e.g. ({ENDOFTEXT!r},).")
     minimum = 256 + len(special_tokens)
     if vocab_size <= minimum:
-        raise HfgptInputError(
-            f"vocab_size must be larger than {minimum} (256 byte tokens + {len(special_tokens)} special), "
-            f"got {vocab_size}."
-        )
+        raise HfgptInputError(f"vocab_size must be larger than {minimum} (256 byte tokens + {len(special_tokens)} "
+                              f"special), got {vocab_size}.")
     texts = [texts] if isinstance(texts, str) else texts
     chars = 0
 
@@ -70,12 +63,8 @@ def train_bpe_tokenizer(
 
 
 def load_gpt2_tokenizer(name_or_path: str | os.PathLike = GPT2_HUB_ID) -> PreTrainedTokenizerFast:
-    """GPT-2's BPE, giving tiktoken's ``gpt2`` ids ("Hello, I am" -> [15496, 11, 314, 716], ``<|endoftext|>`` -> 50256).
-
-    ``name_or_path``: a folder with ``vocab.json`` + ``merges.txt`` (OpenAI's ``encoder.json``/``vocab.bpe``), a
-    folder with a saved ``tokenizer.json``, or a Hub id (default ``openai-community/gpt2``). Padding uses
-    ``<|endoftext|>``, as the book does.
-    """
+    """GPT-2's BPE, giving tiktoken's ``gpt2`` ids, from a folder (``vocab.json`` + ``merges.txt``, or
+    ``tokenizer.json``) or a Hub id (default ``openai-community/gpt2``); padding with ``<|endoftext|>``, as the book."""
     path = os.fspath(name_or_path)
     vocab, merges = os.path.join(path, "vocab.json"), os.path.join(path, "merges.txt")
     if os.path.isdir(path) and os.path.isfile(vocab) and os.path.isfile(merges):
@@ -100,8 +89,7 @@ def has_tokenizer_files(folder: str | os.PathLike) -> bool:
 
 
 def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerFast:
-    """Any tokenizer by folder or Hub id; ``"gpt2"`` and vocab/merges folders go through ``load_gpt2_tokenizer``.
-    A pad token is always set (eos when the tokenizer has none)."""
+    """Any tokenizer by folder or Hub id (``"gpt2"`` via :func:`load_gpt2_tokenizer`), always with a pad token."""
     path = os.fspath(name_or_path)
     if path in ("gpt2", GPT2_HUB_ID):
         return load_gpt2_tokenizer(GPT2_HUB_ID)

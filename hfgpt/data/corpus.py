@@ -1,10 +1,7 @@
-"""The default pretraining corpus: English text that ships with CPython, so the recipes run offline.
-
-The book pretrains on a short story it downloads (*The Verdict*). Here the documents are the ``pydoc`` topics (the
-text of ``help("if")``), then the ``pydoc`` pages of the public standard-library modules, rendered once in an
-isolated child interpreter (``python -I``, a fixed environment: the same text every time, no import side effects
-here) with addresses and paths scrubbed, and cached as JSON in ``$HFGPT_CACHE`` (default ``$HF_HOME/hfgpt``, else
-``$XDG_CACHE_HOME/hfgpt``, else ``~/.cache/hfgpt``). This file imports only the standard library: the child runs it.
+"""The default pretraining corpus: English text that ships with CPython, so the recipes run offline (the book
+downloads a short story). The ``pydoc`` topics and standard-library pages, rendered in an isolated child interpreter
+(``python -I``: the same text every time), scrubbed of addresses and paths, cached as JSON in ``$HFGPT_CACHE``
+(default ``$HF_HOME/hfgpt``, else ``~/.cache/hfgpt``). This file imports only the standard library: the child runs it.
 """
 
 from __future__ import annotations
@@ -109,8 +106,7 @@ def _documents() -> list[tuple[str, str]]:
 
 
 def default_corpus(max_chars: int | None = None) -> list[str]:
-    """The default corpus as a list of documents; ``max_chars`` keeps that many characters (the last document cut).
-    A cap the topics fill renders no module page and reads no cache."""
+    """The default corpus as a list of documents; ``max_chars`` keeps that many characters (the last document cut)."""
     from ..errors import HfgptInputError  # here, not at the top: the child interpreter runs this file alone
 
     if max_chars is not None and max_chars <= 0:

@@ -1,10 +1,8 @@
 """Instruction data (the book's chapter 7): Alpaca records, the book's split, its prompt, and its collator.
 
-A record is ``{"instruction", "input", "output"}`` (``input`` may be empty), as in the book's ``instruction-data.json``.
 The book's prompt, ``format_input(entry) + "\n\n### Response:\n"``, is here the tokenizer's chat template
-(:data:`ALPACA_CHAT_TEMPLATE`), so ``apply_chat_template`` and ``pipeline()`` on chat messages give the training
-prompt; a leading ``system`` message replaces the book's preamble. Prompt and response are tokenized separately, so
-the prompt a user sends tokenizes to exactly the training prefix.
+(:data:`ALPACA_CHAT_TEMPLATE`), so ``apply_chat_template`` and ``pipeline()`` give the training prompt. Prompt and
+response are tokenized separately, so the prompt a user sends tokenizes to exactly the training prefix.
 """
 
 from __future__ import annotations
@@ -66,8 +64,7 @@ def entry_to_messages(entry: Mapping, with_response: bool = True) -> list[dict]:
 
 
 def add_chat_template(tokenizer):
-    """Make the book's Alpaca prompt the tokenizer's chat template (in place; returned for chaining); padding, when
-    unset, is the eos token, as in the book."""
+    """Make the book's Alpaca prompt the tokenizer's chat template (in place); padding, when unset, is eos."""
     if tokenizer.eos_token is None:
         raise HfgptInputError(f"The tokenizer {tokenizer.name_or_path!r} has no eos token; the instruction format "
                               "ends each response with one (<|endoftext|>).")
@@ -140,8 +137,7 @@ def _read_local(path: str) -> list:
 
 def load_instruction_records(data_file: str | None = None, dataset_name: str | None = None,
                              dataset_config_name: str | None = None, split: str = "train") -> list[dict]:
-    """Instruction records, in file order, from a local JSON array / JSON Lines file or a Hub dataset id; checked by
-    :func:`clean_records`, not here."""
+    """Instruction records, in file order, from a local JSON array / JSON Lines file or a Hub dataset id."""
     if (data_file is None) == (dataset_name is None):
         raise HfgptInputError("Give exactly one of --data_file (a local JSON/JSONL file) or --dataset_name (a Hub id).")
     if data_file is not None:
@@ -159,10 +155,8 @@ def load_instruction_records(data_file: str | None = None, dataset_name: str | N
 
 def clean_records(records: Sequence, report: RecordReport | None = None, source: str | None = None,
                   responses: Sequence[str] = ("output",)) -> tuple[list[dict], RecordReport]:
-    """``(records, report)``: a record that is not an object, lacks ``instruction`` or a ``responses`` field
-    (``output``; preference data: ``chosen`` and ``rejected``), or holds a non-string is an error; a missing ``input``
-    is ``""``; an empty instruction or response is skipped and counted. ``source`` (the file or dataset the records
-    come from) is named in the errors."""
+    """``(records, report)``: a record that is not an object, lacks a field or holds a non-string is an error
+    (naming ``source``); a missing ``input`` is ``""``; an empty instruction or response is skipped and counted."""
     report = report or RecordReport()
     where = f" in {source!r}" if source else ""
     if not isinstance(records, Sequence) or isinstance(records, (str, bytes)):
@@ -203,8 +197,8 @@ def clean_records(records: Sequence, report: RecordReport | None = None, source:
 
 def split_records(records: Sequence, train_fraction: float = 0.85, test_fraction: float = 0.10,
                   seed: int | None = None) -> dict[str, list]:
-    """The book's split: the first 85% train, the next 10% test, the remaining 5% validation, in file order
-    (``int()`` of each portion, as the book computes them). With ``seed``, records are shuffled first."""
+    """The book's split in file order: 85% train, 10% test, the rest validation (``int()`` of each); ``seed``
+    shuffles."""
     if not (0 < train_fraction < 1 and 0 <= test_fraction < 1 and train_fraction + test_fraction < 1):
         raise HfgptInputError(f"Fractions must satisfy 0 < train ({train_fraction}), 0 <= test ({test_fraction}) "
                               "and train + test < 1 (validation gets the rest).")
@@ -222,9 +216,9 @@ def split_records(records: Sequence, train_fraction: float = 0.85, test_fraction
 
 def tokenize_records(records: Sequence[Mapping], tokenizer, max_length: int | None = None,
                      report: RecordReport | None = None, split: str = "train") -> list[dict]:
-    """``[{"input_ids": prompt + response + [eos], "prompt_length": n}, ...]`` through the tokenizer's chat template
-    (the Alpaca one when it has none). Examples longer than ``max_length`` are skipped, not truncated (a cut response
-    would teach the model to stop without its end-of-text), and counted in ``report.too_long[split]``."""
+    """``[{"input_ids": prompt + response + [eos], "prompt_length": n}, ...]`` through the chat template. Longer
+    examples are skipped and counted, not truncated (a cut response would teach the model to stop without its
+    end-of-text)."""
     template = tokenizer.chat_template or ALPACA_CHAT_TEMPLATE
     prompts = [tokenizer.apply_chat_template(entry_to_messages(entry, with_response=False), chat_template=template,
                                              tokenize=False, add_generation_prompt=True) for entry in records]
@@ -247,8 +241,7 @@ def tokenize_records(records: Sequence[Mapping], tokenizer, max_length: int | No
 
 
 class InstructionDataset(torch.utils.data.Dataset):
-    """The book's ``InstructionDataset``: pre-tokenized examples. ``mask_prompt`` (when not None) overrides the
-    collator's setting, e.g. ``True`` for a validation set whose loss counts responses only."""
+    """The book's ``InstructionDataset``: pre-tokenized examples; ``mask_prompt`` (not None) overrides the collator."""
 
     def __init__(self, items: list[dict], mask_prompt: bool | None = None):
         self.items = items if mask_prompt is None else [{**item, "mask_prompt": mask_prompt} for item in items]
@@ -262,14 +255,10 @@ class InstructionDataset(torch.utils.data.Dataset):
 
 @dataclass
 class InstructionCollator:
-    """The book's ``custom_collate_fn``, minus the shift (a Hugging Face model shifts labels itself): right-padding to
-    the batch's longest example, capped at ``allowed_max_length``; ``-100`` labels on padding, but each example's own
-    ``<|endoftext|>`` stays a label, as the book keeps the first padding token. ``mask_prompt=True`` (the book's
-    exercise 7.2) masks the prompt too; an example's own ``mask_prompt`` key overrides it.
-
-    ``padding_free=True`` packs the batch into one row with no padding at all (transformers'
-    ``DataCollatorWithFlattening``): ``position_ids`` restart at 0 for each example, which gives each its own causal
-    attention, and the loss covers the same tokens as the padded batch."""
+    """The book's ``custom_collate_fn``, minus the shift (a Hugging Face model shifts labels itself): right-padding,
+    ``-100`` labels on padding, each example's own ``<|endoftext|>`` kept as a label; ``mask_prompt=True`` (exercise
+    7.2) masks the prompt too. ``padding_free=True`` packs the batch into one row (``DataCollatorWithFlattening``):
+    ``position_ids`` restart at 0 for each example, which gives each its own causal attention."""
 
     pad_token_id: int
     allowed_max_length: int | None = None

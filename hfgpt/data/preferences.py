@@ -1,10 +1,8 @@
 """Preference data (the book's chapter-7 bonus, DPO): each record pairs a ``chosen`` and a ``rejected`` response.
 
-The book's ``instruction-data-with-preference.json`` holds the 1,100 chapter-7 records, each with a polite (``chosen``)
-and an impolite (``rejected``) response. A record is ``{"instruction", "input", "chosen", "rejected"}``, or
-``{"prompt", "chosen", "rejected"}`` where ``prompt`` is the instruction; the Alpaca prompt (:func:`format_input` and
-the response header) comes before each response, as in the book. Records are checked and split (85 / 10 / 5, file
-order) by the instruction data's own :func:`clean_records` and :func:`split_records`.
+A record is ``{"instruction", "input", "chosen", "rejected"}`` (the book's ``instruction-data-with-preference.json``)
+or ``{"prompt", "chosen", "rejected"}``; the Alpaca prompt comes before each response, as in the book. Records are
+checked and split (85 / 10 / 5, file order) by the instruction data's :func:`clean_records` and :func:`split_records`.
 """
 
 from __future__ import annotations
@@ -24,8 +22,7 @@ RESPONSE_HEADER = "\n\n### Response:\n"  # the book's; the Alpaca chat template'
 
 @dataclass
 class PreferenceDataArguments(RecordDataArguments):
-    """The records' flags (with neither ``--data_file`` nor ``--dataset_name``: the book's file, downloaded once) and
-    the sample responses'."""
+    """The records' flags (with neither ``--data_file`` nor ``--dataset_name``: the book's file) and the samples'."""
 
     sample_prompts: int = field(default=3, metadata={"help": "Validation prompts answered before and after training."})
     max_new_tokens: int = field(default=256, metadata={"help": "Length limit of those sample responses (the book: 256)."})
@@ -75,8 +72,7 @@ def preference_splits(data_args: PreferenceDataArguments) -> tuple[dict[str, lis
 
 
 def to_dpo_dataset(records: Sequence[Mapping]):
-    """TRL's standard preference format: ``prompt`` (the book's Alpaca prompt), ``chosen``, ``rejected`` (TRL adds
-    the end-of-text token to each response)."""
+    """TRL's standard preference format: ``prompt`` (the book's Alpaca prompt), ``chosen``, ``rejected``."""
     from datasets import Dataset
 
     return Dataset.from_list([{"prompt": format_input(r) + RESPONSE_HEADER, "chosen": r["chosen"],

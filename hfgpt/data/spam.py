@@ -1,15 +1,8 @@
 """The SMS Spam Collection for the book's chapter 6 (spam classification), as a ``datasets`` pipeline.
 
-The book reads the UCI file with pandas, undersamples "ham" to the number of "spam" messages (``random_state=123``)
-and cuts 70% / 10% / 20%. What differs: the raw file is read line by line (CSV quoting merges messages that start
-with a quote); tables and Hub datasets work too; unknown labels and missing columns are errors; the split is
-stratified; batches are padded per batch; and :func:`write_pretraining_text` gives SMS text for pretraining that
-holds no validation or test message (``recipes/export_sms_text.py``).
-
-Beyond the book, :func:`spam_splits` first carves out a test set with the collection's real class mix (87% ham), on
-which a deployed filter is judged, and also gives the all-data splits (every ham message kept, a natural-mix
-validation split for choosing the decision threshold). :class:`SpamDataArguments` holds the data's flags and loads
-the splits a run uses.
+The book reads the UCI file with pandas, undersamples "ham" and cuts 70% / 10% / 20%. What differs: the raw file is
+read line by line (CSV quoting merges messages that start with a quote); the split is stratified; a test set with the
+collection's real class mix comes first; :func:`write_pretraining_text` gives SMS text free of evaluation messages.
 """
 
 from __future__ import annotations
@@ -114,9 +107,7 @@ def load_spam_dataset(data_file: str | None = None, dataset_name: str | None = N
                       dataset_config_name: str | None = None, dataset_split: str = "train",
                       text_column: str | None = None, label_column: str = "label",
                       report: SpamReport | None = None):
-    """Every non-empty message as a ``Dataset`` of ``text`` and a ``label`` ClassLabel (0 = ham, 1 = spam), from the raw
-    collection, a csv/json/jsonl/parquet table (text column ``text``, ``sms`` or ``message`` unless ``text_column``
-    says), a Hub dataset (``ucirvine/sms_spam``) or, with neither, the UCI zip, downloaded once."""
+    """Every non-empty message as a ``Dataset`` of ``text`` and ``label``: a file, a Hub dataset, or the UCI zip."""
     from datasets import load_dataset
 
     report = report if report is not None else SpamReport()
@@ -147,8 +138,7 @@ def load_spam_dataset(data_file: str | None = None, dataset_name: str | None = N
 
 
 def balance(dataset, seed: int = 123):
-    """The book's ``create_balanced_dataset``: keep every message of the smaller class and as many randomly chosen
-    messages of the larger one."""
+    """The book's ``create_balanced_dataset``: all of the smaller class, as many random ones of the larger."""
     labels = np.asarray(dataset["label"])
     counts = np.bincount(labels, minlength=len(LABELS))
     if counts.min() == 0:
@@ -160,8 +150,7 @@ def balance(dataset, seed: int = 123):
 
 
 def split_dataset(dataset, train_fraction: float = 0.7, validation_fraction: float = 0.1, seed: int = 123):
-    """A stratified, seeded train / validation / test split (the book's 70 / 10 / 20 by default) as a
-    ``DatasetDict``, with the book's sizes: ``int(n * train)``, ``int(n * validation)``, the rest for test."""
+    """A stratified, seeded train / validation / test ``DatasetDict`` with the book's sizes (``int(n * fraction)``)."""
     from datasets import DatasetDict
 
     test_fraction = 1.0 - train_fraction - validation_fraction
@@ -183,19 +172,10 @@ EVALUATION_SPLITS = ("natural_test", "balanced_validation", "balanced_test", "na
 
 def spam_splits(dataset, natural_test_fraction: float = 0.15, train_fraction: float = 0.7,
                 validation_fraction: float = 0.1, seed: int = 123, report: SpamReport | None = None):
-    """Every split both training modes use, as a ``DatasetDict`` (all stratified and seeded):
-
-    - ``natural_test``: ``natural_test_fraction`` of all messages, carved out first, with the collection's class mix;
-      messages elsewhere with the same text as one of them are dropped (``report.natural_test_duplicates_dropped``),
-      so no copy of a natural-test message is trained or pretrained on;
-    - ``balanced_train`` / ``balanced_validation`` / ``balanced_test``: the book's protocol on the rest (ham
-      undersampled to the number of spam, then 70 / 10 / 20);
-    - ``natural_validation``: the balanced validation split plus ham messages that balancing left out, up to the
-      rest's class mix: both modes choose their decision threshold on it (a false-positive rate of 0.5% cannot be
-      read off the balanced split's ~60 ham), and none of it is trained on in either mode;
-    - ``natural_train``: all the data, every message of the rest outside the natural validation and the balanced
-      test (and without copies of them).
-    """
+    """Every split both training modes use, stratified and seeded: ``natural_test`` (carved out first with the
+    collection's class mix; copies of its messages are dropped elsewhere), the book's ``balanced_*`` splits on the rest,
+    ``natural_validation`` (the balanced one plus left-out ham up to the real mix: where both modes choose the decision
+    threshold, as a 0.5% false-positive rate cannot be read off ~60 ham) and ``natural_train`` (all the rest)."""
     from datasets import DatasetDict, concatenate_datasets
 
     if not 0 < natural_test_fraction < 1:
@@ -226,9 +206,7 @@ def spam_splits(dataset, natural_test_fraction: float = 0.15, train_fraction: fl
 
 
 def write_pretraining_text(dataset, splits, path: str) -> int:
-    """Write every message of ``dataset`` (the whole collection, before balancing) whose text is in no evaluation
-    split (:data:`EVALUATION_SPLITS` those of ``splits`` has, else ``validation`` and ``test``), one per line; returns
-    how many. Labels are not written."""
+    """Write each message of ``dataset`` in no evaluation split of ``splits``, one per line; return how many."""
     names = [name for name in EVALUATION_SPLITS if name in splits] or ["validation", "test"]
     held_out = set().union(*(splits[name]["text"] for name in names))
     lines = [" ".join(text.split()) for text in dataset["text"] if text not in held_out]
@@ -240,12 +218,9 @@ def write_pretraining_text(dataset, splits, path: str) -> int:
 
 @dataclass
 class SpamDataArguments:
-    """The SMS data's flags (litgpt's ``DataModule`` spirit): :meth:`load` reads and splits the messages, and each flag
-    is checked there, by the function that reads it."""
+    """The SMS data's flags (litgpt's ``DataModule``): :meth:`load` reads and splits the messages."""
 
-    data_file: str | None = field(
-        default=None, metadata={"help": "SMSSpamCollection (ham|spam<TAB>text) or a csv/json/parquet table; default: download from UCI."}
-    )
+    data_file: str | None = field(default=None, metadata={"help": "SMSSpamCollection or a table; default: UCI's."})
     dataset_name: str | None = field(default=None, metadata={"help": "A Hub dataset id, e.g. ucirvine/sms_spam."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration."})
     dataset_split: str = field(default="train", metadata={"help": "The Hub dataset's split to read."})
@@ -270,10 +245,8 @@ class SpamDataArguments:
                                      self.validation_fraction, self.split_seed, report)
 
     def setup(self, report: SpamReport | None = None) -> dict:
-        """The splits a classifier run uses: ``train`` and ``validation`` (the Trainer's) are the balanced ones with
-        ``--balance`` (the book), else the natural-mix ones; ``calibration`` (where the decision threshold is chosen)
-        is the natural-mix validation split in both modes; ``test`` is the balanced test, ``natural_test`` the
-        natural-mix one."""
+        """The splits a run trains and validates on (balanced with ``--balance``, as the book, else natural-mix),
+        ``calibration`` (where the threshold is chosen), ``test`` and ``natural_test``."""
         splits = self.load(report)[1]
         kind = "balanced" if self.balance else "natural"
         return {"train": splits[f"{kind}_train"], "validation": splits[f"{kind}_validation"],
@@ -282,8 +255,7 @@ class SpamDataArguments:
 
 
 def tokenize_dataset(dataset, tokenizer, max_length: int, report: SpamReport | None = None, split: str = "train"):
-    """Token ids for each message, cut to ``max_length`` (the book's ``encoded_text[:max_length]``); the number of
-    messages that were cut is logged and kept in ``report.truncated[split]``. Padding happens per batch later."""
+    """Token ids for each message, cut to ``max_length`` as the book; cuts counted in ``report.truncated[split]``."""
     encoded = dataset.map(lambda batch: tokenizer(batch["text"], add_special_tokens=False), batched=True,
                           remove_columns=["text"], desc=f"Tokenizing {split}")
     too_long = sum(len(ids) > max_length for ids in encoded["input_ids"])

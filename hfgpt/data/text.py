@@ -1,9 +1,8 @@
 """Raw text for pretraining, as ``"train"`` and ``"validation"`` splits: the book's chapter 5 data step.
 
-The book reads one text file and trains on its first 90 % of characters. Here the text comes from local files (any
-text format ``datasets`` tells from the extension; globs; a txt file is one document), a Hub dataset or the default
-corpus (:mod:`.corpus`). Without validation data, ``validation_fraction`` is held out: seeded whole documents, or
-the book's cut of the characters when there are few documents; a streamed split by a seeded coin per document.
+The book trains on the first 90 % of one text file. Here the text comes from local files (a txt file is one document),
+a Hub dataset or the default corpus (:mod:`.corpus`); without validation data, ``validation_fraction`` of the
+documents is held out (the book's character cut when there are few documents).
 """
 
 from __future__ import annotations
@@ -104,9 +103,8 @@ def _held_out(_example, index: int, seed: int, fraction: float, validation: bool
 def load_text_datasets(train_files=None, validation_files=None, dataset_name=None, dataset_config_name=None,
                        text_column="text", streaming=False, validation_fraction=0.05, seed=42,
                        default_corpus_max_chars=None):
-    """``"train"`` and ``"validation"`` splits of raw text with the column ``text_column``: from ``train_files`` /
-    ``validation_files`` (paths, folders, globs, or lists of them), else ``dataset_name`` (its ``"validation"`` split
-    if it has one), else the default corpus; ``streaming=True`` gives an ``IterableDatasetDict`` read lazily."""
+    """``"train"`` and ``"validation"`` splits of raw text: from files, else ``dataset_name``, else the default
+    corpus."""
     if validation_files is None and not 0 < validation_fraction < 1:
         raise HfgptInputError(f"validation_fraction must lie between 0 and 1, got {validation_fraction!r}")
     validation = None

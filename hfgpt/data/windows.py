@@ -1,11 +1,8 @@
 """Token windows for pretraining: the book's chapter 2 ``GPTDatasetV1``, as a ``datasets`` step.
 
-The book encodes one text and keeps, every ``stride`` tokens, ``max_length`` inputs and the same shifted by one as
-targets. Here documents are tokenized in a batched ``Dataset.map`` and joined with the eos token (section 2.4's
-``<|endoftext|>``); ``labels == input_ids`` because Hugging Face models shift the labels in ``forward``, so a
-window scores ``max_length - 1`` predictions (the book's reads ``max_length + 1`` tokens); numpy's
-``sliding_window_view`` cuts the windows; a streamed split gives the same windows from a token buffer. Batching and
-shuffling are the ``Trainer``'s job.
+Documents are tokenized in a batched ``Dataset.map`` and joined with the eos token; ``labels == input_ids`` because
+Hugging Face models shift the labels in ``forward``, so a window scores ``max_length - 1`` predictions (the book's
+reads ``max_length + 1`` tokens). A streamed split gives the same windows from a token buffer.
 """
 
 from __future__ import annotations
@@ -64,8 +61,7 @@ def _encode(batch, backend, column):
 
 
 def token_stream(dataset, tokenizer, *, text_column: str = "text", num_proc: int | None = None) -> np.ndarray:
-    """All documents' tokens joined with eos (none after the last) in one int32 array: the book's
-    ``tokenizer.encode``, without the special tokens a tokenizer may add per document."""
+    """All documents' tokens joined with eos in one int32 array: the book's ``tokenizer.encode``."""
     backend, eos = _backend(tokenizer)
     check_text_column(dataset, text_column, "the dataset")
     if len(dataset) == 0:
@@ -100,10 +96,8 @@ def _features(max_length: int) -> datasets.Features:
 
 
 def group_into_windows(token_ids, max_length: int, stride: int | None = None) -> datasets.Dataset:
-    """Windows of ``max_length`` tokens starting every ``stride`` tokens, as ``input_ids`` and equal ``labels``.
-
-    Window ``k`` is ``ids[k*S : k*S + L]``, the book's ``input_ids[k]``; there are ``(N - L) // S + 1``, one more than
-    the book's when ``(N - L) % S == 0`` (its last target needs one token more). The tail after them is dropped."""
+    """Windows of ``max_length`` tokens every ``stride`` tokens, as ``input_ids`` and equal ``labels``: window ``k`` is
+    the book's ``input_ids[k]``; there is one more than the book's when ``(N - L) % S == 0``; the tail is dropped."""
     max_length, stride = check_window_args(max_length, stride)
     stream = np.asarray(token_ids, dtype=np.int32)
     if stream.size == 0:
@@ -163,16 +157,14 @@ def _tokenize_and_window(dataset, tokenizer, max_length, stride, text_column, nu
 
 def tokenize_and_window(dataset, tokenizer, max_length: int, stride: int | None = None, *, text_column: str = "text",
                         num_proc: int | None = None):
-    """:func:`token_stream` then :func:`group_into_windows` for one split; a streamed split (``IterableDataset``)
-    gives an ``IterableDataset`` of the same windows, whose errors come as it is read."""
+    """:func:`token_stream` then :func:`group_into_windows` for one split (or, lazily, a streamed split)."""
     return _tokenize_and_window(dataset, tokenizer, max_length, stride, text_column, num_proc, "the dataset")
 
 
 def build_pretraining_datasets(raw, tokenizer, max_length: int, stride: int | None = None, *, text_column: str = "text",
                                num_proc: int | None = None):
     """Windows of ``raw["train"]`` every ``stride`` tokens and of ``raw["validation"]`` every ``max_length`` (no token
-    scored twice): the book's two ``create_dataloader_v1`` calls of chapter 5, minus the ``DataLoader``. ``raw`` is
-    :func:`~hfgpt.data.load_text_datasets`'s; the tokenizer may be trained on ``raw["train"]`` in between."""
+    scored twice): the book's two ``create_dataloader_v1`` calls of chapter 5, minus the ``DataLoader``."""
     out = {}
     for split, step in (("train", stride), ("validation", max_length)):
         out[split] = _tokenize_and_window(raw[split], tokenizer, max_length, step, text_column, num_proc,

@@ -1,12 +1,7 @@
-"""Scoring a binary classifier with label ids 0 and 1, for any task (``positive``: the id of the class looked for; spam
-in the spam recipe, 1 by default). A score is the log-odds of the positive class, ``logit[positive] - logit[other]``;
-the rule is "positive if score > cut". Here: accuracy / precision / recall / F1 as one offline ``evaluate`` metric, the
-cut chosen for a target false-positive rate or the best F1, the metrics at a cut, the cut baked into the head, the
-TF-IDF + linear SVM anchor, and confusion-matrix and precision-recall plots; scikit-learn does the counting.
-
-``evaluate.load("accuracy")`` fetches its script from the Hub and fails offline; :class:`ClassificationMetrics` works
-offline, instantiated (``classification_metrics()``) or loaded by this file's path (``evaluate.load(path)``: the file
-is imported alone, so its module level imports only numpy, datasets and evaluate).
+"""Scoring a binary classifier: a score is the log-odds ``logit[positive] - logit[other]``, the rule "positive if
+score > cut". The metrics as one offline ``evaluate`` metric, the cut, the TF-IDF + SVM anchor, and plots.
+:class:`ClassificationMetrics` also loads by this file's path (``evaluate.load(path)``, as ``evaluate.load("accuracy")``
+fails offline), so its module level imports only numpy, datasets and evaluate.
 """
 
 import math
@@ -21,9 +16,7 @@ COUNT_KEYS = ("examples", "positives")  # decision_metrics' keys for the number 
 
 
 class ClassificationMetrics(evaluate.Metric):
-    """Accuracy, precision, recall and F1 as ONE ``evaluate`` metric. Options as scikit-learn's: ``pos_label``,
-    ``average`` (``None`` gives per-class arrays), ``zero_division`` (0: no positive predicted means precision 0, not
-    nan), ``sample_weight``, ``normalize`` (accuracy as a count)."""
+    """Accuracy, precision, recall and F1 as ONE ``evaluate`` metric; options as scikit-learn's."""
 
     def _info(self):
         return evaluate.MetricInfo(
@@ -68,8 +61,7 @@ class DecisionArguments:
     """How a binary classifier decides (the rule "positive if log-odds > cut"), and the anchor it is scored beside."""
 
     target_fpr: float | None = field(default=None, metadata={
-        "help": "Choose the threshold with the best validation recall whose validation false-positive rate (on ham) is "
-                "at most this (e.g. 0.005); default: the best validation F1."})
+        "help": "Best recall at most this false-positive rate (e.g. 0.005); default: the best F1."})
     decision_threshold: float | None = field(default=None, metadata={
         "help": "A fixed probability threshold (P(spam)) instead of choosing one (0.5: the plain argmax of the book)."})
     svm_baseline: bool = field(default=True, metadata={
@@ -100,11 +92,8 @@ def predict(scores, cut: float, positive: int = 1) -> np.ndarray:
 
 
 def choose_threshold(labels, scores, target_fpr: float | None = None, positive: int = 1) -> float:
-    """The cut ``t`` of the rule "positive if score > t", chosen on known ``labels``: with ``target_fpr``, the one with
-    the best recall whose false-positive rate on the negative class is at most the target (scikit-learn's
-    ``roc_curve``); else the one with the best F1 (``precision_recall_curve``). ``t`` lies halfway between the lowest
-    score called positive and the next lower score, so a score equal to a validation score gets the same answer on
-    either side."""
+    """The cut ``t`` of the rule "positive if score > t" on known ``labels``: with ``target_fpr``, the best recall whose
+    false-positive rate is at most the target; else the best F1. ``t`` lies halfway between two scores."""
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
@@ -124,8 +113,7 @@ def choose_threshold(labels, scores, target_fpr: float | None = None, positive: 
 
 def decision_rule(labels, scores, target_fpr: float | None = None, threshold: float | None = None,
                   positive: int = 1, positive_name: str = "positive") -> tuple[float, str]:
-    """(log-odds cut, how it was chosen) for the rule "positive if score > cut": a fixed probability ``threshold``,
-    else :func:`choose_threshold` on ``labels`` / ``scores`` (a validation split)."""
+    """(log-odds cut, how it was chosen): a fixed probability ``threshold``, else :func:`choose_threshold`."""
     if threshold is not None:
         return math.log(threshold / (1 - threshold)), f"fixed P({positive_name}) > {threshold:g}"
     cut = choose_threshold(labels, scores, target_fpr, positive)
@@ -135,9 +123,8 @@ def decision_rule(labels, scores, target_fpr: float | None = None, threshold: fl
 
 
 def decision_metrics(labels, scores, cut: float, positive: int = 1, count_keys: tuple[str, str] = COUNT_KEYS) -> dict:
-    """What a filter's user sees for the rule "positive if score > cut": accuracy, precision, recall, F1, the
-    false-positive rate on the negative class (``fpr``) and the counts (the examples and the positive ones under
-    ``count_keys``); ROC-AUC and average precision need only the scores."""
+    """What a filter's user sees at "positive if score > cut": accuracy, precision, recall, F1, ``fpr``, counts,
+    AUCs."""
     from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
 
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
@@ -154,8 +141,7 @@ def decision_metrics(labels, scores, cut: float, positive: int = 1, count_keys: 
 
 def score_splits(splits: dict, cut: float, prefix: str = "", keys=None, positive: int = 1,
                  count_keys: tuple[str, str] = COUNT_KEYS) -> dict:
-    """:func:`decision_metrics` of each ``{split: (labels, scores)}`` at ``cut``, as ``{prefix}{split}_{metric}``
-    (only ``keys`` when given)."""
+    """:func:`decision_metrics` of each ``{split: (labels, scores)}`` at ``cut``, as ``{prefix}{split}_{metric}``."""
     scored = {}
     for name, (labels, scores) in splits.items():
         metrics = decision_metrics(labels, scores, cut, positive, count_keys)
@@ -164,11 +150,8 @@ def score_splits(splits: dict, cut: float, prefix: str = "", keys=None, positive
 
 
 def set_decision_threshold(model, cut: float, rule: str, positive: int = 1, head: str = "score") -> dict:
-    """Put the rule "positive if log-odds > ``cut``" into ``model``: the ``head``'s positive bias is lowered by ``cut``
-    (relative to a cut already there), so argmax of the logits, which ``pipeline()``, the demo and any loader do,
-    is the rule; the config records ``decision_threshold`` (the probability cut), ``decision_logit_shift`` (``cut``),
-    ``decision_positive_label`` and ``decision_rule``. Works on a ``PeftModel`` too (its trained copy of the head).
-    Returns the rule as metrics."""
+    """Put the rule "positive if log-odds > ``cut``" into ``model`` (a ``PeftModel`` too): the ``head``'s positive bias
+    is lowered by ``cut``, so any loader's argmax is the rule; the config records it. Returns the rule as metrics."""
     import torch
 
     config = model.config
@@ -189,9 +172,7 @@ def set_decision_threshold(model, cut: float, rule: str, positive: int = 1, head
 
 # ------------------------------------------------------------------------------------------------ the SVM anchor
 def tfidf_svm(texts, labels, class_weight: str | None = None):
-    """A fitted scikit-learn pipeline, the classical text filter: TF-IDF of character 2- to 5-grams within word
-    boundaries (sublinear term frequency) into ``LinearSVC`` (its defaults; ``class_weight="balanced"`` for an
-    imbalanced training split). Its ``decision_function`` is positive for label 1 by the SVM's own rule."""
+    """The classical text filter, fitted: TF-IDF of character 2- to 5-grams within words into ``LinearSVC``."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import make_pipeline
     from sklearn.svm import LinearSVC
@@ -203,10 +184,8 @@ def tfidf_svm(texts, labels, class_weight: str | None = None):
 
 def score_tfidf_svm(splits: dict, tests, decision: DecisionArguments, class_weight: str | None = None,
                     positive: int = 1, count_keys: tuple[str, str] = COUNT_KEYS) -> tuple[dict, dict]:
-    """The anchor beside a model: :func:`tfidf_svm` trained on ``splits["train"]`` (``text`` / ``label`` columns), its
-    cut chosen by the model's rule on ``splits["calibration"]`` (with a fixed threshold: its own rule, score > 0), then
-    scored on each of ``tests`` at that cut and at its own rule. Returns (metrics prefixed ``svm_``, its
-    precision-recall curve on the last test split, for :func:`plot_precision_recall`)."""
+    """The anchor beside a model: :func:`tfidf_svm` trained on ``splits["train"]``, its cut chosen by the model's rule,
+    scored on ``tests``. Returns (``svm_`` metrics, its precision-recall curve on the last test split)."""
     started = time.time()
     svm = tfidf_svm(splits["train"]["text"], splits["train"]["label"], class_weight)
     sign = 1.0 if svm.classes_[1] == positive else -1.0  # decision_function is positive for classes_[1]
@@ -255,8 +234,7 @@ def plot_confusion_matrix(labels, predictions, path: str, title: str = "Classifi
 
 
 def plot_precision_recall(labels, curves: dict, path: str, title: str = "Test split", positive: int = 1) -> str:
-    """A precision-recall PNG (scikit-learn's display): one curve per ``{name: (scores, cut)}``, each with its
-    operating point (the rule "positive if score > cut") marked."""
+    """A precision-recall PNG: one curve per ``{name: (scores, cut)}``, each with its operating point marked."""
     from sklearn.metrics import PrecisionRecallDisplay
 
     plt, fig, ax = _figure((5.2, 4.4))

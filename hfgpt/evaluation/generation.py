@@ -9,10 +9,8 @@ logger = logging.getLogger("hfgpt.evaluation")
 
 def generate_responses(model, tokenizer, entries: list[dict], max_new_tokens: int = 256, batch_size: int = 8,
                        response_key: str = "model_response", **generate_kwargs) -> tuple[list[dict], int]:
-    """The book's response generation, batched: prompts through the chat template, left-padded, ``generate()``
-    with the KV cache, greedy unless ``generate_kwargs`` say otherwise, stopping at end-of-text.
-
-    Returns ``(records with response_key added, n_skipped)``; prompts that leave no room in the context are skipped."""
+    """The book's response generation, batched (left-padded, KV cache, greedy unless ``generate_kwargs`` say otherwise).
+    Returns ``(records with response_key added, n_skipped)``: prompts that leave no room in the context are skipped."""
     import torch
 
     from ..data.instructions import entry_to_messages

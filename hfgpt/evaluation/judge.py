@@ -1,8 +1,7 @@
 """LLM-as-judge (the book's chapter 7.8): another model scores each response from 0 to 100.
 
-The book asks Llama 3 through Ollama with this grading prompt. Here a judge is any callable ``judge(prompt) -> reply``:
-a local transformers model or an OpenAI-compatible endpoint (Ollama, vLLM, llama.cpp's server). A reply with no score
-in 0..100 is counted as unparsed, not fatal; the mean is over the rest.
+A judge is any callable ``judge(prompt) -> reply``: a local transformers model or an OpenAI-compatible endpoint (the
+book's Ollama, vLLM, llama.cpp's server). A reply with no score in 0..100 is counted as unparsed, not fatal.
 """
 
 from __future__ import annotations
@@ -49,8 +48,7 @@ def parse_score(reply: str | None) -> int | None:
 
 
 class LocalModelJudge:
-    """A transformers causal LM as judge (a folder, a Hub id, or a loaded model with its ``tokenizer``), greedy; a
-    prompt longer than the model's context keeps its end."""
+    """A transformers causal LM as judge, greedy; a prompt longer than the model's context keeps its end."""
 
     def __init__(self, model, tokenizer=None, max_new_tokens: int = 8, device: str | None = None):
         if isinstance(model, (str, os.PathLike)):
@@ -82,9 +80,7 @@ class LocalModelJudge:
 
 
 class OpenAIChatJudge:
-    """An OpenAI-compatible chat-completions endpoint as judge, through urllib. ``url`` is the API base (Ollama's
-    ``http://localhost:11434/v1``) or the full ``.../chat/completions`` address. Temperature 0 and seed 123, as in
-    the book."""
+    """An OpenAI-compatible chat-completions endpoint as judge (temperature 0 and seed 123, as in the book)."""
 
     def __init__(self, url: str, model: str, api_key: str | None = None, timeout: float = 120.0,
                  temperature: float = 0.0, seed: int | None = 123, max_tokens: int | None = None):
@@ -123,8 +119,7 @@ class OpenAIChatJudge:
 
 def load_judge(judge_model: str | None = None, judge_url: str | None = None, judge_model_name: str | None = None,
                api_key: str | None = None, max_new_tokens: int = 8) -> Callable[[str], str] | None:
-    """The judge the arguments name: ``judge_url`` (+ ``judge_model_name``) -> :class:`OpenAIChatJudge`,
-    ``judge_model`` -> :class:`LocalModelJudge`, neither -> None."""
+    """:class:`OpenAIChatJudge` for ``judge_url``, :class:`LocalModelJudge` for ``judge_model``, else None."""
     if judge_url and judge_model:
         raise HfgptInputError("Give --judge_model (a local transformers model) or --judge_url (an API), not both.")
     if judge_url:
@@ -138,8 +133,7 @@ def load_judge(judge_model: str | None = None, judge_url: str | None = None, jud
 
 def score_responses(entries: Sequence[Mapping], judge: Callable[[str], str], response_key: str = "model_response",
                     progress: bool = False) -> dict:
-    """Ask ``judge`` to grade every entry: ``{"mean_score" (None when no reply held a score), "scores" (int or None
-    per entry), "replies", "n_scored", "n_unparsed", "n_total"}``."""
+    """Ask ``judge`` to grade every entry: ``mean_score``, ``scores``, ``replies`` and counts."""
     scores, replies = [], []
     for index, entry in enumerate(entries):
         reply = judge(grading_prompt(entry, response_key))

@@ -1,12 +1,8 @@
-"""Scoring a language model: perplexity, bits per byte, the baselines a trained model must beat, and the pretraining
-and instruction recipes' evaluation steps.
+"""Scoring a language model: perplexity, bits per byte, baselines, and the recipes' evaluation steps.
 
-- Bits per byte: a loss in nats per token depends on the tokenizer (a larger vocabulary has fewer, harder tokens);
-  total nats / ln 2 / the UTF-8 bytes of the text those tokens stand for does not, so it compares models with
-  different vocabularies, and a model with a compressor.
-- Baselines: a unigram model predicts every token by its frequency in the training data, ignoring context, so a GPT
-  that learned anything from context sits well below its loss. A general-purpose compressor (xz) is the other
-  yardstick: the bits it needs for the validation text once it has seen the training text.
+Bits per byte (total nats / ln 2 / the UTF-8 bytes scored) does not depend on the tokenizer, so it compares models
+with different vocabularies, and a model with a compressor. Baselines a trained model must beat: a unigram model
+(token frequencies, no context) and xz (the bits for the validation text once it has seen the training text).
 """
 
 from __future__ import annotations
@@ -39,8 +35,7 @@ def _token_arrays(windows, column: str):
 
 
 def unigram_loss(train_windows, eval_windows, vocab_size: int, column: str = "input_ids") -> float:
-    """Cross-entropy (nats/token) on ``eval_windows`` of the add-one-smoothed token frequencies of
-    ``train_windows``, scored on the same positions as the causal-LM loss (every token but each window's first)."""
+    """Cross-entropy (nats/token) on ``eval_windows`` of ``train_windows``' add-one-smoothed token frequencies."""
     counts = np.ones(vocab_size, dtype=np.float64)  # add-one smoothing: unseen tokens keep a small probability
     for block in _token_arrays(train_windows, column):
         counts += np.bincount(block.ravel(), minlength=vocab_size)[:vocab_size]
@@ -54,12 +49,8 @@ def unigram_loss(train_windows, eval_windows, vocab_size: int, column: str = "in
 
 
 def token_byte_lengths(tokenizer) -> np.ndarray:
-    """The number of UTF-8 bytes of text each token id stands for (index = id; 0 for special tokens such as the
-    eos that joins documents: they stand for no text).
-
-    Exact for byte-level BPE (ours and GPT-2's: each character of a token string is one byte, by GPT-2's
-    ``bytes_to_unicode``), where the lengths of a text's tokens add up to ``len(text.encode())``; for other tokenizers
-    an approximation: the bytes of each token decoded alone (a decoder may drop a word-start space there)."""
+    """The UTF-8 bytes of text each token id stands for (0 for special tokens). Exact for byte-level BPE (each character
+    of a token string is one byte, by GPT-2's ``bytes_to_unicode``); else the bytes of each token decoded alone."""
     from tokenizers import decoders
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -81,12 +72,7 @@ def token_byte_lengths(tokenizer) -> np.ndarray:
 
 
 def scored_tokens_and_bytes(windows, byte_lengths: np.ndarray, column: str = "input_ids") -> tuple[int, int]:
-    """``(tokens, bytes)`` that the causal-LM loss on ``windows`` is an average over: every token of a window but its
-    first (the labels the model shifts), and the UTF-8 bytes of those tokens (:func:`token_byte_lengths`).
-
-    The pretraining recipe's validation windows do not overlap (stride = max_length), so each token is scored at most
-    once; the first token of each window, and the tail after the last window, are not scored and their bytes not
-    counted. Training windows with a stride < max_length score tokens more than once, and they are counted so."""
+    """``(tokens, bytes)`` the causal-LM loss on ``windows`` averages over: each window's tokens but its first."""
     tokens, n_bytes = 0, 0
     for block in _token_arrays(windows, column):
         targets = block[:, 1:]
@@ -96,8 +82,7 @@ def scored_tokens_and_bytes(windows, byte_lengths: np.ndarray, column: str = "in
 
 
 def bits_per_byte(nats_per_token: float, tokens: int, n_bytes: int) -> float:
-    """A mean loss over ``tokens`` tokens in nats/token as bits per byte of the ``n_bytes`` of text they stand for:
-    total nats / ln 2 / bytes."""
+    """A mean loss in nats/token over ``tokens`` as bits per byte of their ``n_bytes``: total nats / ln 2 / bytes."""
     if n_bytes <= 0:
         return math.nan
     return nats_per_token * tokens / math.log(2) / n_bytes
@@ -108,8 +93,7 @@ def _joined_bytes(texts) -> bytes:
 
 
 def last_documents(dataset, column: str = "text", max_bytes: int = XZ_DICTIONARY_BYTES) -> list[str]:
-    """The last documents of an in-memory ``datasets.Dataset`` that together reach ``max_bytes`` of UTF-8 text, in
-    order: all that :func:`xz_bits_per_byte` can use of a training split, read without loading the rest."""
+    """The last documents of an in-memory ``Dataset`` that together reach ``max_bytes`` of UTF-8 text, in order."""
     kept, total, end = [], 0, len(dataset)
     while end > 0 and total < max_bytes:
         start = max(0, end - 1000)
@@ -123,14 +107,8 @@ def last_documents(dataset, column: str = "text", max_bytes: int = XZ_DICTIONARY
 
 
 def xz_bits_per_byte(train_texts, validation_texts, preset: int = XZ_PRESET) -> float:
-    """The general-purpose compressor baseline: the extra bits xz (Python's ``lzma``, ``preset``; default ``-9e``)
-    needs for the validation documents once it has read the training documents, per byte of validation text::
-
-        (len(xz(train + val)) - len(xz(train))) * 8 / len(val)
-
-    Documents are UTF-8, joined by newlines (train and val by one more). Only the last :data:`XZ_DICTIONARY_BYTES`
-    of the training text are given: preset 9 cannot look further back, and a large corpus stays quick. The two
-    compressions run in two threads (``lzma`` releases the GIL)."""
+    """The compressor baseline: ``(len(xz(train + val)) - len(xz(train))) * 8 / len(val)`` bits per byte, with the last
+    :data:`XZ_DICTIONARY_BYTES` of training text (preset 9 cannot look further back), in two threads."""
     train = _joined_bytes(train_texts)[-XZ_DICTIONARY_BYTES:]
     validation = _joined_bytes(validation_texts)
     if not validation:
@@ -144,8 +122,7 @@ def xz_bits_per_byte(train_texts, validation_texts, preset: int = XZ_PRESET) -> 
 # ------------------------------------------------------------------------------------------------ the recipes' steps
 @dataclass
 class LanguageModelBaselines:
-    """A validation split's yardsticks, measured before training: the ``tokens`` the causal-LM loss averages over and
-    the ``n_bytes`` of text they stand for (for bits per byte), the unigram loss and the xz bits per byte."""
+    """A validation split's yardsticks, measured before training: tokens and bytes, unigram loss, xz bits per byte."""
 
     tokens: int
     n_bytes: int
@@ -154,8 +131,7 @@ class LanguageModelBaselines:
 
     @classmethod
     def measure(cls, texts, windows, tokenizer, vocab_size: int, text_column: str = "text", xz: bool = True):
-        """From the ``train`` / ``validation`` splits of the ``texts`` and of their token ``windows``, for a model of
-        ``vocab_size`` tokens (``xz=False``: no xz baseline)."""
+        """From the ``train`` / ``validation`` splits of the ``texts`` and of their token ``windows``."""
         tokens, n_bytes = scored_tokens_and_bytes(windows["validation"], token_byte_lengths(tokenizer))
         baselines = cls(tokens, n_bytes, unigram_loss(windows["train"], windows["validation"], vocab_size))
         logger.info("Validation: %d scored tokens, %d bytes of text (%.2f bytes/token). Unigram baseline: loss %.3f "
@@ -182,11 +158,8 @@ class LanguageModelBaselines:
 
 def evaluate_language_model(trainer, baselines: LanguageModelBaselines | None = None, lm_eval_tasks=(),
                             documents=None) -> dict:
-    """The pretraining recipe's evaluation of its saved model: ``Trainer.evaluate`` (loss, perplexity; bits per byte
-    comes from :class:`~hfgpt.training.callbacks.BitsPerByteCallback`) beside the ``baselines``, saved as
-    ``eval_results.json``; then, on the main process, lm-eval's ``lm_eval_tasks`` on the folder the model was saved
-    to (``documents``: the validation text for :data:`~hfgpt.evaluation.lm_eval.HELDOUT_TASK`; under DDP the other
-    processes wait for it at the final save's barrier, at most ``--ddp_timeout``)."""
+    """The pretraining recipe's evaluation of its saved model: ``Trainer.evaluate`` beside the ``baselines`` (in
+    ``eval_results.json``), then lm-eval's ``lm_eval_tasks`` on the main process (``documents``: the held-out text)."""
     metrics = trainer.evaluate()
     metrics["eval_perplexity"] = perplexity(metrics["eval_loss"])
     if baselines is not None:
@@ -206,8 +179,7 @@ def evaluate_language_model(trainer, baselines: LanguageModelBaselines | None = 
 
 
 def evaluate_losses(trainer, items: list[dict], prefix: str) -> dict:
-    """Loss and perplexity on the responses only, and on the whole text (the book's ``calc_loss_loader`` in chapter
-    7), of tokenized instruction ``items``."""
+    """Loss and perplexity on the responses only and on the whole text (the book's ``calc_loss_loader``, chapter 7)."""
     from ..data.instructions import InstructionDataset
 
     metrics = {}

@@ -1,11 +1,7 @@
-"""lm-evaluation-harness on a saved hfgpt folder, with hfgpt's own offline perplexity tasks.
-
-A saved folder is an ordinary ``hf`` model to lm-eval (``pretrained=FOLDER,trust_remote_code=True``); the context it
-scores with is the config's ``n_positions``. :data:`TASKS_DIR` ships ``hfgpt_english``, a rolling log-likelihood
-task (lm-eval's ``wikitext`` recipe) over eight English documents written for hfgpt; :func:`write_perplexity_task`
-writes the same task over any documents, e.g. the pretraining recipe's validation split (``hfgpt_heldout``), so that
-lm-eval's ``token_perplexity`` and the recipe's ``eval_perplexity`` are measured on the same text. lm-eval is an
-optional dependency (``pip install 'hfgpt[lm-eval]'``), imported only here and only when called.
+"""lm-evaluation-harness on a saved hfgpt folder (an ordinary ``hf`` model to lm-eval), with hfgpt's own offline
+perplexity tasks: :data:`TASKS_DIR`'s ``hfgpt_english``, and :func:`write_perplexity_task` over any documents
+(``hfgpt_heldout``: the pretraining validation split, so lm-eval's ``token_perplexity`` and the recipe's
+``eval_perplexity`` score the same text). lm-eval is optional, imported here only.
 """
 
 from __future__ import annotations
@@ -42,8 +38,7 @@ def parse_tasks(tasks: str | Sequence[str] | None) -> list[str]:
 
 
 def _task_manager(tasks: list[str], include_path, metadata: dict | None = None):
-    """A TaskManager that knows ``tasks``: hfgpt's folder (+ ``include_path``) alone when that is enough (indexing
-    lm-eval's ~15,000 built-in tasks takes ~20 s), else with the built-ins; unknown names are refused."""
+    """A TaskManager that knows ``tasks``: hfgpt's folder alone when enough (indexing lm-eval's tasks takes ~20 s)."""
     from lm_eval.tasks import TaskManager
 
     paths = [str(TASKS_DIR), *(os.fspath(p) for p in ([include_path] if isinstance(include_path, (str, os.PathLike))
@@ -64,8 +59,7 @@ def _task_manager(tasks: list[str], include_path, metadata: dict | None = None):
 
 
 def check_tasks(tasks: str | Sequence[str], include_path=None, allow: Iterable[str] = ()) -> list[str]:
-    """The task names, checked before anything slow runs: lm-eval is installed and knows each name (``allow``: names
-    the caller writes later, e.g. :data:`HELDOUT_TASK`)."""
+    """The task names, checked before anything slow runs (``allow``: names the caller writes later)."""
     names = parse_tasks(tasks)
     if not names:
         raise HfgptInputError(f"no lm-eval task named in {tasks!r}: pass e.g. {SHIPPED_TASKS[0]}")
@@ -75,9 +69,7 @@ def check_tasks(tasks: str | Sequence[str], include_path=None, allow: Iterable[s
 
 
 def write_perplexity_task(documents: Iterable[str], out_dir: str | os.PathLike, name: str = HELDOUT_TASK) -> Path:
-    """A folder holding task ``name``: :data:`TASKS_DIR`'s ``hfgpt_english`` over ``documents`` (empty ones dropped)
-    instead of the shipped text. Self-contained (yaml, JSON lines, utils.py), so ``lm_eval --include_path OUT_DIR``
-    runs it anywhere; returns ``out_dir``."""
+    """A self-contained task folder (``lm_eval --include_path``): ``hfgpt_english`` over ``documents``, as ``name``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = [json.dumps({"text": text}, ensure_ascii=False) for text in documents if text and text.strip()]
@@ -96,9 +88,7 @@ def write_perplexity_task(documents: Iterable[str], out_dir: str | os.PathLike, 
 
 def run_lm_eval(folder: str | os.PathLike, tasks: str | Sequence[str], include_path=None, batch_size: int = 8,
                 device: str = "cpu", limit: int | float | None = None, log_samples: bool = False, **kwargs) -> dict:
-    """``lm_eval.simple_evaluate`` of the saved model in ``folder`` on ``tasks`` (hfgpt's :data:`TASKS_DIR` is
-    always included; ``include_path`` adds folders, e.g. one from :func:`write_perplexity_task`); returns lm-eval's
-    results dict (``results[task][metric + ",none"]``). ``kwargs`` go to ``simple_evaluate``."""
+    """``lm_eval.simple_evaluate(**kwargs)`` of the model in ``folder`` on ``tasks``; returns lm-eval's results dict."""
     folder = os.fspath(folder)
     if not os.path.isfile(os.path.join(folder, "config.json")):
         raise HfgptInputError(f"no saved model in {folder!r} (no config.json): pass a recipe's output_dir")
@@ -139,10 +129,7 @@ def save_results(results: dict, path: str | os.PathLike) -> Path:
 
 def evaluate_saved_run(output_dir: str | os.PathLike, tasks: Sequence[str], documents: Iterable[str] | None = None,
                        batch_size: int = 8) -> dict:
-    """The pretraining recipe's ``--lm_eval_tasks`` step, after the final save: :data:`HELDOUT_TASK` (if asked) is
-    written from ``documents`` into ``output_dir/lm_eval_tasks``, lm-eval runs on the saved model, and its results go
-    to ``output_dir/lm_eval_results.json``; returns :func:`headline_metrics`. Results of an earlier model there are
-    removed first, so the folder never pairs this model with another one's scores."""
+    """The pretraining recipe's ``--lm_eval_tasks`` step, after the final save; returns :func:`headline_metrics`."""
     output_dir = Path(output_dir)
     drop_results(output_dir)
     include = None

@@ -1,17 +1,7 @@
-"""GGUF export for llama.cpp, ``llama-server`` and Ollama: hfgpt -> GPT-2's layout -> a llama.cpp ``gpt2`` GGUF.
-
-llama.cpp's ``convert_hf_to_gguf.py`` (class ``GPT2Model``, vocabulary from ``_set_vocab_gpt2``) converts a
-``GPT2LMHeadModel`` folder. This writes the same file with the ``gguf`` package alone: :func:`~hfgpt.convert.to_hf_gpt2`
-gives GPT-2's tensors (padded vocabulary rows dropped, a zero qkv bias when the model has none), the ``Conv1D``
-weights are transposed back to ``[out, in]``, gguf's tensor-name map gives llama.cpp's names, and the tensor types
-follow the converter's rules (norms, biases and the position table f32; a tied output head is not stored).
-
-What differs from the converter: ``feed_forward_length`` is the model's ``n_inner`` (the converter writes
-``4 * n_embd``, and llama.cpp refuses any other width); the pre-tokenizer is read from the tokenizer's structure (the
-converter recognises known models by hashing their token ids, which a freshly trained BPE never matches), and a
-tokenizer llama.cpp would split differently is refused; transformers' ``{% generation %}`` tags are removed from the
-chat template (llama.cpp's Jinja ignores them, Python's jinja2 in llama-cpp-python refuses them). An
-instruction-tuned folder (its tokenizer carries the Alpaca chat template) also gets an Ollama ``Modelfile``.
+"""GGUF export for llama.cpp and Ollama: hfgpt -> GPT-2's layout -> a llama.cpp ``gpt2`` GGUF, as llama.cpp's
+``convert_hf_to_gguf.py`` writes it, with the ``gguf`` package alone. What differs: ``feed_forward_length`` is
+``n_inner``; the pre-tokenizer is read from the tokenizer's structure (the converter hashes known vocabularies, which a
+fresh BPE never matches); the ``{% generation %}`` tags leave the chat template (llama-cpp-python refuses them).
 """
 
 from __future__ import annotations
@@ -35,9 +25,8 @@ ALPACA_MARKERS = ("### Instruction:", "### Response:")
 
 
 def llama_cpp_pre_tokenizer(tokenizer) -> str:
-    """The ``tokenizer.ggml.pre`` name llama.cpp needs: ``"gpt-2"`` for a byte-level BPE that splits with GPT-2's
-    regex and adds no prefix space (GPT-2's own, and :func:`hfgpt.tokenization.train_bpe_tokenizer`'s). Anything
-    else would tokenize differently in llama.cpp, so it is refused."""
+    """The ``tokenizer.ggml.pre`` name llama.cpp needs: ``"gpt-2"`` for GPT-2's byte-level BPE split; any other
+    tokenizer would tokenize differently in llama.cpp, so it is refused."""
     name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
@@ -49,11 +38,10 @@ def llama_cpp_pre_tokenizer(tokenizer) -> str:
     if model == "BPE" and normalizer is None and gpt2_split:
         return "gpt-2"
     found = f"model {model}, normalizer {(normalizer or {}).get('type')}, pre-tokenizer {json.dumps(pre)}"
-    raise HfgptInputError(
-        f"The tokenizer {name!r} ({found}) is not GPT-2's byte-level BPE (ByteLevel with GPT-2's regex, no prefix "
-        "space, no normalizer), the only pre-tokenizer llama.cpp's gpt2 models know: export a model trained with "
-        "GPT-2's tokenizer or hfgpt.tokenization.train_bpe_tokenizer."
-    )
+    raise HfgptInputError(f"The tokenizer {name!r} ({found}) is not GPT-2's byte-level BPE (ByteLevel with GPT-2's "
+                          f"regex, no prefix space, no normalizer), the only pre-tokenizer llama.cpp's gpt2 models "
+                          f"know: export a model trained with GPT-2's tokenizer or "
+                          f"hfgpt.tokenization.train_bpe_tokenizer.")
 
 
 def _looks_special(token: str) -> bool:
@@ -63,16 +51,14 @@ def _looks_special(token: str) -> bool:
 
 
 def gguf_vocab(tokenizer, vocab_size: int) -> tuple[list[str], list[int]]:
-    """Tokens and token types for ``vocab_size`` rows, as the converter's ``get_vocab_base``: added tokens are
-    CONTROL (special) or USER_DEFINED, ids the tokenizer lacks are ``[PAD<i>]`` UNUSED."""
+    """Tokens and token types for ``vocab_size`` rows, as the converter's ``get_vocab_base``."""
     import gguf
 
     vocab = tokenizer.get_vocab()
     if max(vocab.values()) >= vocab_size:
-        raise HfgptInputError(
-            f"The tokenizer {tokenizer.name_or_path!r} has ids up to {max(vocab.values())}, but the model has "
-            f"vocab_size={vocab_size}: it is not this model's tokenizer (pass the one it was trained with)."
-        )
+        raise HfgptInputError(f"The tokenizer {tokenizer.name_or_path!r} has ids up to {max(vocab.values())}, but the "
+                              f"model has vocab_size={vocab_size}: it is not this model's tokenizer (pass the one it "
+                              f"was trained with).")
     by_id = {i: token for token, i in vocab.items()}
     added = tokenizer.added_tokens_decoder
     tokens, types = [], []
@@ -97,8 +83,7 @@ def gguf_vocab(tokenizer, vocab_size: int) -> tuple[list[str], list[int]]:
 
 
 def gguf_chat_template(template: str) -> str:
-    """The chat template without transformers' ``{% generation %}`` markers (they only mark assistant tokens for
-    ``return_assistant_tokens_mask``; other Jinja engines do not know them)."""
+    """The chat template without transformers' ``{% generation %}`` markers, which other Jinja engines do not know."""
     return GENERATION_TAGS.sub("", template)
 
 
@@ -108,9 +93,7 @@ def is_alpaca_template(template) -> bool:
 
 
 def ollama_modelfile(gguf_name: str, eos_token: str, n_ctx: int) -> str:
-    """An Ollama ``Modelfile`` for an Alpaca-tuned GGUF: the book's prompt as a Go template (a system message
-    replaces the preamble, as in the tokenizer's chat template), greedy decoding, the end-of-text token and the
-    next ``### `` header as stops, and the model's context (Ollama's default is larger than n_positions)."""
+    """An Ollama ``Modelfile``: the book's prompt as a Go template, greedy, its stops and the model's context."""
     from ..data.instructions import PREAMBLE
 
     template = (
@@ -155,13 +138,30 @@ def _tensor_type(gguf, name: str, n_dims: int, matrix_type):
     return matrix_type
 
 
-def export_gguf(folder_or_model, out_path, outtype: str = "f32", tokenizer=None, progress: bool = True) -> str:
-    """Write ``folder_or_model`` (an hfgpt folder or ``GPTScratchForCausalLM``) as a llama.cpp GGUF at ``out_path``.
+def _add_tensors(gguf, writer, gpt2, matrix_type) -> None:
+    """GPT-2's tensors under llama.cpp's names, ``Conv1D`` weights transposed back, of the converter's types."""
+    c = gpt2.config
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GPT2, c.n_layer)
+    for key, tensor in gpt2.state_dict().items():
+        if key == "lm_head.weight" and c.tie_word_embeddings:
+            continue  # llama.cpp reuses token_embd, as for OpenAI's GPT-2
+        if key.endswith(CONV1D_WEIGHTS):
+            tensor = tensor.t()
+        gguf_name = names.get_name(key, try_suffixes=(".weight", ".bias"))
+        data = tensor.detach().float().contiguous().numpy()
+        qtype = _tensor_type(gguf, gguf_name, data.ndim, matrix_type)
+        try:
+            quantized = gguf.quants.quantize(data, qtype)
+        except gguf.QuantError as error:  # e.g. q8_0 of rows that are not a multiple of 32
+            logger.warning(f"{gguf_name}: {error}, falling back to F16")
+            qtype = gguf.GGMLQuantizationType.F16
+            quantized = gguf.quants.quantize(data, qtype)
+        writer.add_tensor(gguf_name, quantized, raw_dtype=qtype)
 
-    ``outtype``: ``"f32"``, ``"f16"`` or ``"q8_0"`` for the 2-D weight matrices (a matrix whose rows are not a
-    multiple of 32 stays f16 under q8_0, as in llama.cpp). ``tokenizer``: defaults to the folder's. When the
-    tokenizer has the Alpaca chat template, an Ollama ``Modelfile`` is written next to the file. The file appears
-    complete or not at all (written to ``out_path + ".partial"``, then renamed). Returns ``out_path``."""
+
+def export_gguf(folder_or_model, out_path, outtype: str = "f32", tokenizer=None, progress: bool = True) -> str:
+    """Write ``folder_or_model`` (an hfgpt folder or model) as a llama.cpp GGUF at ``out_path``, complete or not at all.
+    ``outtype``: ``"f32"``, ``"f16"`` or ``"q8_0"`` (rows not a multiple of 32 stay f16, as in llama.cpp)."""
     import gguf
 
     from ..convert import to_hf_gpt2
@@ -203,22 +203,7 @@ def export_gguf(folder_or_model, out_path, outtype: str = "f32", tokenizer=None,
         special.chat_template = gguf_chat_template(template)
     special.add_to_gguf(writer, quiet=True)
 
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GPT2, c.n_layer)
-    for key, tensor in gpt2.state_dict().items():
-        if key == "lm_head.weight" and c.tie_word_embeddings:
-            continue  # llama.cpp reuses token_embd, as for OpenAI's GPT-2
-        if key.endswith(CONV1D_WEIGHTS):
-            tensor = tensor.t()
-        gguf_name = names.get_name(key, try_suffixes=(".weight", ".bias"))
-        data = tensor.detach().float().contiguous().numpy()
-        qtype = _tensor_type(gguf, gguf_name, data.ndim, matrix_type)
-        try:
-            quantized = gguf.quants.quantize(data, qtype)
-        except gguf.QuantError as error:  # e.g. q8_0 of rows that are not a multiple of 32
-            logger.warning(f"{gguf_name}: {error}, falling back to F16")
-            qtype = gguf.GGMLQuantizationType.F16
-            quantized = gguf.quants.quantize(data, qtype)
-        writer.add_tensor(gguf_name, quantized, raw_dtype=qtype)
+    _add_tensors(gguf, writer, gpt2, matrix_type)
     writer.add_size_label(gguf.size_label(*writer.get_total_parameter_count()))
 
     partial = out_path + ".partial"

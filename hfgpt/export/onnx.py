@@ -1,9 +1,7 @@
 """ONNX export for onnxruntime: the causal LM's logits for ``input_ids`` and ``attention_mask``.
 
-optimum's exporter does not support transformers 5; ``torch.onnx.export(..., dynamo=True)`` captures the model with
-``torch.export`` and writes an ONNX graph with dynamic batch and sequence axes. What differs from a transformers
-forward: no KV cache (``use_cache=False``: every call runs the whole sequence) and logits are the only output, so the
-graph is one plain function ``(input_ids, attention_mask) -> logits`` that onnxruntime's session runs as it is.
+optimum's exporter does not support transformers 5, so ``torch.onnx.export(..., dynamo=True)`` writes the graph, with
+dynamic batch and sequence axes, no KV cache and logits as the only output.
 """
 
 from __future__ import annotations
@@ -35,8 +33,7 @@ def _logits_module(model):
 
 @contextlib.contextmanager
 def _quiet_exporter():
-    """torch 2.13's exporter warns about things that do not concern this graph: torchvision ops it skips, its own
-    pytree deprecation, and that the two inputs share their axis names (as they should)."""
+    """torch's exporter warns about things that do not concern this graph."""
     registration = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = registration.level
     registration.setLevel(logging.ERROR)
@@ -50,11 +47,8 @@ def _quiet_exporter():
 
 
 def export_onnx(folder_or_model, out_dir, tokenizer=None, overwrite: bool = False) -> str:
-    """Export ``folder_or_model`` (an hfgpt folder or ``GPTScratchForCausalLM``) to ``out_dir/model.onnx``, with its
-    ``config.json`` and tokenizer (the folder's, or ``tokenizer``: an object or a path) beside it.
-
-    Inputs ``input_ids`` and ``attention_mask`` (int64, ``[batch, sequence]``, both dynamic, sequence up to
-    ``n_positions``), output ``logits`` (float32, ``[batch, sequence, vocab_size]``). Returns the ``.onnx`` path."""
+    """Export ``folder_or_model`` to ``out_dir/model.onnx``, with its ``config.json`` and tokenizer beside it: inputs
+    ``input_ids`` and ``attention_mask`` (int64, dynamic ``[batch, sequence]``), output float32 ``logits``."""
     import torch
 
     from ..convert import load_causal_lm

@@ -1,8 +1,5 @@
-"""Trainer callbacks for the book's training-loop extras (chapter 5).
-
-The book's ``train_model_simple`` prints a sample after every epoch (``generate_and_print_sample``) and plots train and
-validation loss against tokens seen (``plot_losses``). Here they are callbacks, so the loop stays the Trainer's.
-"""
+"""Trainer callbacks for the book's training-loop extras (chapter 5): ``generate_and_print_sample`` and
+``plot_losses`` as callbacks, so the loop stays the Trainer's."""
 
 from __future__ import annotations
 
@@ -14,8 +11,7 @@ from transformers import TrainerCallback
 
 
 class SampleGenerationCallback(TrainerCallback):
-    """The book's ``generate_and_print_sample`` after each evaluation, with its temperature + top-k sampling
-    (chapter 5.3) under a fixed seed in a forked RNG: samples stay comparable and training's randomness untouched."""
+    """The book's ``generate_and_print_sample`` after each evaluation, seeded in a forked RNG (training's untouched)."""
 
     def __init__(self, tokenizer, prompt: str = "Every effort moves you", max_new_tokens: int = 40,
                  do_sample: bool = True, top_k: int | None = 40, temperature: float = 0.8, seed: int = 123):
@@ -58,8 +54,8 @@ def _is_sharded(model) -> bool:
 
 def plot_loss_curve(log_history: list[dict], tokens_per_step: int, path: str, title: str = "Training loss",
                     baseline: tuple[str, float] | None = None) -> str | None:
-    """The book's ``plot_losses``: train and validation loss against tokens seen, saved as a PNG at ``path``, with
-    perplexity on the right axis; ``baseline`` = (label, loss) adds a dashed reference line. None before any loss."""
+    """The book's ``plot_losses``: train and validation loss against tokens seen, as a PNG at ``path`` (perplexity on
+    the right axis; ``baseline`` = (label, loss) a dashed line). None before any loss."""
     train = [(e["step"] * tokens_per_step, e["loss"]) for e in log_history if "loss" in e and "step" in e]
     val = [(e["step"] * tokens_per_step, e["eval_loss"]) for e in log_history if "eval_loss" in e and "step" in e]
     if not train and not val:
@@ -90,8 +86,7 @@ def plot_loss_curve(log_history: list[dict], tokens_per_step: int, path: str, ti
 
 @dataclass(eq=False)
 class LossCurveCallback(TrainerCallback):
-    """Writes ``loss_curve.png`` into ``output_dir`` after every evaluation and at the end of training, so a run
-    killed midway still leaves its curve."""
+    """Writes ``loss_curve.png`` after every evaluation, so a run killed midway still leaves its curve."""
 
     tokens_per_step: int
     filename: str = "loss_curve.png"
@@ -108,10 +103,8 @@ class LossCurveCallback(TrainerCallback):
 
 @dataclass(eq=False)
 class BitsPerByteCallback(TrainerCallback):
-    """Adds ``eval_bits_per_byte`` wherever ``eval_loss`` is logged: the loss over the validation windows' ``tokens``
-    scored tokens, as bits per byte of the ``n_bytes`` of text they stand for (measured with the split's
-    :class:`~hfgpt.evaluation.language_model.LanguageModelBaselines`). The logged dict is the one ``Trainer.evaluate``
-    returns, so the final metrics carry it too; ``trainer_state.json``'s history gets it as well."""
+    """Adds ``eval_bits_per_byte`` wherever ``eval_loss`` is logged, from the scored ``tokens`` and their
+    ``n_bytes``."""
 
     tokens: int
     n_bytes: int

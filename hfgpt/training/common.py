@@ -22,9 +22,7 @@ MODES = ("full", "last-block", "lora")
 
 @dataclass
 class BaseModelArguments:
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "An hfgpt folder (e.g. runs/pretrain), or a GPT-2 folder / Hub id (converted)."}
-    )
+    model_name_or_path: str | None = field(default=None, metadata={"help": "An hfgpt or GPT-2 folder or Hub id."})
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer folder or Hub id; default: the model's."})
     attn_implementation: str = field(default="sdpa", metadata={"help": "eager (the book's), sdpa, flash_attention_2."})
 
@@ -40,44 +38,25 @@ class LoraArguments:
     lora_r: int = field(default=16, metadata={"help": "LoRA rank (the book's appendix E: 16)."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (scale = alpha / r)."})
     lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA path."})
-    lora_target_modules: str = field(
-        default=DEFAULT_TARGETS, metadata={"help": "Comma-separated Linear layers that get adapters."}
-    )
+    lora_target_modules: str = field(default=DEFAULT_TARGETS, metadata={"help": "Linear layers that get adapters."})
 
 
 @dataclass
 class RecipeTrainingArguments(TrainingArguments):
-    """``TrainingArguments`` with the book's AdamW weight decay, no reporting, DDP on CPU-only machines, pinned
-    memory only where there is an accelerator to pin for, bf16 autocast by default on a CPU that computes bf16
-    natively (:func:`cpu_has_native_bf16`) when training on the CPU, and Muon for the hidden matrices on request
-    (``--use_muon``, :mod:`hfgpt.training.optim`)."""
+    """``TrainingArguments`` with the book's AdamW weight decay, no reporting, DDP on CPU-only machines, pinned memory
+    only with an accelerator, bf16 autocast by default on a CPU with native bf16, and Muon on request."""
 
-    bf16: bool | None = field(
-        default=None,
-        metadata={"help": "bf16 mixed precision (autocast; the weights stay fp32). Default: on when training on a CPU "
-                          "with native bf16 (AVX512-BF16 or AMX), else off (on a GPU: the Trainer's default). "
-                          "--bf16 false turns it off.",
-                  "nargs": "?", "const": True},  # a bare --bf16 means true, as for the other switches
-    )
+    bf16: bool | None = field(default=None, metadata={  # a bare --bf16 means true, as for the other switches
+        "help": "bf16 autocast; default: on when training on a CPU with native bf16.", "nargs": "?", "const": True})
 
     weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay."})
     report_to: None | str | list[str] = field(default="none", metadata={"help": "tensorboard, wandb, ... or none."})
     ddp_find_unused_parameters: bool | None = field(default=False, metadata={"help": "Every parameter gets a grad."})
-    dataloader_pin_memory: bool | None = field(
-        default=None, metadata={"help": "Pin batches in page-locked memory; default: when there is an accelerator."}
-    )
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Replace the run already in output_dir (by default a new run refuses it)."}
-    )
-    use_muon: bool | None = field(
-        default=False, metadata={"help": "Muon for the transformer blocks' weight matrices, --optim (AdamW) for the "
-                                         "embeddings, head, norms and biases (hfgpt.training.optim).",
-                                 "nargs": "?", "const": True}  # a bare --use_muon means true
-    )
-    muon_learning_rate: float | None = field(
-        default=None, metadata={"help": "Muon's peak learning rate (its updates are scaled to AdamW's RMS); default: "
-                                        "--learning_rate."}
-    )
+    dataloader_pin_memory: bool | None = field(default=None, metadata={"help": "Default: with an accelerator."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace the run already in output_dir."})
+    use_muon: bool | None = field(default=False, metadata={
+        "help": "Muon for the blocks' matrices, --optim for the rest.", "nargs": "?", "const": True})
+    muon_learning_rate: float | None = field(default=None, metadata={"help": "Default: --learning_rate."})
 
     def __post_init__(self):
         without_accelerator = not has_accelerator()
@@ -128,10 +107,9 @@ class RecipeTrainingArguments(TrainingArguments):
 def check_context(max_length: int, config, flag: str = "--max_length") -> None:
     """``max_length`` tokens must fit the model's context (the one place this is checked)."""
     if max_length > config.n_positions:
-        raise HfgptInputError(
-            f"{flag} {max_length} is longer than the model's context (n_positions={config.n_positions}); lower "
-            f"{flag} (or, for a new model, pass --config_overrides n_positions={max_length})."
-        )
+        raise HfgptInputError(f"{flag} {max_length} is longer than the model's context "
+                              f"(n_positions={config.n_positions}); lower {flag} (or, for a new model, pass "
+                              f"--config_overrides n_positions={max_length}).")
 
 
 def check_vocabulary(tokenizer, config, model_source: str | None = None) -> None:
@@ -152,9 +130,8 @@ def check_mode(mode: str) -> None:
 
 # ------------------------------------------------------------------------------------------------ models
 def checkpoint_config(path: str, flag: str = "--model_name_or_path"):
-    """The config of an hfgpt or GPT-2 *causal-LM* checkpoint whose weights are readable; anything else is refused
-    with the reason, before any data is read."""
-    from ..convert import check_weight_files, load_checkpoint_config
+    """The config of an hfgpt or GPT-2 *causal-LM* checkpoint with readable weights; anything else is refused."""
+    from ..checkpoints import check_weight_files, load_checkpoint_config
 
     expanded = os.path.expanduser(path)
     if (expanded.startswith((".", "/", "~")) or os.path.exists(expanded)) and not os.path.isdir(expanded):
@@ -173,9 +150,8 @@ def checkpoint_config(path: str, flag: str = "--model_name_or_path"):
 
 def load_base_model(path: str, model_class=None, drop_rate: float | None = None, attn_implementation: str = "sdpa",
                     **config_updates):
-    """An hfgpt or GPT-2 causal-LM checkpoint as ``model_class`` (default ``GPTScratchForCausalLM``; a head class such
-    as ``GPTScratchForSequenceClassification`` keeps the body and gets a new head). GPT-2 is converted on the fly.
-    ``drop_rate`` sets the book's three dropouts; ``config_updates`` (e.g. ``num_labels``) go into the config."""
+    """An hfgpt or GPT-2 (converted) causal-LM checkpoint as ``model_class`` (a head class keeps the body and gets a new
+    head). ``drop_rate`` sets the three dropouts; ``config_updates`` (e.g. ``num_labels``) go into the config."""
     from ..modeling_gpt_scratch import GPTScratchForCausalLM
 
     model_class = model_class or GPTScratchForCausalLM
@@ -212,9 +188,7 @@ def load_chat_model(model_args: FinetuneArguments):
 
 
 def set_trainable(model, mode: str, lora: LoraArguments | None = None, head: str = "lm_head", task_type="CAUSAL_LM"):
-    """The book's ways to fine-tune: ``full`` (every weight), ``last-block`` (the last transformer block, the final
-    norm and the ``head``, section 6.5) or ``lora`` (peft adapters, appendix E; a new ``head`` trains fully).
-    Returns the model to train (a ``PeftModel`` for ``lora``)."""
+    """The book's ways to fine-tune: ``full``, ``last-block`` (section 6.5) or ``lora`` (appendix E)."""
     check_mode(mode)
     if mode == "lora":
         from .lora import apply_lora
@@ -247,19 +221,15 @@ def has_accelerator() -> bool:
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 matmuls natively (AVX512-BF16 or AMX tiles): then bf16 autocast trains faster
-    than fp32 there; elsewhere torch emulates bf16 and it is slower."""
+    """Whether this CPU computes bf16 matmuls natively (AVX512-BF16 or AMX): elsewhere bf16 autocast is slower."""
     import torch
 
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def share_cpu_cores() -> None:
-    """Give each process its share of the CPU cores when training on CPU.
-
-    ``accelerate launch`` exports ``OMP_NUM_THREADS=1`` unless told otherwise, which halves a single-process CPU run.
-    Under accelerate, with no GPU, use ``cores // local processes`` threads instead (a value above 1 the user chose
-    with ``--num_cpu_threads_per_process`` is kept)."""
+    """Give each process its share of the CPU cores: ``accelerate launch`` exports ``OMP_NUM_THREADS=1`` unless told
+    otherwise, which halves a single-process CPU run (a value above 1 the user chose is kept)."""
     import torch
 
     launched_by_accelerate = any(key.startswith("ACCELERATE_") for key in os.environ)
@@ -285,8 +255,7 @@ def train(trainer, metrics: dict, resume: str | None = None) -> None:
 
 @contextlib.contextmanager
 def final_save(trainer, push: bool = False, datasets: list[str] | None = None):
-    """Everything written inside goes to ``trainer.args.output_dir`` atomically (:func:`outputs.staged_output`); then
-    the push to the Hub (model or adapter + tokenizer + code + metrics + card), if asked."""
+    """Everything written inside goes to ``output_dir`` atomically (:func:`staged_output`); then the Hub push."""
     from ..hub import push_run
 
     if trainer.is_fsdp_enabled:  # a loadable model, not shards (checkpoints keep the accelerate config's type)
@@ -298,8 +267,7 @@ def final_save(trainer, push: bool = False, datasets: list[str] | None = None):
 
 
 def finish_run(trainer, metrics: dict, tokenizer, mode: str) -> dict:
-    """The end of every recipe, inside :func:`final_save`: a merged plain checkpoint for LoRA (loads without peft) and
-    ``all_results.json`` with every metric of the run."""
+    """The end of every recipe, inside :func:`final_save`: a merged checkpoint for LoRA and ``all_results.json``."""
     if not trainer.is_world_process_zero():
         return metrics
     if mode == "lora":

@@ -1,18 +1,6 @@
-"""Instruction fine-tuning (the book's chapter 7) with the Hugging Face ``Trainer``.
-
-``recipes/finetune_instructions.py`` parses five dataclasses and calls :func:`finetune_instructions`, which:
-
-1. reads Alpaca-style records (local JSON/JSONL or a Hub dataset), checks them (missing fields: error; empty
-   instruction/output: skipped and counted) and splits them the book's way (85% train, 10% test, 5% validation in
-   file order) or after a seeded shuffle;
-2. loads the model (an hfgpt folder, or a GPT-2 converted on the fly) and its tokenizer, whose chat template becomes
-   the book's Alpaca prompt (:mod:`hfgpt.data.instructions`);
-3. tokenizes through that template (examples longer than ``--max_length`` skipped and counted), measures the
-   validation loss on the responses before training, trains what ``--mode`` says (``full``, ``last-block`` or
-   ``lora``) with the book's collator, and measures it again (:mod:`hfgpt.evaluation.language_model`);
-4. generates a response for every test record (:mod:`hfgpt.evaluation.generation`: batched, left-padded, KV cache,
-   greedy, stop at end-of-text) into ``instruction-data-with-response.json``, like the book;
-5. optionally scores those responses 0-100 with a judge model (:mod:`hfgpt.evaluation.judge`).
+"""Instruction fine-tuning (the book's chapter 7) with the Hugging Face ``Trainer``: Alpaca records, the book's prompt
+as the chat template, the validation loss before and after training, a response for every test record
+(``instruction-data-with-response.json``, like the book) and an optional judge's scores.
 """
 
 from __future__ import annotations
@@ -73,8 +61,7 @@ ARGUMENT_TYPES = (FinetuneArguments, LoraArguments, InstructionDataArguments, Ju
 
 # ------------------------------------------------------------------------------------------------------ loading
 def check_arguments(model_args: FinetuneArguments, data_args) -> None:
-    """Cheap checks of the flags this module owns, before any model or data is loaded (the data and judge flags are
-    checked where they are used: :func:`load_instruction_records`, :func:`load_judge`)."""
+    """Cheap checks of the flags this module owns, before any model or data is loaded."""
     from .common import check_mode, checkpoint_config
 
     check_mode(model_args.mode)
@@ -103,9 +90,7 @@ def prepare_data(records: list[dict], report: RecordReport, data_args, tokenizer
 def finetune_instructions(model_args: FinetuneArguments, lora_args: LoraArguments,
                           data_args: InstructionDataArguments, judge_args: JudgeArguments,
                           training_args: InstructionTrainingArguments, judge=None) -> dict:
-    """Run the whole recipe; returns the metrics (also saved as ``all_results.json`` in ``output_dir``).
-
-    ``judge``: a callable ``prompt -> reply`` to use instead of the one the judge arguments name."""
+    """Run the whole recipe and return the metrics; ``judge``: a callable ``prompt -> reply`` to use instead."""
     from transformers import Trainer, set_seed
 
     from ..evaluation.generation import generate_responses

@@ -1,21 +1,11 @@
-"""Preference tuning (the book's chapter-7 bonus, Direct Preference Optimization) with TRL's ``DPOTrainer``.
+"""Preference tuning (the book's chapter-7 bonus, DPO) with TRL's ``DPOTrainer``.
 
-``recipes/finetune_preferences.py`` parses five dataclasses and calls :func:`finetune_preferences`, which:
-
-1. reads preference records (:mod:`hfgpt.data.preferences`: the book's file, a local JSON/JSONL file or a Hub dataset)
-   and splits them the book's way (85% train, 10% test, 5% validation);
-2. loads the instruction-tuned model (an hfgpt folder, or a GPT-2 converted on the fly) with the Alpaca chat template,
-   and answers a few validation prompts;
-3. measures the validation DPO metrics (reward margin, preference accuracy, chosen / rejected log-probabilities), trains
-   what ``--mode`` says against a frozen reference (a copy of the model; for LoRA the model with its adapters off), and
-   measures them again;
-4. answers the same prompts again into ``preference-samples.json``, optionally scored by a judge, and draws the reward
-   margin and accuracy over the steps into ``preference_curve.png``.
+:func:`finetune_preferences` follows the bonus notebook: preference records (:mod:`hfgpt.data.preferences`), the
+instruction-tuned model against a frozen reference (for LoRA the model with its adapters off), the DPO metrics before
+and after training, and sample answers (``preference-samples.json``, optionally judged) and ``preference_curve.png``.
 
 What differs from the book: TRL sums the response's log-probabilities (the book averages them per token) and its
-rewards are ``beta`` times the log-ratio, so margins are on another scale than the book's 1.975. The training
-arguments are TRL's ``DPOConfig`` (``--beta``, ``--loss_type``, ``--max_length``, ...) with the recipes' defaults;
-TRL is imported only when they are first asked for.
+rewards are ``beta`` times the log-ratio, so margins are on another scale. TRL is imported only when first needed.
 """
 
 from __future__ import annotations
@@ -119,8 +109,7 @@ def judge_samples(samples: list[dict], judge, metrics: dict) -> None:
 
 
 def plot_preference_curve(log_history: list[dict], path: str) -> str | None:
-    """Reward margin and preference accuracy against steps, from the training logs and the validation runs (TRL's
-    ``rewards/*`` and ``eval_rewards/*``), as a PNG at ``path``; None when the history holds neither."""
+    """Reward margin and preference accuracy against steps as a PNG at ``path``; None when the logs hold neither."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -147,9 +136,7 @@ def plot_preference_curve(log_history: list[dict], path: str) -> str | None:
 
 def finetune_preferences(model_args: FinetuneArguments, lora_args: LoraArguments, data_args: PreferenceDataArguments,
                          judge_args: JudgeArguments, training_args, judge=None) -> dict:
-    """Run the whole recipe; returns the metrics (also saved as ``all_results.json`` in ``output_dir``).
-
-    ``judge``: a callable ``prompt -> reply`` to use instead of the one the judge arguments name."""
+    """Run the whole recipe and return the metrics; ``judge``: a callable ``prompt -> reply`` to use instead."""
     from transformers import set_seed
     from trl import DPOTrainer
 

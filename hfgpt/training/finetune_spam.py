@@ -1,13 +1,8 @@
 """Spam classification fine-tuning (the book's chapter 6; LoRA as in appendix E) with the Hugging Face ``Trainer``.
 
-:func:`finetune_spam` says the chapter's steps: the data (:class:`~hfgpt.data.spam.SpamDataArguments`), a new
-``score`` head on the body of a causal-LM checkpoint (hfgpt, or GPT-2 converted) trained as ``--mode`` says (``full``,
-the book's ``last-block``, or ``lora``), the ``Trainer``, training, the evaluation
-(:mod:`hfgpt.evaluation.classification`) and the save, through the core's ``finish_run``. What differs from the book:
-a test split with the real class mix (``natural_test``), all-data training (``--no_balance``, ``--class_weighting``),
-a decision threshold chosen on a natural-mix validation split and baked into the head (so ``pipeline()``'s argmax is
-the threshold rule), and the TF-IDF + linear SVM anchor; the book's figure is ``test_argmax_accuracy``. SMS
-pretraining text comes from ``recipes/export_sms_text.py``.
+What differs from the book: a test split with the real class mix, all-data training, a decision threshold chosen on
+a natural-mix validation split and baked into the head (so ``pipeline()``'s argmax is the threshold rule), and the
+TF-IDF + SVM anchor; the book's figure is ``test_argmax_accuracy``.
 """
 
 from __future__ import annotations
@@ -52,8 +47,7 @@ ARGUMENT_TYPES = (FinetuneArguments, LoraArguments, SpamDataArguments, SpamTrain
 
 # ------------------------------------------------------------------------------------------------------ loading
 def check_arguments(model_args: FinetuneArguments, decision_args: DecisionArguments) -> None:
-    """Cheap checks of the flags this module owns, before any model or data is loaded (the data's flags are checked
-    as :meth:`SpamDataArguments.load <hfgpt.data.spam.SpamDataArguments.load>` reads the data, next)."""
+    """Cheap checks of the flags this module owns, before any model or data is loaded."""
     from .common import check_mode, checkpoint_config
 
     check_mode(model_args.mode)
@@ -64,8 +58,7 @@ def check_arguments(model_args: FinetuneArguments, decision_args: DecisionArgume
 
 
 def load_classifier_from_causal_lm(path: str, drop_rate: float | None = 0.0, attn_implementation: str = "sdpa"):
-    """``GPTScratchForSequenceClassification`` with the body of a causal-LM checkpoint and a new 2-label head
-    (an hfgpt *classifier* is refused: its head would be thrown away without a word)."""
+    """``GPTScratchForSequenceClassification`` with the body of a causal-LM checkpoint and a new 2-label head."""
     from ..modeling_gpt_scratch import GPTScratchForSequenceClassification
     from .common import load_base_model
 
@@ -74,8 +67,7 @@ def load_classifier_from_causal_lm(path: str, drop_rate: float | None = 0.0, att
 
 
 def load_spam_classifier(path: str, **kwargs):
-    """A trained classifier folder: a full one (``full`` / ``last-block`` / the merged export), or a LoRA adapter
-    folder, loaded on its base with ``PeftModel.from_pretrained``."""
+    """A trained classifier folder: a full one, or a LoRA adapter loaded on its base."""
     from transformers import AutoModelForSequenceClassification
 
     if os.path.isfile(os.path.join(path, "adapter_config.json")):
@@ -89,8 +81,7 @@ def load_spam_classifier(path: str, **kwargs):
 
 # -------------------------------------------------------------------------------------------------- training loss
 def class_weights(labels, num_labels: int = len(LABELS)) -> list[float]:
-    """scikit-learn's ``class_weight="balanced"``: ``n / (num_labels * count[c])``, so each class weighs as much in
-    the loss as the other, and the mean weight over the training split is 1 (the loss keeps its usual scale)."""
+    """scikit-learn's ``class_weight="balanced"``: ``n / (num_labels * count[c])`` (mean weight 1 over the split)."""
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_labels)
     if (counts == 0).any():
         raise HfgptInputError(f"Cannot weight the classes: the training split's counts are "
@@ -99,9 +90,8 @@ def class_weights(labels, num_labels: int = len(LABELS)) -> list[float]:
 
 
 def weighted_loss_fn(weights: list[float]):
-    """``Trainer(compute_loss_func=...)``: the cross-entropy with each message weighted by its class's weight, summed
-    and divided by the number of messages (``num_items_in_batch`` when the Trainer gives it, so gradient accumulation
-    stays exact)."""
+    """``Trainer(compute_loss_func=...)``: the class-weighted cross-entropy over the messages or
+    ``num_items_in_batch``."""
     import torch
 
     def compute_loss(outputs, labels, num_items_in_batch=None):
@@ -116,8 +106,7 @@ def weighted_loss_fn(weights: list[float]):
 
 # --------------------------------------------------------------------------------------------------- the recipe
 def describe_run(model_args, data_args, used: dict, max_length: int, weights, report: SpamReport) -> dict:
-    """The run's first metrics: what the data became, the split sizes, the settings, and how many test messages also
-    appear (as the same text) in the training split."""
+    """The run's first metrics: the data report, split sizes, settings, and test messages also in the training split."""
     train_texts = set(used["train"]["text"])
     return {**report.as_dict(), **{f"{name}_messages": len(split) for name, split in used.items()},
             "mode": model_args.mode, "max_length": max_length,
@@ -128,8 +117,7 @@ def describe_run(model_args, data_args, used: dict, max_length: int, weights, re
 
 
 def predict_log_odds(trainer, tokenized: dict, metrics: dict) -> dict:
-    """The trained model's spam log-odds for each tokenized split; the book's train and validation accuracies (argmax,
-    from ``compute_metrics``) go into ``metrics``."""
+    """The spam log-odds for each tokenized split; the book's train and validation accuracies go into ``metrics``."""
     from ..evaluation.classification import log_odds
 
     scores = {}
@@ -144,8 +132,7 @@ def predict_log_odds(trainer, tokenized: dict, metrics: dict) -> dict:
 
 
 def score_model(decision_args: DecisionArguments, used: dict, scores: dict) -> tuple[float, str, dict]:
-    """(log-odds cut, rule, metrics): the rule chosen on the calibration split, the model scored at it and, as the book
-    does, at argmax."""
+    """(log-odds cut, rule, metrics): the rule chosen on the calibration split, scored at it and at argmax."""
     from ..evaluation.classification import decision_rule, score_splits
 
     at = {name: (used[name]["label"], scores[name]) for name in EVALUATED}
@@ -159,8 +146,7 @@ def score_model(decision_args: DecisionArguments, used: dict, scores: dict) -> t
 
 
 def save_results(trainer, metrics: dict, report: SpamReport, used: dict, scores: dict, curves: dict) -> None:
-    """Confusion matrices of both test sets at the decision threshold, the natural test's precision-recall curves,
-    ``test_results.json`` and ``data_report.json``, into the output folder (the PNG paths also go into ``metrics``)."""
+    """Confusion matrices, precision-recall curves, ``test_results.json`` and ``data_report.json``."""
     from ..evaluation.classification import plot_confusion_matrix, plot_precision_recall, predict
     from .outputs import final_path
 

@@ -1,9 +1,5 @@
-"""LoRA with peft, shared by the fine-tuning recipes (the book's appendix E).
-
-The book writes ``LoRALayer`` / ``LinearWithLoRA`` by hand and swaps them into the model; here peft does it, on the
-Linear layers named by ``target_modules`` (by default every projection: ``qkv``, ``out_proj``, ``fc_in``, ``fc_out``).
-:func:`save_merged` folds the adapters back into the weights (``merge_and_unload``), giving an ordinary checkpoint that
-loads without peft."""
+"""LoRA with peft, shared by the fine-tuning recipes (the book's appendix E writes ``LinearWithLoRA`` by hand).
+:func:`save_merged` folds the adapters back into the weights: an ordinary checkpoint that loads without peft."""
 
 from __future__ import annotations
 
@@ -32,9 +28,7 @@ def apply_lora(model, r: int = 16, alpha: int = 16, dropout: float = 0.0, target
 
 
 def save_merged(peft_model, tokenizer, folder: str) -> str:
-    """Fold the adapters into the base weights and save a plain model (with its code) and the tokenizer.
-
-    ``merge_and_unload`` changes the base model in place: use ``peft_model`` for nothing else afterwards."""
+    """Fold the adapters into the base weights (``peft_model`` is spent) and save a plain model and tokenizer."""
     merged = peft_model.merge_and_unload()
     merged.save_pretrained(folder)
     if tokenizer is not None:

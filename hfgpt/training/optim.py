@@ -1,22 +1,8 @@
 """Muon for the transformer blocks' weight matrices, AdamW for everything else (``--use_muon``).
 
-The book trains every weight with AdamW (chapter 5), and so do the fine-tuning recipes by default; pretraining uses
-Muon by default (``PretrainingArguments.use_muon``; ``--use_muon false`` for AdamW alone). ``--use_muon`` swaps in
-``torch.optim.Muon`` (the modded-nanogpt speedruns' optimizer: momentum, then a few Newton-Schulz steps that
-orthogonalise each matrix's update) for the 2-D weights inside the transformer blocks: attention ``qkv`` and
-``out_proj``, feed-forward ``fc_in`` and ``fc_out``. Muon is meant only for hidden matrices, so the token and
-positional embeddings (and ``lm_head``, tied to the token embedding or not), the LayerNorms and the biases keep the
-Trainer's own optimizer (``--optim``, AdamW by default) with the Trainer's weight-decay rule.
-
-Learning rate: Muon scales each matrix's update with ``adjust_lr_fn="match_rms_adamw"`` (Moonshot's rule,
-0.2·sqrt(max(rows, cols))), which gives Muon's update the RMS of an AdamW update, so both halves can share
-``--learning_rate``, ``--weight_decay`` and the Trainer's schedule; ``--muon_learning_rate`` sets Muon's peak apart
-(pretraining's default: 4e-3, twice its ``--learning_rate``).
-
-Both halves live in one :class:`MuonWithAdamW`, a ``torch.optim.Optimizer`` whose ``param_groups`` and ``state`` are
-those of its two inner optimizers: the Trainer's scheduler, checkpoints (``state_dict`` / ``load_state_dict``),
-gradient clipping and accelerate's ``AcceleratedOptimizer`` see one ordinary optimizer. The Trainer builds it through
-``Trainer(optimizer_cls_and_kwargs=...)`` with an optimizer factory (see :func:`optimizer_cls_and_kwargs`).
+The book trains every weight with AdamW. ``torch.optim.Muon`` is meant for hidden matrices only, so the embeddings,
+``lm_head``, norms and biases keep the Trainer's optimizer; ``adjust_lr_fn="match_rms_adamw"`` lets both halves
+share ``--learning_rate`` and the schedule, and :class:`MuonWithAdamW` shows the Trainer one optimizer.
 """
 
 from __future__ import annotations
@@ -38,8 +24,7 @@ def is_hidden_matrix(name: str, param: torch.Tensor) -> bool:
 
 
 def split_parameters(model) -> tuple[list[str], list[str], list[str]]:
-    """The names of the trainable parameters: (Muon, AdamW with weight decay, AdamW without), each parameter in
-    exactly one list (``named_parameters`` lists a tied ``lm_head`` once, under the token embedding)."""
+    """The names of the trainable parameters: (Muon, AdamW with weight decay, AdamW without), each in one list."""
     from transformers import Trainer
 
     # The Trainer's own rule (LayerNorms and biases get no decay); the method does not use the Trainer instance.
@@ -52,10 +37,8 @@ def split_parameters(model) -> tuple[list[str], list[str], list[str]]:
 
 
 class MuonWithAdamW(torch.optim.Optimizer):
-    """``torch.optim.Muon`` over ``muon_groups`` and ``adamw_cls`` (AdamW) over ``adamw_groups`` as one optimizer.
-
-    Its ``param_groups`` are the inner optimizers' group dicts (AdamW's first, so the Trainer logs ``--learning_rate``)
-    and one ``state`` dict serves both; :meth:`load_state_dict` re-links them after torch rebuilds both."""
+    """``torch.optim.Muon`` over ``muon_groups`` and ``adamw_cls`` over ``adamw_groups`` as one optimizer (its
+    ``param_groups`` are the inner ones', AdamW's first so the Trainer logs ``--learning_rate``)."""
 
     def __init__(self, muon_groups: list[dict], adamw_groups: list[dict], muon_kwargs: dict | None = None,
                  adamw_cls=torch.optim.AdamW, adamw_kwargs: dict | None = None):
@@ -92,8 +75,7 @@ class MuonWithAdamW(torch.optim.Optimizer):
 
 
 class MuonWithAdamWFactory:
-    """The Trainer's optimizer factory for :class:`MuonWithAdamW`: ``Trainer.create_optimizer`` calls
-    ``MuonWithAdamWFactory()(model, **kwargs)`` with the model it trains (a peft model too)."""
+    """The Trainer's optimizer factory: ``Trainer.create_optimizer`` calls it with the model it trains."""
 
     def __call__(self, model, *, muon_lr: float, weight_decay: float, adamw_cls, adamw_kwargs: dict):
         params = dict(model.named_parameters())
@@ -113,8 +95,7 @@ class MuonWithAdamWFactory:
 
 
 def optimizer_cls_and_kwargs(args) -> tuple | None:
-    """``Trainer(optimizer_cls_and_kwargs=...)`` for ``args``: ``None`` (the Trainer's own optimizer) unless
-    ``args.use_muon``; then Muon plus the optimizer ``--optim`` names for the rest, with its usual arguments."""
+    """``Trainer(optimizer_cls_and_kwargs=...)``: ``None`` (the Trainer's own) unless ``args.use_muon``."""
     if not getattr(args, "use_muon", False):
         return None
     from transformers import Trainer

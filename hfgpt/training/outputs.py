@@ -1,15 +1,6 @@
 """Never lose a run: the output folder is protected from a second run, resuming skips a half-written checkpoint,
-and the final save is atomic.
-
-* :func:`protect_output_dir` refuses a folder that already holds a model or checkpoints, unless the run continues it
-  (``--resume_from_checkpoint``) or replaces it (``--overwrite_output_dir``), the transformers-examples convention.
-  Replacing removes the old run's checkpoints first, so checkpoint rotation only ever deletes the new run's own.
-* :func:`staged_output` points the ``Trainer`` at a staging folder for everything a recipe writes after training
-  (model, tokenizer, code, metrics, plots), then moves it into place with renames. A kill or a full disk before that
-  leaves the previous model as it was; the renames take microseconds, and ``config.json`` goes first and comes back
-  last, so a kill among them leaves a folder ``from_pretrained`` refuses (never a mix) that the next run completes.
-  The run's artefacts (:data:`RUN_ARTEFACTS`) an earlier run left and this one did not write go then too, so a folder
-  never pairs a model with another model's metrics, plots or responses.
+and the final save is staged, then moved into place with renames (``config.json`` first out and last in, so a kill
+among them leaves a folder ``from_pretrained`` refuses, never a mix, that the next run completes).
 """
 
 from __future__ import annotations
@@ -70,10 +61,7 @@ def run_contents(output_dir: str) -> list[str]:
 
 
 def last_complete_checkpoint(output_dir: str, flag: str = "last") -> str:
-    """The newest ``checkpoint-N`` folder in ``output_dir`` that the Trainer finished writing.
-
-    ``Trainer`` writes ``trainer_state.json`` last, so a run killed while saving leaves a newer folder without it;
-    transformers' ``get_last_checkpoint`` would pick that one and resuming would fail on missing files."""
+    """The newest ``checkpoint-N`` in ``output_dir`` holding ``trainer_state.json`` (the Trainer writes it last)."""
     steps = _checkpoints(output_dir)
     if not steps:
         raise HfgptInputError(f"--resume_from_checkpoint {flag}: no checkpoint-* folder in {output_dir!r}.")
@@ -81,9 +69,8 @@ def last_complete_checkpoint(output_dir: str, flag: str = "last") -> str:
         if os.path.isfile(os.path.join(steps[step], "trainer_state.json")):
             return steps[step]
         logger.warning("Skipping %s: no trainer_state.json (its run stopped while saving it)", steps[step])
-    raise HfgptInputError(
-        f"--resume_from_checkpoint {flag}: no complete checkpoint in {output_dir!r} (none has trainer_state.json)."
-    )
+    raise HfgptInputError(f"--resume_from_checkpoint {flag}: no complete checkpoint in {output_dir!r} (none has "
+                          f"trainer_state.json).")
 
 
 def resolve_resume(training_args) -> str | None:
@@ -99,8 +86,7 @@ def resolve_resume(training_args) -> str | None:
 
 
 def protect_output_dir(training_args, resume: str | None) -> None:
-    """Refuse to train into a folder holding another run, unless this run continues it (``resume``, from
-    :func:`resolve_resume`) or replaces it (``--overwrite_output_dir``); see the module doc."""
+    """Refuse a folder holding another run unless this run continues it or replaces it (``--overwrite_output_dir``)."""
     output_dir = training_args.output_dir
     recover_final_save(output_dir, is_main=training_args.process_index == 0)
     found = run_contents(output_dir)
@@ -108,10 +94,9 @@ def protect_output_dir(training_args, resume: str | None) -> None:
         return
     if not getattr(training_args, "overwrite_output_dir", False):
         shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
-        raise HfgptInputError(
-            f"--output_dir {output_dir!r} already holds a run ({shown}); pass --overwrite_output_dir to replace it, "
-            f"--resume_from_checkpoint last to continue it, or choose another --output_dir."
-        )
+        raise HfgptInputError(f"--output_dir {output_dir!r} already holds a run ({shown}); pass --overwrite_output_dir "
+                              f"to replace it, --resume_from_checkpoint last to continue it, or choose another "
+                              f"--output_dir.")
     old_checkpoints = [name for name in found if name.startswith("checkpoint-")]
     if old_checkpoints and training_args.process_index == 0:
         logger.warning("--overwrite_output_dir: removing the previous run's %s from %s (its final model stays until "
@@ -122,10 +107,8 @@ def protect_output_dir(training_args, resume: str | None) -> None:
 
 @contextlib.contextmanager
 def staged_output(trainer):
-    """Inside the block ``trainer.args.output_dir`` is a staging folder; on success its files replace the final ones.
-
-    Every process enters (a sharded model is gathered by all of them); the main process publishes. On an exception
-    the staging folder is removed, the previous model is untouched and the exception propagates."""
+    """Inside the block ``trainer.args.output_dir`` is a staging folder; on success its files replace the final ones
+    (the main process publishes), on an exception it is removed and the previous model is untouched."""
     args = trainer.args
     output_dir = args.output_dir
     staging = os.path.join(output_dir, STAGING_DIR)

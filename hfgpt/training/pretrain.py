@@ -1,16 +1,8 @@
 """Pretraining (the book's chapter 5) with the Hugging Face ``Trainer``.
 
-``recipes/pretrain.py`` parses three dataclasses and calls :func:`pretrain`, which follows the book's steps:
-
-1. check every argument before anything slow happens;
-2. load text (the embedded default corpus, local files or a Hub dataset: :mod:`hfgpt.data`);
-3. train a byte-level BPE tokenizer on the training text (chapter 2), unless ``--tokenizer_name`` names one;
-4. cut the token stream into sliding windows (chapter 2's ``GPTDatasetV1``);
-5. build a ``GPTScratchForCausalLM`` from a preset, or continue from ``--model_name_or_path``;
-6. train with the ``Trainer`` plus the book's extras as callbacks (a sample continuation at each evaluation, the loss
-   curve), evaluate and save model, tokenizer, code and metrics into ``output_dir``: the validation loss also as
-   perplexity and as bits per byte of the validation text (comparable across tokenizers), beside two baselines on the
-   same split, a unigram model and xz, and lm-eval's tasks on request (:mod:`hfgpt.evaluation.language_model`).
+:func:`pretrain` follows the book's steps: check every argument, load text, train a byte-level BPE (chapter 2), cut
+sliding windows, build or load the model, train with the book's extras as callbacks, then evaluate (perplexity, bits
+per byte, unigram and xz baselines, lm-eval on request) and save.
 """
 
 from __future__ import annotations
@@ -27,22 +19,14 @@ logger = logging.getLogger("hfgpt.pretrain")
 
 @dataclass
 class ModelArguments(BaseModelArguments):
-    preset: str = field(
-        default="small",
-        metadata={"help": "Model size: 124M, 355M, 774M, 1558M (GPT-2 sizes) or tiny, mini, small, medium-cpu."},
-    )
-    config_overrides: str | None = field(
-        default=None,
-        metadata={"help": "Comma-separated GPTScratchConfig fields, e.g. 'n_layer=2,n_embd=64,drop_rate=0.0'."},
-    )
+    preset: str = field(default="small", metadata={"help": "124M ... 1558M (GPT-2's), tiny, mini, small, medium-cpu."})
+    config_overrides: str | None = field(default=None, metadata={"help": "GPTScratchConfig fields, e.g. 'n_layer=2'."})
     vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size of the BPE trained on the corpus."})
 
 
 @dataclass
 class DataArguments:
-    train_file: list[str] | None = field(
-        default=None, metadata={"help": "Text files (txt, json/jsonl, parquet, csv; globs allowed)."}
-    )
+    train_file: list[str] | None = field(default=None, metadata={"help": "Text files (txt, json/jsonl, parquet, csv)."})
     validation_file: list[str] | None = field(default=None, metadata={"help": "Validation files; default: a split."})
     dataset_name: str | None = field(default=None, metadata={"help": "A Hub dataset id, e.g. 'roneneldan/TinyStories'."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration."})
@@ -52,22 +36,12 @@ class DataArguments:
     stride: int | None = field(default=None, metadata={"help": "Step between windows; default max_length (no overlap)."})
     validation_fraction: float = field(default=0.05, metadata={"help": "Held-out fraction when no validation file."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
-    max_corpus_chars: int | None = field(
-        default=None, metadata={"help": "Use only this many characters of the default corpus (quick runs)."}
-    )
+    max_corpus_chars: int | None = field(default=None, metadata={"help": "Cap on the default corpus's characters."})
     sample_prompt: str = field(default="The return value of", metadata={"help": "Prompt printed with a continuation at each eval."})
     sample_max_new_tokens: int = field(default=40, metadata={"help": "Length of those samples."})
-    xz_baseline: bool = field(
-        default=True,
-        metadata={"help": "Measure the xz baseline (eval_xz_bits_per_byte: the extra bits xz -9e needs for the "
-                          "validation text after the training text). Not with --streaming."},
-    )
-    lm_eval_tasks: str | None = field(
-        default=None,
-        metadata={"help": "Comma-separated lm-evaluation-harness tasks to run on the saved model (results in "
-                          "lm_eval_results.json): hfgpt_heldout (perplexity on the validation documents), "
-                          "hfgpt_english (shipped text), or lm-eval's own. Needs pip install 'hfgpt[lm-eval]'."},
-    )
+    xz_baseline: bool = field(default=True, metadata={"help": "Measure eval_xz_bits_per_byte (not with --streaming)."})
+    lm_eval_tasks: str | None = field(default=None, metadata={
+        "help": "Comma-separated lm-eval tasks for the saved model: hfgpt_heldout, hfgpt_english or lm-eval's own."})
 
 
 @dataclass
@@ -87,16 +61,9 @@ class PretrainingArguments(RecipeTrainingArguments):
     save_strategy: str = field(default="steps", metadata={"help": "When to checkpoint."})
     save_steps: float = field(default=0.25, metadata={"help": "Checkpoint every N steps (or a fraction)."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Keep this many checkpoints."})
-    muon_learning_rate: float | None = field(
-        default=4e-3, metadata={"help": "Muon's peak learning rate (its updates are scaled to AdamW's RMS; the best of "
-                                        "1e-3, 2e-3, 4e-3 and 8e-3 in bench/time_to_loss.py on the main job)."}
-    )
-    use_muon: bool | None = field(
-        default=None, metadata={"help": "Muon for the transformer blocks' weight matrices, AdamW for the embeddings, "
-                                        "head, norms and biases. Default: on (it reaches the main job's loss sooner "
-                                        "than AdamW), AdamW alone with FSDP or DeepSpeed; --use_muon false: AdamW "
-                                        "for everything.", "nargs": "?", "const": True}
-    )
+    muon_learning_rate: float | None = field(default=4e-3, metadata={"help": "Muon's peak learning rate."})
+    use_muon: bool | None = field(default=None, metadata={
+        "help": "Muon for the blocks' matrices; default: on, off with FSDP or DeepSpeed.", "nargs": "?", "const": True})
 
 
 # What recipes/pretrain.py parses, in the order pretrain takes them.
@@ -105,8 +72,7 @@ ARGUMENT_TYPES = (ModelArguments, DataArguments, PretrainingArguments)
 
 # ------------------------------------------------------------------------------------------------ the model
 def parse_overrides(text: str | None) -> dict:
-    """``'n_layer=2,drop_rate=0.0,qkv_bias=true'`` -> ``{'n_layer': 2, 'drop_rate': 0.0, 'qkv_bias': True}`` (names
-    that are not ``GPTScratchConfig`` fields are refused by ``GPTScratchConfig.from_preset``)."""
+    """``'n_layer=2,qkv_bias=true'`` -> ``{'n_layer': 2, 'qkv_bias': True}``."""
     values = {}
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         if "=" not in item:
@@ -120,11 +86,8 @@ def parse_overrides(text: str | None) -> dict:
 
 
 def build_config(model_args: ModelArguments, window: int, tokenizer=None):
-    """A preset + ``--config_overrides`` (+ the tokenizer's vocabulary and special tokens, once there is one).
-
-    The context is the window length the run trains (``n_positions`` = ``--max_length``): positions a model never
-    saw would keep their random initialisation, and every tool that reads ``n_positions`` would use them. An explicit
-    ``n_positions`` override that is longer is kept, recorded as ``trained_context`` = the window."""
+    """A preset + ``--config_overrides`` (+ the tokenizer's vocabulary and special tokens); the context is the trained
+    window, and a longer explicit ``n_positions`` is recorded with ``trained_context``."""
     from ..configuration_gpt_scratch import GPTScratchConfig
     from ..tokenization import special_token_ids
 
@@ -168,8 +131,7 @@ def warn_untrained_positions(config, window: int) -> None:
 
 
 def load_model(model_args: ModelArguments, tokenizer, window: int):
-    """A fresh model from the preset, or the checkpoint in ``--model_name_or_path`` (GPT-2 converted), for
-    training windows of ``window`` tokens."""
+    """A fresh model from the preset, or the checkpoint in ``--model_name_or_path`` (GPT-2 converted)."""
     from ..modeling_gpt_scratch import GPTScratchForCausalLM
     from .common import check_vocabulary, load_base_model
 
@@ -185,10 +147,7 @@ def load_model(model_args: ModelArguments, tokenizer, window: int):
 
 
 def prepare_tokenizer(tokenizer_name: str | None, raw_train, text_column: str, vocab_size: int, context: int):
-    """The named tokenizer, or a byte-level BPE trained on the training text (the book's chapter 2, our own vocabulary).
-
-    ``model_max_length`` is the model's ``context`` (``n_positions``, not the window length); a named tokenizer keeps
-    its own unless it has none (transformers' "no limit" sentinel)."""
+    """The named tokenizer, or a byte-level BPE trained on the training text (chapter 2), for ``context`` tokens."""
     from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 
     from ..tokenization import load_tokenizer, train_bpe_tokenizer
@@ -208,8 +167,7 @@ def prepare_tokenizer(tokenizer_name: str | None, raw_train, text_column: str, v
 
 
 def check_lm_eval_tasks(data_args: DataArguments) -> list[str]:
-    """``--lm_eval_tasks`` as a list, checked before training: lm-eval installed, every name known
-    (``hfgpt_heldout`` is written from the validation split after training, so it needs one in memory)."""
+    """``--lm_eval_tasks`` as a list, checked before training."""
     if data_args.lm_eval_tasks is None:
         return []
     from ..evaluation.lm_eval import HELDOUT_TASK, check_tasks
@@ -236,8 +194,7 @@ def _shapes(config) -> dict:
 
 
 def check_checkpoint_matches(checkpoint: str, planned, flag: str = "--resume_from_checkpoint") -> None:
-    """A checkpoint to resume must hold the model this run builds (a readable hfgpt causal LM of the same sizes);
-    otherwise the Trainer fails on a size mismatch after the data is prepared."""
+    """A checkpoint to resume must hold a model of this run's sizes (else the Trainer fails after the data is read)."""
     from .common import checkpoint_config
 
     found = checkpoint_config(checkpoint, flag=flag)
@@ -251,8 +208,7 @@ def check_checkpoint_matches(checkpoint: str, planned, flag: str = "--resume_fro
 
 # ------------------------------------------------------------------------------------------------ the recipe
 def check_arguments(model_args: ModelArguments, data_args: DataArguments, training_args: PretrainingArguments):
-    """Every cheap check, before the corpus is read or a tokenizer trained. Returns ``(planned config, checkpoint to
-    resume or None, lm-eval tasks)``."""
+    """Every cheap check, before the corpus is read: ``(planned config, checkpoint to resume, lm-eval tasks)``."""
     from ..data import check_window_args
     from .common import check_context
     from .outputs import protect_output_dir, resolve_resume
@@ -275,8 +231,7 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, traini
 
 
 def announce(training_args: PretrainingArguments) -> None:
-    """The first lines of a run: its precision (bf16 autocast or fp32, as RecipeTrainingArguments decided) and
-    optimizer."""
+    """The first lines of a run: its precision and optimizer."""
     if training_args.process_index == 0:
         print(training_args.precision(), flush=True)
         print("Optimizer: Muon for the transformer blocks' weight matrices, AdamW for the rest (--use_muon false: "
@@ -295,8 +250,7 @@ def load_text(data_args: DataArguments, seed: int):
 
 
 def pretraining_callbacks(tokenizer, model, data_args: DataArguments, tokens_per_step: int, baselines=None) -> list:
-    """The book's extras around the Trainer's loop: a sample continuation at each evaluation, the loss curve (with
-    the unigram baseline), and bits per byte beside every validation loss."""
+    """The book's extras: a sample at each evaluation, the loss curve, bits per byte beside every validation loss."""
     from .callbacks import BitsPerByteCallback, LossCurveCallback, SampleGenerationCallback
 
     unigram = None if baselines is None else ("unigram baseline (validation)", baselines.unigram_loss)
@@ -310,8 +264,7 @@ def pretraining_callbacks(tokenizer, model, data_args: DataArguments, tokens_per
 
 def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args: PretrainingArguments,
              extra_callbacks: list | None = None) -> dict:
-    """The book's chapter 5 with the ``Trainer``: data, tokenizer, model, Trainer, train, evaluate, save. Returns the
-    run's metrics (also saved as ``all_results.json`` in ``output_dir``)."""
+    """The book's chapter 5 with the ``Trainer``; returns the run's metrics (also ``output_dir/all_results.json``)."""
     from transformers import Trainer, default_data_collator, set_seed
 
     from ..data import build_pretraining_datasets

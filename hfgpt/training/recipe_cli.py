@@ -12,8 +12,7 @@ from ..errors import HfgptInputError
 
 def run_recipe(dataclass_types: Sequence[type], recipe: Callable, argv: Sequence[str] | None = None,
                prog: str | None = None):
-    """``recipe(*parsed_dataclasses)``. An ``HfgptInputError`` (the user's mistake) prints ``<prog>: error: <message>``
-    and exits with status 2, argparse's convention; every other exception is a bug and keeps its traceback."""
+    """``recipe(*parsed_dataclasses)``; an ``HfgptInputError`` prints ``<prog>: error: <message>``, exit status 2."""
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser(tuple(dataclass_types))

@@ -1,10 +1,7 @@
 """hfgpt's lm-evaluation-harness perplexity tasks: documents from a JSON-lines file beside this one, scored like
-lm-eval's ``wikitext`` (word and byte perplexity, bits per byte) plus ``token_perplexity``.
-
-``token_perplexity`` is ``exp(-sum(log-likelihood) / sum(tokens))``, the quantity the pretraining recipe reports as
-``eval_perplexity``. lm-eval hands a task the model arguments as metadata (``pretrained=FOLDER``), so the documents are
-counted with the model's own tokenizer, exactly as lm-eval's ``hf`` model encodes them. lm-eval imports this file by
-its path (``!function utils.…``), so it imports nothing from hfgpt and works in a copy of the folder.
+lm-eval's ``wikitext`` plus ``token_perplexity`` (``exp(-sum(log-likelihood) / sum(tokens))``, the recipe's
+``eval_perplexity``), the tokens counted with the model's own tokenizer. lm-eval imports this file by its path, so it
+imports nothing from hfgpt.
 """
 
 import json
@@ -15,8 +12,7 @@ import re
 
 def load_documents(data_file, pretrained=None, tokenizer=None, trust_remote_code=False, add_bos_token=None,
                    **_metadata):
-    """The ``test`` split: one document per line of ``data_file`` (relative to this folder), each with its token
-    count ``n_tokens`` (-1 when lm-eval names no tokenizer, e.g. a model object passed in)."""
+    """The ``test`` split: one document per line of ``data_file``, with ``n_tokens`` (-1 without tokenizer)."""
     import datasets
 
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), data_file)
