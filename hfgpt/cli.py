@@ -236,20 +236,15 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def add_serve_command(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "serve", help="serve a model folder with transformers' OpenAI-compatible server (transformers serve)",
-        description="transformers serve on an hfgpt folder: /v1/chat/completions (streamed or not; needs a chat "
-        "template, as the instruction recipe saves), /v1/completions, /v1/models. Needs: pip install 'hfgpt[serve]'.",
-    )
+    parser = subparsers.add_parser("serve", help="serve a model folder with transformers' OpenAI-compatible server",
+                                   description="/v1/chat/completions (needs a chat template, as the instruction "
+                                   "recipe saves), /v1/completions, /v1/models. Needs: pip install 'hfgpt[serve]'.")
     parser.add_argument("folder", metavar="FOLDER", help="an hfgpt model folder (with its tokenizer)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
-    parser.add_argument("--continuous-batching", action="store_true",
-                        help="generate with transformers' continuous batching (paged attention) instead of one "
-                        "request at a time")
+    parser.add_argument("--continuous-batching", action="store_true", help="paged attention, many requests at once")
     parser.add_argument("--cb-num-blocks", type=int, default=None, metavar="N",
-                        help="paged cache blocks for --continuous-batching (default: sized from free memory, on a "
-                        "CPU most of the machine's RAM; e.g. 64)")
+                        help="paged cache blocks (default: sized from free memory, most of a CPU machine's RAM)")
     parser.set_defaults(func=run_serve)
 
 

@@ -13,4 +13,8 @@ class HfgptFileNotFoundError(HfgptInputError, FileNotFoundError):
     """A file or folder the user named is not there: bad input that ``except FileNotFoundError`` also catches."""
 
 
-__all__ = ["HfgptFileNotFoundError", "HfgptInputError"]
+class HfgptDownloadError(HfgptInputError, ConnectionError):
+    """A file could not be fetched (offline, or no network): the message names the flag that takes a local copy."""
+
+
+__all__ = ["HfgptDownloadError", "HfgptFileNotFoundError", "HfgptInputError"]

@@ -1,12 +1,6 @@
-"""``hfgpt serve FOLDER``: transformers' own OpenAI-compatible server (``transformers serve``) on an hfgpt folder.
-
-transformers 5.25's server loads a model by the class its config names, looked up on the transformers module
-(``getattr(transformers, config.architectures[0])`` in ``ModelLoader._load_model``,
-``transformers/cli/serving/model_manager.py``). No remote-code class is there, so ``transformers serve FOLDER
---trust-remote-code`` stops at start-up with ``AttributeError: module transformers has no attribute
-GPTScratchForCausalLM``. Here the server gets a loader that first puts hfgpt's causal LM there, in the process the
-server spawns for the model; everything else is transformers' server unchanged.
-"""
+"""``hfgpt serve FOLDER``: transformers' own OpenAI-compatible server on an hfgpt folder. ``transformers serve`` looks
+the config's architecture up on the transformers module (``ModelLoader._load_model``), where no remote-code class is;
+this loader puts hfgpt's causal LM there first, in the process the server spawns for the model."""
 
 from __future__ import annotations
 

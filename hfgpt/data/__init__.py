@@ -1,5 +1,5 @@
 """Data: raw text split into train / validation (:mod:`.text`, the default corpus in :mod:`.corpus`), pretraining
-windows (:mod:`.windows`), and the fine-tuning sets (:mod:`.spam`, :mod:`.instructions`)."""
+windows (:mod:`.windows`), and the fine-tuning sets (:mod:`.spam`, :mod:`.instructions`, :mod:`.preferences`)."""
 
 from .corpus import default_corpus
 from .text import load_text_datasets

@@ -103,7 +103,7 @@ class RecordReport:
                 **{f"skipped_too_long_{split}": n for split, n in self.too_long.items()}}
 
 
-def _read_local(path: str) -> list:
+def read_local_records(path: str) -> list:
     """A JSON array of records, or JSON Lines (one record per line)."""
     if not os.path.isfile(path):
         raise HfgptFileNotFoundError(f"No instruction data file at {path!r}.")
@@ -141,7 +141,7 @@ def load_instruction_records(data_file: str | None = None, dataset_name: str | N
     if (data_file is None) == (dataset_name is None):
         raise HfgptInputError("Give exactly one of --data_file (a local JSON/JSONL file) or --dataset_name (a Hub id).")
     if data_file is not None:
-        return _read_local(os.path.expanduser(data_file))
+        return read_local_records(os.path.expanduser(data_file))
     from datasets import load_dataset
 
     dataset = load_dataset(dataset_name, dataset_config_name, split=split)
@@ -285,6 +285,7 @@ class InstructionCollator:
 
 __all__ = [
     "ALPACA_CHAT_TEMPLATE", "IGNORE_INDEX", "INSTRUCTION_FIELDS", "PREAMBLE", "InstructionCollator",
-    "InstructionDataset", "RecordDataArguments", "RecordReport", "add_chat_template", "clean_records", "entry_to_messages", "format_input",
-    "load_instruction_records", "split_records", "tokenize_records",
+    "InstructionDataset", "RecordDataArguments", "RecordReport", "add_chat_template", "clean_records",
+    "entry_to_messages", "format_input", "load_instruction_records", "read_local_records", "split_records",
+    "tokenize_records",
 ]

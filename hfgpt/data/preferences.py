@@ -12,7 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import HfgptInputError
-from .instructions import RecordDataArguments, RecordReport, _read_local, clean_records, format_input, split_records
+from .instructions import RecordDataArguments, RecordReport, clean_records, format_input, read_local_records
+from .instructions import split_records
+from .text import download_once
 
 BOOK_PREFERENCES_URL = ("https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/"
                         "04_preference-tuning-with-dpo/instruction-data-with-preference.json")
@@ -37,15 +39,7 @@ class PreferenceDataArguments(RecordDataArguments):
 
 def download_book_preferences(cache_dir: str | None = None) -> str:
     """The path of the book's ``instruction-data-with-preference.json``, fetched once into the datasets cache."""
-    from datasets import DownloadConfig, DownloadManager
-
-    manager = DownloadManager(download_config=DownloadConfig(cache_dir=cache_dir))
-    try:
-        return manager.download(BOOK_PREFERENCES_URL)
-    except ConnectionError as err:  # offline mode (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) or no network
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise HfgptInputError(f"Could not download {BOOK_PREFERENCES_URL} ({reason}); pass --data_file with a local "
-                              "copy of instruction-data-with-preference.json.") from None
+    return download_once(BOOK_PREFERENCES_URL, "copy of instruction-data-with-preference.json", cache_dir=cache_dir)
 
 
 def load_preference_records(data_args: PreferenceDataArguments) -> tuple[list[dict], RecordReport]:
@@ -56,7 +50,7 @@ def load_preference_records(data_args: PreferenceDataArguments) -> tuple[list[di
         records = load_dataset(data_args.dataset_name, data_args.dataset_config_name,
                                split=data_args.dataset_split).to_list()
     else:
-        records = _read_local(os.path.expanduser(data_args.data_file or download_book_preferences()))
+        records = read_local_records(os.path.expanduser(data_args.data_file or download_book_preferences()))
     if isinstance(records, Sequence):  # prompt / chosen / rejected: the prompt is the instruction
         records = [{"instruction": r["prompt"], **r} if isinstance(r, Mapping) and "instruction" not in r
                    and "prompt" in r else r for r in records]

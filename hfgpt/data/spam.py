@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import HfgptFileNotFoundError, HfgptInputError
+from .text import download_once
 
 logger = logging.getLogger("hfgpt.data.spam")
 
@@ -61,14 +62,7 @@ def read_sms_file(path: str | os.PathLike) -> tuple[list[str], list[str]]:
 
 def download_sms_spam(cache_dir: str | None = None) -> str:
     """The path of ``SMSSpamCollection`` from the book's UCI zip, fetched and unpacked once into the datasets cache."""
-    from datasets import DownloadConfig, DownloadManager
-
-    manager = DownloadManager(download_config=DownloadConfig(cache_dir=cache_dir))
-    try:
-        folder = manager.download_and_extract(SMS_SPAM_URL)
-    except ConnectionError as err:  # offline mode (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) or no network
-        raise ConnectionError(f"Could not download {SMS_SPAM_URL} ({err}); pass --data_file with a local "
-                              "SMSSpamCollection file.") from None
+    folder = download_once(SMS_SPAM_URL, "SMSSpamCollection file", extract=True, cache_dir=cache_dir)
     return os.path.join(folder, "SMSSpamCollection")
 
 

@@ -17,12 +17,23 @@ from datasets.data_files import resolve_pattern
 from datasets.exceptions import DatasetGenerationError
 from datasets.load import infer_module_for_data_files_list
 
-from ..errors import HfgptInputError
+from ..errors import HfgptDownloadError, HfgptInputError
 from .corpus import default_corpus
 
 MIN_DOCUMENTS_FOR_DOCUMENT_SPLIT = 10
 _TEXT_FORMATS = ("text", "json", "csv", "parquet", "arrow")
 _EXTENSIONS = ".txt, .json, .jsonl, .csv, .tsv, .parquet, .arrow (also compressed, e.g. .txt.gz)"
+
+
+def download_once(url: str, local_copy: str, extract: bool = False, cache_dir: str | None = None) -> str:
+    """``url`` fetched (and unpacked) once into the datasets cache; offline, one line naming ``--data_file``."""
+    manager = datasets.DownloadManager(download_config=datasets.DownloadConfig(cache_dir=cache_dir))
+    try:
+        return manager.download_and_extract(url) if extract else manager.download(url)
+    except ConnectionError as err:  # offline mode (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) or no network
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise HfgptDownloadError(f"Could not download {url} ({reason}); pass --data_file with a local {local_copy}.")\
+            from None
 
 
 def check_text_column(ds, column: str, where: str) -> None:

@@ -5,16 +5,19 @@ instruction-tuned model against a frozen reference (for LoRA the model with its 
 and after training, and sample answers (``preference-samples.json``, optionally judged) and ``preference_curve.png``.
 
 What differs from the book: TRL sums the response's log-probabilities (the book averages them per token) and its
-rewards are ``beta`` times the log-ratio, so margins are on another scale. TRL is imported only when first needed.
+rewards are ``beta`` times the log-ratio, so margins are on another scale.
+TRL (``pip install 'hfgpt[finetune]'``) is imported by this module only.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 import os
 import time
+from dataclasses import dataclass, field
+
+from trl import DPOConfig
 
 from ..data.preferences import PreferenceDataArguments, preference_splits, to_dpo_dataset
 from ..errors import HfgptInputError
@@ -32,41 +35,25 @@ EVAL_METRICS = ("loss", "rewards/margins", "rewards/accuracies", "rewards/chosen
                 "logps/rejected")
 
 
-@functools.cache
-def _training_arguments_class():
-    from dataclasses import dataclass, field
+@dataclass
+class PreferenceTrainingArguments(RecipeTrainingArguments, DPOConfig):
+    """TRL's ``DPOConfig`` (beta 0.1, sigmoid loss) with the recipes' defaults and the book's DPO settings (AdamW 5e-6,
+    1 epoch, batch 8 as the Trainer's), validation five times while training, no activation checkpointing."""
 
-    from trl import DPOConfig
-
-    @dataclass
-    class PreferenceTrainingArguments(RecipeTrainingArguments, DPOConfig):
-        """TRL's ``DPOConfig`` (beta 0.1, sigmoid loss) with the recipes' defaults and the book's DPO settings (AdamW
-        5e-6, 1 epoch, batch 8 as the Trainer's), validation five times while training, no activation checkpointing."""
-
-        output_dir: str | None = field(default="runs/preferences", metadata={"help": "Where the model and results go."})
-        learning_rate: float = field(default=5e-6, metadata={"help": "Peak AdamW learning rate (the book: 5e-6)."})
-        num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the training pairs."})
-        eval_strategy: str = field(default="steps", metadata={"help": "When to evaluate: steps, epoch or no."})
-        eval_steps: float | None = field(default=0.2, metadata={"help": "Evaluate every N steps (below 1: a share)."})
-        logging_steps: float = field(default=5, metadata={"help": "Log the training metrics every N steps."})
-        save_strategy: str = field(default="no", metadata={"help": "Checkpoints during training (the final model is always saved)."})
-        activation_checkpointing: bool | None = field(default=False, metadata={"help": "Recompute activations in backward (less memory, slower)."})
-        gradient_checkpointing: bool | None = field(default=None, metadata={"help": "The old name of --activation_checkpointing."})
-        max_length: int | None = field(default=None, metadata={"help": "Prompt + response tokens kept (the end is cut); default: the model's context."})
-
-    # picklable by name (the Trainer saves its arguments with the model): this module's __getattr__ finds it
-    cls = PreferenceTrainingArguments
-    cls.__module__, cls.__qualname__ = __name__, cls.__name__
-    return cls
+    output_dir: str | None = field(default="runs/preferences", metadata={"help": "Where the model and results go."})
+    learning_rate: float = field(default=5e-6, metadata={"help": "Peak AdamW learning rate (the book: 5e-6)."})
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the training pairs."})
+    eval_strategy: str = field(default="steps", metadata={"help": "When to evaluate: steps, epoch or no."})
+    eval_steps: float | None = field(default=0.2, metadata={"help": "Evaluate every N steps (below 1: a share)."})
+    logging_steps: float = field(default=5, metadata={"help": "Log the training metrics every N steps."})
+    save_strategy: str = field(default="no", metadata={"help": "Checkpoints during training (the final model is always saved)."})
+    activation_checkpointing: bool | None = field(default=False, metadata={"help": "Recompute activations in backward (less memory, slower)."})
+    gradient_checkpointing: bool | None = field(default=None, metadata={"help": "The old name of --activation_checkpointing."})
+    max_length: int | None = field(default=None, metadata={"help": "Prompt + response tokens kept (the end is cut); default: the model's context."})
 
 
-def __getattr__(name: str):
-    """``PreferenceTrainingArguments`` and ``ARGUMENT_TYPES`` subclass TRL's ``DPOConfig``: built on first use."""
-    if name == "PreferenceTrainingArguments":
-        return _training_arguments_class()
-    if name == "ARGUMENT_TYPES":  # what recipes/finetune_preferences.py parses, in finetune_preferences' order
-        return (FinetuneArguments, LoraArguments, PreferenceDataArguments, JudgeArguments, _training_arguments_class())
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# What recipes/finetune_preferences.py parses, in the order finetune_preferences takes them.
+ARGUMENT_TYPES = (FinetuneArguments, LoraArguments, PreferenceDataArguments, JudgeArguments, PreferenceTrainingArguments)
 
 
 def check_arguments(model_args: FinetuneArguments, data_args: PreferenceDataArguments, training_args=None) -> None:
