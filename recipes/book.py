@@ -196,7 +196,8 @@ def main(argv=None):
             (out / "stage_times.json").write_text(json.dumps(times, indent=2))
         print(f"    {HEADLINES[name](read_json(out / name / 'all_results.json', {}))} ({times.get(name, 0):.0f} s)")
     evaluation_file, step = out / "evaluation.json", f"[{len(plan) + 1}/{len(plan) + 2}] Held-out evaluation"
-    if read_json(evaluation_file) is not None:
+    responses = out / "instructions" / RESPONSES_FILE
+    if read_json(evaluation_file) is not None and evaluation_file.stat().st_mtime >= responses.stat().st_mtime:
         print(f"{step}: finished earlier in {evaluation_file}, skipped")
     else:
         print(f"{step} ...", flush=True)
