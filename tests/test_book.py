@@ -92,3 +92,14 @@ def test_missing_data_file_is_one_line_before_any_stage(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "instruction-data.json" in lines[0] and "--data_dir" in lines[0], result.stderr
     assert not (tmp_path / "out").exists()  # nothing ran
+
+
+def test_offline_without_data_dir_names_the_file_and_the_flag(tmp_path):
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_CACHE": str(tmp_path / "hf" / "datasets"),
+           "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, BOOK, "--quick", "--output_dir", str(tmp_path / "out")], env=env,
+                            capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "SMSSpamCollection" in lines[0] and "--data_dir" in lines[0], result.stderr
+    assert not (tmp_path / "out").exists()
