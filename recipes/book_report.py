@@ -100,9 +100,10 @@ def instruction_rows(r: dict, evaluation: dict) -> list:
              _target(rouge, nn, True, "ROUGE-L", 1)),
             ("examples: train / validation / test", f"{r.get('train_examples')} / {r.get('validation_examples')} / "
                                                      f"{r.get('test_examples')}", "", "")]
-    skipped = r.get("too_long") or {}
-    if skipped:
-        rows.append(("examples skipped as longer than the context", json.dumps(skipped), "", ""))
+    skipped = {split: r.get(f"skipped_too_long_{split}") for split in ("train", "validation", "test")}
+    if any(skipped.values()):
+        rows.append(("examples skipped as longer than the model's context: train / validation / test",
+                     " / ".join(str(n or 0) for n in skipped.values()), "", ""))
     if r.get("judge_mean_score") is not None:
         rows.append((f"judge ({r.get('judge')}) mean score", _f(r["judge_mean_score"], ".1f"), "", ""))
     return rows
@@ -164,6 +165,9 @@ def write_report(out: Path, stages: list[tuple[str, str]], evaluation: dict, tim
         for folder in (("spam-full", "spam-all") if name == "spam-full" else (name,)):
             lines += [f"![{folder} {png}]({folder}/{png})" for png in PLOTS[folder] if (out / folder / png).is_file()]
         lines.append("")
+        if name == "instructions" and results[name].get("skipped_too_long_train"):
+            lines += [f"{results[name]['skipped_too_long_train']} training examples were longer than the model's "
+                      f"context and left out: a longer pretraining context (`--max_length`) keeps them.", ""]
         if name == "instructions":
             lines += ["Sample answers to held-out test instructions, before (the base model) and after fine-tuning:",
                       "", *samples(evaluation.get("samples", []), [("output", "reference"), ("base_model_response",
@@ -173,7 +177,7 @@ def write_report(out: Path, stages: list[tuple[str, str]], evaluation: dict, tim
                       *samples(_read(out / name / PREFERENCE_SAMPLES_FILE, []), [("chosen", "chosen (reference)"),
                                ("response_before", "before"), ("response_after", "after")])]
     lines += ["## Held-out evaluation", "", HELD_OUT, "", "## Time per stage", "", "| stage | seconds |", "| --- | --- |",
-              *(f"| {titles.get(name, name)} | {seconds:.0f} |" for name, seconds in times.items()),
+              *(f"| {titles.get(name, 'Held-out evaluation')} | {seconds:.0f} |" for name, seconds in times.items()),
               f"| total | {sum(times.values()):.0f} |", "", "## The Space", "",
               f"`python spaces_demo/app.py --from {out}` chats with `preferences` (else `instructions`) and classifies "
               f"with `spam-all`.", ""]
