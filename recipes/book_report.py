@@ -184,4 +184,3 @@ def write_report(out: Path, stages: list[tuple[str, str]], evaluation: dict, tim
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
-
