@@ -166,6 +166,9 @@ def evaluate(args, out: Path, files: dict[str, str]) -> dict:
     from hfgpt.evaluation.generation import generate_responses
     from hfgpt.evaluation.instructions import score_instruction_responses
     from hfgpt.training.common import FinetuneArguments, load_chat_model
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # the stages' progress is in their logs; this one is short
 
     responses = read_json(out / "instructions" / RESPONSES_FILE, [])
     records, _ = clean_records(load_instruction_records(files["instructions"]))
