@@ -4,6 +4,7 @@ inside the model (tokens, attention, the next-token choice; inside_tab.py).
 Runs locally after the recipes, or as a Hugging Face Space:
 
     python spaces_demo/app.py --chat-model runs/instructions --spam-model runs/spam      # local folders
+    python spaces_demo/app.py --from runs/book      # recipes/book.py's results: preferences (else instructions), spam-all
     HFGPT_CHAT_MODEL=you/hfgpt-sft HFGPT_SPAM_MODEL=you/hfgpt-spam python spaces_demo/app.py   # Hub ids
 
 The app needs only transformers and gradio: hfgpt folders carry their own modeling code (trust_remote_code), so
@@ -195,6 +196,7 @@ def build_demo(chat_model: str | None = None, spam_model: str | None = None, que
             else:
                 gr.ChatInterface(
                     make_chat_fn(chat, chat_tok),
+                    chatbot=gr.Chatbot(render_markdown=False, height=400),  # plain text: a '#' line is no heading
                     textbox=message_box(),
                     additional_inputs=[  # the ranges and defaults are the API's; spaces_demo/README.md lists them
                         setting("max_new_tokens", 1, 256, 100, step=1, precision=0, label="max new tokens"),
@@ -225,8 +227,21 @@ def build_demo(chat_model: str | None = None, spam_model: str | None = None, que
     return demo
 
 
-def main(argv=None):
+def models_from(folder: str) -> tuple[str | None, str | None]:
+    """(chat model, spam model) among recipes/book.py's results: preferences, else instructions; spam-all."""
+    def found(name):
+        path = os.path.join(folder, name)
+        return path if os.path.isfile(os.path.join(path, "config.json")) else None
+
+    return found("preferences") or found("instructions"), found("spam-all")
+
+
+def main(argv=None, **launch_options):
+    """Parse the flags and serve the app (``launch_options`` go to ``launch``; with ``prevent_thread_lock`` the
+    running app is returned)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--from", dest="results", metavar="OUT",
+                        help="recipes/book.py's output folder: its chat and spam models (the flags below win)")
     parser.add_argument("--chat-model", default=os.environ.get("HFGPT_CHAT_MODEL"), help="instruction-tuned model")
     parser.add_argument("--spam-model", default=os.environ.get("HFGPT_SPAM_MODEL"), help="spam classifier")
     parser.add_argument("--inspect-model", default=os.environ.get("HFGPT_INSPECT_MODEL"),
@@ -234,8 +249,13 @@ def main(argv=None):
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = parser.parse_args(argv)
+    if args.results:
+        chat_model, spam_model = models_from(args.results)
+        args.chat_model, args.spam_model = args.chat_model or chat_model, args.spam_model or spam_model
+        print(f"Chat model: {args.chat_model}; spam model: {args.spam_model}")
     demo = build_demo(args.chat_model, args.spam_model, inspect_model=args.inspect_model)
-    demo.launch(server_name=args.host, server_port=args.port)
+    demo.launch(server_name=args.host, server_port=args.port, **launch_options)
+    return demo
 
 
 if __name__ == "__main__":

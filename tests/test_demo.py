@@ -170,6 +170,36 @@ def test_missing_models_are_explained_on_the_page(tmp_path):
         demo.close()
 
 
+def test_from_results_serves_the_pipelines_models_as_plain_text(model_folders, tmp_path, one_thread, capsys):
+    """``--from OUT`` (recipes/book.py's folder): the preference model (else the instruction model) chats, spam-all
+    classifies; the chat's answers are plain text (a '#' or '>' line is not Markdown)."""
+    import json
+    import shutil
+    import urllib.request
+
+    app = load_app()
+    out = tmp_path / "book"
+    shutil.copytree(model_folders / "chat", out / "instructions")
+    shutil.copytree(model_folders / "spam", out / "spam-all")
+    (out / "preferences").mkdir()  # a stage that has not finished: no config.json
+    assert app.models_from(str(out)) == (str(out / "instructions"), str(out / "spam-all"))
+    shutil.copytree(model_folders / "chat", out / "preferences", dirs_exist_ok=True)
+    assert app.models_from(str(out))[0] == str(out / "preferences")
+    port = free_port()
+    demo = app.main(["--from", str(out), "--port", str(port)], prevent_thread_lock=True, quiet=True)
+    try:
+        assert f"Chat model: {out / 'preferences'}; spam model: {out / 'spam-all'}" in capsys.readouterr().out
+        url = f"http://127.0.0.1:{port}/"
+        client = Client(url, verbose=False)
+        assert isinstance(chat(client), str)
+        assert client.predict("WINNER!! Call now", api_name="/classify")["label"] in ("ham", "spam")
+        config = json.loads(urllib.request.urlopen(f"{url}config", timeout=30).read())
+        chatbots = [c["props"] for c in config["components"] if c.get("type") == "chatbot"]
+        assert chatbots and all(props["render_markdown"] is False for props in chatbots)
+    finally:
+        demo.close()
+
+
 # --- the API's bad inputs: each answered or refused by name, and the server answers the next request ---
 
 
