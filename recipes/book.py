@@ -164,7 +164,7 @@ def evaluate(args, out: Path, files: dict[str, str]) -> dict:
     and the base model's answers to a few test instructions (the "before" of instruction fine-tuning)."""
     from hfgpt.data.instructions import clean_records, load_instruction_records, split_records
     from hfgpt.evaluation.generation import generate_responses
-    from hfgpt.evaluation.instructions import score_instruction_responses
+    from hfgpt.evaluation.generation import score_instruction_responses
     from hfgpt.training.common import FinetuneArguments, load_chat_model
     from transformers.utils import logging as transformers_logging
 

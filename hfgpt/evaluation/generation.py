@@ -1,8 +1,11 @@
-"""Generating responses to score: the book's chapter 7.7 (a response for every test instruction), batched."""
+"""Generating responses to score (the book's chapter 7.7, batched) and scoring them against the reference answers:
+ROUGE-L, beside the nearest-neighbour baseline (each test instruction answered with the training response of its most
+similar training instruction, by TF-IDF cosine), the bar a model that generalises must clear."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 
 logger = logging.getLogger("hfgpt.evaluation")
 
@@ -46,3 +49,34 @@ def generate_responses(model, tokenizer, entries: list[dict], max_new_tokens: in
         tokenizer.padding_side = padding_side
         model.train(was_training)
     return results, skipped
+
+
+def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """Mean ROUGE-L F1 (``rouge_score``, stemmed) of each prediction against its reference."""
+    from rouge_score.rouge_scorer import RougeScorer
+
+    scorer = RougeScorer(["rougeL"], use_stemmer=True)
+    scores = [scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)]
+    return sum(scores) / len(scores) if scores else 0.0
+
+
+def nearest_neighbour_responses(train: Sequence[Mapping], test: Sequence[Mapping]) -> list[str]:
+    """For each test record, the ``output`` of the training record with the most similar instruction and input."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    def prompt(record):  # the instruction and its input, without the preamble every prompt shares
+        return f"{record['instruction']}\n{record.get('input') or ''}"
+
+    vectorizer = TfidfVectorizer().fit([prompt(r) for r in train])
+    similarity = vectorizer.transform([prompt(r) for r in test]) @ vectorizer.transform(
+        [prompt(r) for r in train]).T  # rows are L2-normalised: the product is the cosine
+    return [train[int(row.argmax())]["output"] for row in similarity.toarray()]
+
+
+def score_instruction_responses(responses: Sequence[Mapping], train: Sequence[Mapping],
+                                response_key: str = "model_response") -> dict:
+    """ROUGE-L of the model's responses and of the nearest-neighbour baseline against the reference ``output``."""
+    references = [r["output"] for r in responses]
+    return {"rouge_l": rouge_l([r[response_key] for r in responses], references),
+            "nearest_neighbour_rouge_l": rouge_l(nearest_neighbour_responses(train, responses), references),
+            "rouge_l_responses": len(responses)}

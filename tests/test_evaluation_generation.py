@@ -1,9 +1,9 @@
-"""hfgpt.evaluation.instructions: ROUGE-L against the reference answers and the nearest-neighbour baseline."""
+"""hfgpt.evaluation.generation: ROUGE-L against the reference answers and the nearest-neighbour baseline."""
 
 import pytest
 from conftest import INSTRUCTION_RECORDS
 
-from hfgpt.evaluation.instructions import nearest_neighbour_responses, rouge_l, score_instruction_responses
+from hfgpt.evaluation.generation import nearest_neighbour_responses, rouge_l, score_instruction_responses
 
 
 def test_rouge_l_is_one_for_the_reference_and_lower_for_other_text():
