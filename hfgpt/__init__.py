@@ -2,20 +2,11 @@
 
 Importing hfgpt registers ``GPTScratchConfig`` and the model classes with transformers' Auto classes (see below)."""
 
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
-)
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from .configuration_gpt_scratch import PRESETS, GPTScratchConfig
-from .modeling_gpt_scratch import (
-    GPTScratchForCausalLM,
-    GPTScratchForSequenceClassification,
-    GPTScratchModel,
-    GPTScratchPreTrainedModel,
-)
+from .modeling_gpt_scratch import (GPTScratchForCausalLM, GPTScratchForSequenceClassification, GPTScratchModel,
+                                   GPTScratchPreTrainedModel)
 
 __version__ = "0.1.0"
 
@@ -32,11 +23,5 @@ GPTScratchModel.register_for_auto_class("AutoModel")
 GPTScratchForCausalLM.register_for_auto_class("AutoModelForCausalLM")
 GPTScratchForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
 
-__all__ = [
-    "GPTScratchConfig",
-    "GPTScratchPreTrainedModel",
-    "GPTScratchModel",
-    "GPTScratchForCausalLM",
-    "GPTScratchForSequenceClassification",
-    "PRESETS",
-]
+__all__ = ["GPTScratchConfig", "GPTScratchPreTrainedModel", "GPTScratchModel", "GPTScratchForCausalLM",
+           "GPTScratchForSequenceClassification", "PRESETS"]

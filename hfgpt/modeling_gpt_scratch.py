@@ -27,11 +27,8 @@ from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import (
-    BaseModelOutputWithPast,
-    CausalLMOutputWithPast,
-    SequenceClassifierOutputWithPast,
-)
+from transformers.modeling_outputs import (BaseModelOutputWithPast, CausalLMOutputWithPast,
+                                           SequenceClassifierOutputWithPast)
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import can_return_tuple
 from transformers.utils.deprecation import deprecate_kwarg
@@ -83,28 +80,17 @@ class GPTScratchEmbeddings(nn.Module):
         self.pos_emb = nn.Embedding(config.n_positions, config.n_embd)
         self.drop_emb = nn.Dropout(config.embd_pdrop)
 
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None,
-        position_ids: torch.LongTensor,
-        inputs_embeds: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def forward(self, input_ids: torch.LongTensor | None, position_ids: torch.LongTensor,
+                inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
         if inputs_embeds is None:
             inputs_embeds = self.tok_emb(input_ids)
         return self.drop_emb(inputs_embeds + self.pos_emb(position_ids))
 
 
 # ---- 2. Causal multi-head self-attention (chapter 3) ----------------------------------------------------------
-def eager_attention_forward(
-    module: nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float,
-    dropout: float = 0.0,
-    **kwargs,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def eager_attention_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                            attention_mask: torch.Tensor | None, scaling: float, dropout: float = 0.0,
+                            **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
     """The book's attention step by step (``attn_implementation="eager"``): scores ``q @ k^T / sqrt(head_dim)``, future
     positions masked, softmax, dropout, weights times values; transformers' mask is additive and covers padding too."""
     attn_scores = torch.matmul(query, key.transpose(2, 3)) * scaling
@@ -136,13 +122,8 @@ class GPTScratchCausalSelfAttention(nn.Module):
         self.out_proj.writes_to_residual = True  # GPT-2 scales its init by 1/sqrt(2 * n_layer)
         self.attn_dropout = nn.Dropout(config.attn_pdrop)  # a module: eval() and TRL's disable_dropout see it
 
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        cache: Cache | None = None,
-        **kwargs,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                cache: Cache | None = None, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, num_tokens, _ = hidden_states.shape
         head_shape = (batch, num_tokens, self.n_head, self.head_dim)
         query, key, value = self.qkv(hidden_states).split(self.config.n_embd, dim=-1)
@@ -155,13 +136,11 @@ class GPTScratchCausalSelfAttention(nn.Module):
             update_kwargs = {"kwargs": kwargs} if CACHE_UPDATE_TAKES_KWARGS else {}
             key, value = cache.update(key, value, self.layer_idx, **update_kwargs)
 
-        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation,
+                                                                              eager_attention_forward)
         dropout = self.attn_dropout.p if self.training else 0.0
-        attn_output, attn_weights = attention_interface(
-            self, query, key, value, attention_mask, dropout=dropout, scaling=self.scaling, **kwargs
-        )
+        attn_output, attn_weights = attention_interface(self, query, key, value, attention_mask, dropout=dropout,
+                                                        scaling=self.scaling, **kwargs)
         attn_output = attn_output.reshape(batch, num_tokens, -1)  # merge the heads
         return self.out_proj(attn_output), attn_weights
 
@@ -193,13 +172,8 @@ class GPTScratchTransformerBlock(GradientCheckpointingLayer):
         self.ff = GPTScratchFeedForward(config)
         self.drop_shortcut = nn.Dropout(config.resid_pdrop)
 
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        cache: Cache | None = None,
-        **kwargs,
-    ) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                cache: Cache | None = None, **kwargs) -> torch.Tensor:
         shortcut = hidden_states
         attn_output, _ = self.att(self.norm1(hidden_states), attention_mask=attention_mask, cache=cache, **kwargs)
         hidden_states = shortcut + self.drop_shortcut(attn_output)
@@ -223,10 +197,7 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
     _can_compile_fullgraph = True
-    _can_record_outputs = {
-        "hidden_states": GPTScratchTransformerBlock,
-        "attentions": GPTScratchCausalSelfAttention,
-    }
+    _can_record_outputs = {"hidden_states": GPTScratchTransformerBlock, "attentions": GPTScratchCausalSelfAttention}
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         # List every head in auto_map (save_pretrained adds only this class), so one saved folder loads as
@@ -290,9 +261,7 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
     def __init__(self, config: GPTScratchConfig):
         super().__init__(config)
         self.embeddings = GPTScratchEmbeddings(config)
-        self.trf_blocks = nn.ModuleList(
-            [GPTScratchTransformerBlock(config, layer_idx) for layer_idx in range(config.n_layer)]
-        )
+        self.trf_blocks = nn.ModuleList([GPTScratchTransformerBlock(config, i) for i in range(config.n_layer)])
         self.final_norm = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.gradient_checkpointing = False
         self.post_init()
@@ -368,17 +337,12 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         # Packed documents (position_ids restarting at 0 inside a row, no attention_mask) get one causal block per
         # document; transformers looks for them only without a cache, and a fresh DynamicCache holds nothing yet.
         empty_dynamic_cache = isinstance(cache, DynamicCache) and cache.get_seq_length() == 0
-        causal_mask = create_causal_mask(
-            config=self.config,
-            inputs_embeds=hidden_states,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            **{CACHE_NAME: None if empty_dynamic_cache else cache},
-        )
+        causal_mask = create_causal_mask(config=self.config, inputs_embeds=hidden_states,
+                                         attention_mask=attention_mask, position_ids=position_ids,
+                                         **{CACHE_NAME: None if empty_dynamic_cache else cache})
         for block in self.trf_blocks:
-            hidden_states = block(
-                hidden_states, attention_mask=causal_mask, cache=cache, position_ids=position_ids, **kwargs
-            )
+            hidden_states = block(hidden_states, attention_mask=causal_mask, cache=cache, position_ids=position_ids,
+                                  **kwargs)
         hidden_states = self.final_norm(hidden_states)
         return BaseModelOutputWithPast(last_hidden_state=hidden_states, **{CACHE_NAME: cache if use_cache else None})
 
@@ -462,13 +426,8 @@ class GPTScratchForSequenceClassification(GPTScratchPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        **kwargs,
-    ) -> SequenceClassifierOutputWithPast:
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                labels: torch.LongTensor | None = None, **kwargs) -> SequenceClassifierOutputWithPast:
         """``kwargs`` (``position_ids``, ``inputs_embeds``, ...) go to ``GPTScratchModel``."""
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         hidden_states = outputs.last_hidden_state
@@ -488,9 +447,5 @@ class GPTScratchForSequenceClassification(GPTScratchPreTrainedModel):
         return head_output(SequenceClassifierOutputWithPast, outputs, loss=loss, logits=logits)
 
 
-__all__ = [
-    "GPTScratchPreTrainedModel",
-    "GPTScratchModel",
-    "GPTScratchForCausalLM",
-    "GPTScratchForSequenceClassification",
-]
+__all__ = ["GPTScratchPreTrainedModel", "GPTScratchModel", "GPTScratchForCausalLM",
+           "GPTScratchForSequenceClassification"]
