@@ -107,11 +107,8 @@ def _assemble(model_class, config, state_dict: dict, source_names: Mapping | Non
     if missing or unexpected:  # the tables above and the modeling code disagree: a bug here, not in the input
         raise RuntimeError(f"Internal key mismatch: missing {listing(missing)}; unexpected {listing(unexpected)}.")
     source_names = source_names or {}
-    wrong = [
-        f"{source_names.get(key, key)} {tuple(tensor.shape)} (expected {tuple(expected[key].shape)})"
-        for key, tensor in state_dict.items()
-        if tensor.shape != expected[key].shape
-    ]
+    wrong = [f"{source_names.get(key, key)} {tuple(tensor.shape)} (expected {tuple(expected[key].shape)})"
+             for key, tensor in state_dict.items() if tensor.shape != expected[key].shape]
     if wrong:
         raise HfgptInputError(f"Tensor shapes in {where} do not match the configuration: " + "; ".join(wrong[:8]))
     model.load_state_dict({k: v.detach().clone().contiguous() for k, v in state_dict.items()}, assign=True)
@@ -178,10 +175,8 @@ def from_hf_gpt2(model_or_path, **config_overrides) -> GPTScratchForCausalLM:
     missing = [theirs for theirs in table.values() if theirs not in source]
     if missing:
         raise HfgptInputError(f"The GPT-2 model lacks {listing(missing)}.")
-    state_dict = {
-        ours: source[theirs].t() if theirs.endswith(GPT2_TRANSPOSED) else source[theirs]
-        for ours, theirs in table.items()
-    }
+    state_dict = {ours: source[theirs].t() if theirs.endswith(GPT2_TRANSPOSED) else source[theirs]
+                  for ours, theirs in table.items()}
     return _assemble(GPTScratchForCausalLM, config, _pad_vocab_rows(config, state_dict), source_names=table)
 
 
@@ -300,13 +295,8 @@ def from_book_checkpoint(path_or_state_dict, config=None) -> GPTScratchForCausal
     blocks = {int(key.split(".")[1]) for key in source if key.startswith("trf_blocks.") and key.split(".")[1].isdigit()}
     if not blocks:
         raise HfgptInputError(f"{where} has no trf_blocks.N.* keys: not the book's GPTModel.")
-    inferred = dict(
-        vocab_size=vocab_size,
-        n_positions=source["pos_emb.weight"].shape[0],
-        n_embd=n_embd,
-        n_layer=max(blocks) + 1,
-        qkv_bias="trf_blocks.0.att.W_query.bias" in source,
-    )
+    inferred = dict(vocab_size=vocab_size, n_positions=source["pos_emb.weight"].shape[0], n_embd=n_embd,
+                    n_layer=max(blocks) + 1, qkv_bias="trf_blocks.0.att.W_query.bias" in source)
 
     table = _key_table(BOOK, inferred["n_layer"], inferred["qkv_bias"])
     expected = {name for theirs in table.values() for name in _flat(theirs)}
@@ -320,11 +310,8 @@ def from_book_checkpoint(path_or_state_dict, config=None) -> GPTScratchForCausal
 
     user = _user_config_values(config)
     book_name = {ours: f" ({book})" for book, ours in BOOK_KEYS.items() if book != ours}
-    conflicts = [
-        f"{k}{book_name.get(k, '')}={user[k]!r} but the weights have {v!r}"
-        for k, v in inferred.items()
-        if k in user and user[k] != v
-    ]
+    conflicts = [f"{k}{book_name.get(k, '')}={user[k]!r} but the weights have {v!r}"
+                 for k, v in inferred.items() if k in user and user[k] != v]
     if conflicts:
         raise HfgptInputError("config contradicts the checkpoint: " + "; ".join(conflicts) + ".")
     if user.get("n_head") is None:
@@ -339,10 +326,8 @@ def from_book_checkpoint(path_or_state_dict, config=None) -> GPTScratchForCausal
     except ValueError as error:  # a user's value (config=) the config refuses, e.g. n_heads that do not divide
         raise HfgptInputError(str(error)) from error
 
-    state_dict = {
-        ours: torch.cat([source[name] for name in theirs]) if isinstance(theirs, tuple) else source[theirs]
-        for ours, theirs in table.items()
-    }
+    state_dict = {ours: torch.cat([source[name] for name in theirs]) if isinstance(theirs, tuple) else source[theirs]
+                  for ours, theirs in table.items()}
     source_names = {k: " + ".join(_flat(v)) for k, v in table.items()}
     return _assemble(GPTScratchForCausalLM, config, _pad_vocab_rows(config, state_dict), source_names=source_names,
                      where=where)

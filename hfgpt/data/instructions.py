@@ -283,9 +283,7 @@ class InstructionCollator:
                 "labels": labels}
 
 
-__all__ = [
-    "ALPACA_CHAT_TEMPLATE", "IGNORE_INDEX", "INSTRUCTION_FIELDS", "PREAMBLE", "InstructionCollator",
-    "InstructionDataset", "RecordDataArguments", "RecordReport", "add_chat_template", "clean_records",
-    "entry_to_messages", "format_input", "load_instruction_records", "read_local_records", "split_records",
-    "tokenize_records",
-]
+__all__ = ["ALPACA_CHAT_TEMPLATE", "IGNORE_INDEX", "INSTRUCTION_FIELDS", "PREAMBLE", "InstructionCollator",
+           "InstructionDataset", "RecordDataArguments", "RecordReport", "add_chat_template", "clean_records",
+           "entry_to_messages", "format_input", "load_instruction_records", "read_local_records", "split_records",
+           "tokenize_records"]

@@ -262,8 +262,6 @@ def tokenize_dataset(dataset, tokenizer, max_length: int, report: SpamReport | N
     return encoded
 
 
-__all__ = [
-    "EVALUATION_SPLITS", "ID2LABEL", "LABEL2ID", "LABELS", "SMS_SPAM_HUB_ID", "SMS_SPAM_URL", "SpamDataArguments",
-    "SpamReport", "balance", "download_sms_spam", "load_spam_dataset", "read_sms_file",
-    "spam_splits", "split_dataset", "tokenize_dataset", "write_pretraining_text",
-]
+__all__ = ["EVALUATION_SPLITS", "ID2LABEL", "LABEL2ID", "LABELS", "SMS_SPAM_HUB_ID", "SMS_SPAM_URL",
+           "SpamDataArguments", "SpamReport", "balance", "download_sms_spam", "load_spam_dataset", "read_sms_file",
+           "spam_splits", "split_dataset", "tokenize_dataset", "write_pretraining_text"]

@@ -247,9 +247,6 @@ def plot_precision_recall(labels, curves: dict, path: str, title: str = "Test sp
     return _save(plt, fig, ax, path, title)
 
 
-__all__ = [
-    "COUNT_KEYS", "ClassificationMetrics", "DecisionArguments", "choose_threshold", "classification_metrics",
-    "compute_metrics_fn", "decision_metrics", "decision_rule", "log_odds", "plot_confusion_matrix",
-    "plot_precision_recall", "predict", "score_splits", "score_tfidf_svm", "set_decision_threshold",
-    "tfidf_svm",
-]
+__all__ = ["COUNT_KEYS", "ClassificationMetrics", "DecisionArguments", "choose_threshold", "classification_metrics",
+           "compute_metrics_fn", "decision_metrics", "decision_rule", "log_odds", "plot_confusion_matrix",
+           "plot_precision_recall", "predict", "score_splits", "score_tfidf_svm", "set_decision_threshold", "tfidf_svm"]
