@@ -22,13 +22,7 @@ PRESETS: dict[str, dict] = {
     "small": dict(n_embd=256, n_layer=4, n_head=4, n_positions=256),
     "medium-cpu": dict(n_embd=384, n_layer=6, n_head=6, n_positions=512),
 }
-PRESET_ALIASES = {
-    "gpt2": "124M",
-    "gpt2-small": "124M",
-    "gpt2-medium": "355M",
-    "gpt2-large": "774M",
-    "gpt2-xl": "1558M",
-}
+PRESET_ALIASES = {"gpt2": "124M", "gpt2-small": "124M", "gpt2-medium": "355M", "gpt2-large": "774M", "gpt2-xl": "1558M"}
 
 # The book's GPT_CONFIG dict keys -> our field names.
 BOOK_KEYS = {
@@ -69,13 +63,8 @@ class GPTScratchConfig(PretrainedConfig):
 
     model_type = "gpt_scratch"
     keys_to_ignore_at_inference = ["cache", "past_key_values"]
-    attribute_map = {
-        "hidden_size": "n_embd",
-        "num_hidden_layers": "n_layer",
-        "num_attention_heads": "n_head",
-        "max_position_embeddings": "n_positions",
-        "intermediate_size": "n_inner",
-    }
+    attribute_map = {"hidden_size": "n_embd", "num_hidden_layers": "n_layer", "num_attention_heads": "n_head",
+                     "max_position_embeddings": "n_positions", "intermediate_size": "n_inner"}
 
     def __init__(
         self,

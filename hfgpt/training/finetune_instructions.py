@@ -10,16 +10,8 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from ..data.instructions import (
-    InstructionCollator,
-    InstructionDataset,
-    RecordDataArguments,
-    RecordReport,
-    clean_records,
-    load_instruction_records,
-    split_records,
-    tokenize_records,
-)
+from ..data.instructions import (InstructionCollator, InstructionDataset, RecordDataArguments, RecordReport,
+                                 clean_records, load_instruction_records, split_records, tokenize_records)
 from ..errors import HfgptInputError
 from ..evaluation.judge import JudgeArguments
 from .common import FinetuneArguments, LoraArguments, RecipeTrainingArguments, load_chat_model
