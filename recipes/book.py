@@ -80,15 +80,13 @@ def book_files(data_dir: str | None) -> dict[str, str]:
                 raise HfgptInputError(f"{name} is missing from --data_dir {data_dir!r}: put the book's {name} there "
                                       f"(or leave out --data_dir to download it).")
         return {key: os.path.join(data_dir, name) for key, name in names.items()}
-    from datasets import DownloadConfig, DownloadManager
-
     from hfgpt.data.preferences import download_book_preferences
     from hfgpt.data.spam import download_sms_spam
+    from hfgpt.data.text import download_once
 
     files = {}
     for key, download in (("spam", download_sms_spam), ("preferences", download_book_preferences),
-                          ("instructions", lambda: DownloadManager(download_config=DownloadConfig()).download(
-                              INSTRUCTIONS_URL))):
+                          ("instructions", lambda: download_once(INSTRUCTIONS_URL, INSTRUCTIONS_FILE))):
         try:
             files[key] = download()
         except (ConnectionError, HfgptInputError, OSError):
