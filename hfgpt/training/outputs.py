@@ -61,7 +61,8 @@ def run_contents(output_dir: str) -> list[str]:
 
 
 def last_complete_checkpoint(output_dir: str, flag: str = "last") -> str:
-    """The newest ``checkpoint-N`` in ``output_dir`` holding ``trainer_state.json`` (the Trainer writes it last)."""
+    """The newest ``checkpoint-N`` in ``output_dir`` holding ``trainer_state.json``. The Trainer writes it last, so a
+    run killed while saving leaves a newer folder without it, which transformers' ``get_last_checkpoint`` would pick."""
     steps = _checkpoints(output_dir)
     if not steps:
         raise HfgptInputError(f"--resume_from_checkpoint {flag}: no checkpoint-* folder in {output_dir!r}.")
@@ -107,8 +108,9 @@ def protect_output_dir(training_args, resume: str | None) -> None:
 
 @contextlib.contextmanager
 def staged_output(trainer):
-    """Inside the block ``trainer.args.output_dir`` is a staging folder; on success its files replace the final ones
-    (the main process publishes), on an exception it is removed and the previous model is untouched."""
+    """Inside the block ``trainer.args.output_dir`` is a staging folder; on success its files replace the final ones,
+    on an exception it is removed and the previous model is untouched. Every process enters (a sharded model is
+    gathered by all of them); the main process publishes."""
     args = trainer.args
     output_dir = args.output_dir
     staging = os.path.join(output_dir, STAGING_DIR)
