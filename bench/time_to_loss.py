@@ -1,7 +1,7 @@
 """Benchmark: time to a target validation loss, the speedrun figure, through the real pretraining recipe.
 
 Runs :func:`hfgpt.training.pretrain.pretrain` (the main job: the embedded default corpus, its byte-level BPE of
-vocabulary 8000 and its seeded validation split, preset ``small``, windows of 128, one epoch) with an evaluation
+vocabulary 8000 and its seeded validation split, preset ``laptop``, windows of 128, three epochs) with an evaluation
 every ``--eval-every`` steps and a Trainer callback that stops training at the first evaluation whose ``eval_loss``
 is at or below ``--target-loss`` (default 4.184 nats/token: the default main job's final validation loss before
 issue #16). It reports

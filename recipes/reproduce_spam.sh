@@ -19,7 +19,7 @@ FPR="${TARGET_FPR:-0.005}"
 
 python recipes/export_sms_text.py "${DATA[@]}" --output_file "$OUT/sms-pretrain.txt"
 python recipes/pretrain.py --train_file "$OUT/sms-pretrain.txt" --preset small --max_length 64 --vocab_size 4000 \
-    --num_train_epochs 10 --output_dir "$OUT/sms-pretrain" --sample_prompt "Free entry"
+    --num_train_epochs 10 --drop_rate 0.1 --output_dir "$OUT/sms-pretrain" --sample_prompt "Free entry"
 python recipes/finetune_spam.py --model_name_or_path "$OUT/sms-pretrain" "${DATA[@]}" --mode full \
     --learning_rate 3e-4 --num_train_epochs 5 --target_fpr "$FPR" --output_dir "$OUT/spam-full"
 python recipes/finetune_spam.py --model_name_or_path "$OUT/sms-pretrain" "${DATA[@]}" --mode full \

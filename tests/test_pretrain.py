@@ -18,7 +18,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO_ROOT, free_port
+from conftest import REPO_ROOT, free_port, pydoc_topics, save_tiny_checkpoint
 
 RECIPE = os.path.join(REPO_ROOT, "recipes", "pretrain.py")
 PROBE = os.path.join(REPO_ROOT, "tests", "ddp_probe.py")
@@ -296,7 +296,7 @@ def test_kill_and_resume(corpus, tmp_path):
 
 
 @pytest.mark.parametrize("preset, overrides, window, expected", [
-    ("small", None, 128, (128, None)),                       # the default run: the preset's 256 becomes the window
+    ("laptop", None, 128, (128, None)),                      # the default run: the preset's 256 becomes the window
     ("124M", "n_layer=2", 64, (64, None)),
     ("tiny", "n_positions=96", 32, (96, 32)),                # asked for more: kept, and what was trained is recorded
     ("tiny", "n_positions=32", 32, (32, None)),
@@ -307,6 +307,26 @@ def test_a_new_model_has_the_context_it_trains(preset, overrides, window, expect
     model_args = ModelArguments(preset=preset, config_overrides=overrides)
     for config in (planned_config(model_args, window), build_config(model_args, window)):
         assert (config.n_positions, config.trained_context) == expected
+
+
+def test_the_run_sets_the_dropout(tmp_path):
+    """--drop_rate (default 0.0: the main job learns faster without dropout) shapes a new model and a continued one;
+    a dropout given one by one in --config_overrides wins."""
+    from hfgpt import GPTScratchConfig
+    from hfgpt.tokenization import train_bpe_tokenizer
+    from hfgpt.training.pretrain import ModelArguments, build_config, load_model
+
+    def dropouts(config):
+        return config.embd_pdrop, config.attn_pdrop, config.resid_pdrop
+
+    assert dropouts(build_config(ModelArguments(), 128)) == (0.0, 0.0, 0.0)
+    assert dropouts(build_config(ModelArguments(drop_rate=0.1), 128)) == (0.1, 0.1, 0.1)  # the book's
+    assert dropouts(build_config(ModelArguments(config_overrides="attn_pdrop=0.2"), 128)) == (0.0, 0.2, 0.0)
+    tokenizer = train_bpe_tokenizer(pydoc_topics(5), vocab_size=300, model_max_length=64)
+    folder, _ = save_tiny_checkpoint(tmp_path, tokenizer, drop_rate=0.1)  # a checkpoint trained with the book's 0.1
+    assert dropouts(GPTScratchConfig.from_pretrained(folder)) == (0.1, 0.1, 0.1)
+    continued = load_model(ModelArguments(model_name_or_path=folder), tokenizer, 64)
+    assert dropouts(continued.config) == (0.0, 0.0, 0.0)
 
 
 def test_continued_training_records_the_longest_window(tmp_path):

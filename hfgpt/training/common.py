@@ -25,12 +25,14 @@ class BaseModelArguments:
     model_name_or_path: str | None = field(default=None, metadata={"help": "An hfgpt or GPT-2 folder or Hub id."})
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer folder or Hub id; default: the model's."})
     attn_implementation: str = field(default="sdpa", metadata={"help": "eager (the book's), sdpa, flash_attention_2."})
+    drop_rate: float | None = field(default=0.0, metadata={
+        "help": "The book's drop_rate while training (it fine-tunes with 0.0; short pretraining runs learn faster "
+                "without dropout too)."})
 
 
 @dataclass
 class FinetuneArguments(BaseModelArguments):
     mode: str = field(default="full", metadata={"help": "What trains: full, last-block (the book's ch. 6) or lora."})
-    drop_rate: float | None = field(default=0.0, metadata={"help": "Dropout while fine-tuning (the book: 0.0)."})
 
 
 @dataclass

@@ -19,7 +19,8 @@ logger = logging.getLogger("hfgpt.pretrain")
 
 @dataclass
 class ModelArguments(BaseModelArguments):
-    preset: str = field(default="small", metadata={"help": "124M ... 1558M (GPT-2's), tiny, mini, small, medium-cpu."})
+    preset: str = field(default="laptop", metadata={
+        "help": "124M ... 1558M (GPT-2's), tiny, mini, small, laptop, medium-cpu."})
     config_overrides: str | None = field(default=None, metadata={"help": "GPTScratchConfig fields, e.g. 'n_layer=2'."})
     vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size of the BPE trained on the corpus."})
 
@@ -54,7 +55,7 @@ class PretrainingArguments(RecipeTrainingArguments):
     learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate (AdamW, and Muon scaled to it)."})
     warmup_steps: float = field(default=0.05, metadata={"help": "Warm-up steps (a fraction < 1 of all steps)."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
-    num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the training windows."})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Passes over the training windows."})
     eval_strategy: str = field(default="steps", metadata={"help": "When to evaluate: steps, epoch or no."})
     eval_steps: float | None = field(default=0.25, metadata={"help": "Evaluate every N steps (or a fraction)."})
     logging_steps: float = field(default=10, metadata={"help": "Log the training loss every N steps."})
@@ -91,7 +92,8 @@ def build_config(model_args: ModelArguments, window: int, tokenizer=None):
     from ..configuration_gpt_scratch import GPTScratchConfig
     from ..tokenization import special_token_ids
 
-    overrides = {"n_positions": window, **parse_overrides(model_args.config_overrides)}
+    overrides = {"n_positions": window, "drop_rate": model_args.drop_rate,
+                 **parse_overrides(model_args.config_overrides)}
     if tokenizer is not None:
         overrides = {"vocab_size": len(tokenizer), **special_token_ids(tokenizer), **overrides}
     try:
@@ -139,7 +141,8 @@ def load_model(model_args: ModelArguments, tokenizer, window: int):
         config = build_config(model_args, window, tokenizer)
         check_vocabulary(tokenizer, config)  # --config_overrides vocab_size=... smaller than the tokenizer
         return GPTScratchForCausalLM._from_config(config, attn_implementation=model_args.attn_implementation)
-    model = load_base_model(model_args.model_name_or_path, attn_implementation=model_args.attn_implementation)
+    model = load_base_model(model_args.model_name_or_path, drop_rate=model_args.drop_rate,
+                            attn_implementation=model_args.attn_implementation)
     if getattr(model.config, "trained_context", None) is not None:  # a longer window trains more of the context
         record_trained_context(model.config, window)
     check_vocabulary(tokenizer, model.config, model_args.model_name_or_path)
