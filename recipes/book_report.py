@@ -35,8 +35,8 @@ def _pct(value) -> str:
 HEADLINES = {
     "pretrain": lambda r: f"validation {_f(r.get('eval_bits_per_byte'))} bits per byte (xz "
                           f"{_f(r.get('eval_xz_bits_per_byte'))}, unigram {_f(r.get('eval_unigram_bits_per_byte'))})",
-    "spam-full": lambda r: f"book-protocol test accuracy {_pct(r.get('test_accuracy'))} (book 95.67%, SVM "
-                           f"{_pct(r.get('svm_test_accuracy'))})",
+    "spam-full": lambda r: f"book-protocol test accuracy {_pct(r.get('test_argmax_accuracy'))} (book 95.67%, SVM "
+                           f"{_pct(r.get('svm_default_test_accuracy'))})",
     "spam-all": lambda r: f"natural test FPR {_pct(r.get('natural_test_fpr'))}, recall "
                           f"{_pct(r.get('natural_test_recall'))} (SVM {_pct(r.get('svm_natural_test_fpr'))}, "
                           f"{_pct(r.get('svm_natural_test_recall'))})",
@@ -71,10 +71,13 @@ def pretrain_rows(r: dict) -> list:
 
 
 def spam_rows(full: dict, natural: dict) -> list:
-    rows, acc = [], full.get("test_accuracy")
+    rows, acc = [], full.get("test_argmax_accuracy")  # the book's rule: the larger logit (P(spam) > 0.5)
     if full:
-        rows.append(("book protocol: test accuracy", _pct(acc), f"book 95.67%, SVM {_pct(full.get('svm_test_accuracy'))}",
-                     "the book's: " + _target(acc, BOOK_SPAM_ACCURACY, True)))
+        rows += [("book protocol: test accuracy (argmax, the book's rule)", _pct(acc),
+                  f"book 95.67%, SVM {_pct(full.get('svm_default_test_accuracy'))}",
+                  "the book's: " + _target(acc, BOOK_SPAM_ACCURACY, True)),
+                 ("book protocol: test accuracy at the threshold for FPR <= 0.5% on validation",
+                  _pct(full.get("test_accuracy")), f"SVM {_pct(full.get('svm_test_accuracy'))}", "")]
     fpr, recall = natural.get("natural_test_fpr"), natural.get("natural_test_recall")
     svm_fpr, svm_recall = natural.get("svm_natural_test_fpr"), natural.get("svm_natural_test_recall")
     if natural:

@@ -66,6 +66,9 @@ def test_report_card_has_every_stage_with_its_figures_and_anchors(journey):
                    "not on the same scale", "before:", "after:", "reference:"):
         assert figure in report, figure
     assert "missed** by" in report  # tiny settings miss the targets, and the card says by how much
+    spam = json.loads((out / "spam-full" / "all_results.json").read_text())  # the book's figure is argmax accuracy
+    assert f"| book protocol: test accuracy (argmax, the book's rule) | {100 * spam['test_argmax_accuracy']:.2f}% |" \
+        in report
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert 0 <= evaluation["rouge_l"] <= 1 and 0 < evaluation["nearest_neighbour_rouge_l"] <= 1
     for line in report.splitlines():  # every plot the card links exists, relative to the card
