@@ -20,7 +20,7 @@ PRESETS: dict[str, dict] = {
     "tiny": dict(n_embd=64, n_layer=2, n_head=2, n_positions=128),
     "mini": dict(n_embd=128, n_layer=4, n_head=4, n_positions=256),
     "small": dict(n_embd=256, n_layer=4, n_head=4, n_positions=256),
-    "laptop": dict(n_embd=192, n_layer=5, n_head=3, n_positions=256),  # the main job's: 3 epochs in ~5 min on 2 cores
+    "laptop": dict(n_embd=192, n_layer=5, n_head=3, n_positions=256),  # the main job's (docs/pretraining.md)
     "medium-cpu": dict(n_embd=384, n_layer=6, n_head=6, n_positions=512),
 }
 PRESET_ALIASES = {"gpt2": "124M", "gpt2-small": "124M", "gpt2-medium": "355M", "gpt2-large": "774M", "gpt2-xl": "1558M"}

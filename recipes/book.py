@@ -38,13 +38,12 @@ SPAM_FILE, INSTRUCTIONS_FILE, PREFERENCES_FILE = ("SMSSpamCollection", "instruct
                                                   "instruction-data-with-preference.json")
 INSTRUCTIONS_URL = ("https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/01_main-chapter-code/"
                     + INSTRUCTIONS_FILE)
-SPAM_FLAGS = ["--mode", "full", "--target_fpr", "0.005"]  # recipes/reproduce_spam.sh's (lr 3e-4 for a --base_model)
-# On the main job's 3.8M-parameter model lr 1e-3 catches more spam on the natural mix (recall 90.2% against 82.1% at
-# 3e-4, FPR 0.28% / 0.00%) and gives a higher argmax accuracy on the book's protocol (98.4% / 97.1%): docs/journey.md.
+SPAM_FLAGS = ["--mode", "full", "--target_fpr", "0.005"]  # recipes/reproduce_spam.sh's, as is its lr for a --base_model
+BASE_MODEL_SPAM = ["--learning_rate", "3e-4"]
+# The main job's small model catches more spam on the natural mix at a larger lr (docs/journey.md).
 SMALL_MODEL_SPAM = ["--learning_rate", "1e-3"]
 SMALL_MODEL_INSTRUCTIONS = ["--mask_prompt", "--learning_rate", "1e-3", "--num_train_epochs", "5"]  # the README's
-# The book's DPO lr (5e-6) is for gpt2-medium; on the main job's instruction model 1 epoch at 5e-5 ends at margin 0.95,
-# at 3e-4 at 2.77 (docs/preferences.md).
+# The book's DPO lr (5e-6) is for gpt2-medium; the main job's small model needs a larger one (docs/preferences.md).
 SMALL_MODEL_PREFERENCES = ["--learning_rate", "3e-4"]
 QUICK = {  # tiny settings: every stage in seconds (the test suite runs them)
     "pretrain": ["--preset", "tiny", "--vocab_size", "1000", "--max_corpus_chars", "40000", "--max_length", "128",
@@ -105,7 +104,7 @@ def stages(args, files: dict[str, str]) -> list[tuple[str, str, list[str]]]:
     judge = [f for flag in ("judge_url", "judge_model_name") if getattr(args, flag)
              for f in (f"--{flag}", getattr(args, flag))]
     plan = [] if args.base_model else [("pretrain", "Tokenizer + pretraining", ["recipes/pretrain.py"])]
-    spam_lr = ["--learning_rate", "3e-4"] if args.base_model else SMALL_MODEL_SPAM
+    spam_lr = BASE_MODEL_SPAM if args.base_model else SMALL_MODEL_SPAM
     plan += [
         ("spam-full", "Spam filter, the book's protocol", ["recipes/finetune_spam.py", "--model_name_or_path", base,
                                                            "--data_file", files["spam"], *SPAM_FLAGS, *spam_lr,
